@@ -1,0 +1,3 @@
+from gpuhealth.cli import main
+
+main()

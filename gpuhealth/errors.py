@@ -1,0 +1,68 @@
+"""The exceptions gpuhealth raises on purpose, each with the exit code the CLI maps it to.
+
+Exit codes (documented in the README):
+  0  every card graded A, B or C
+  1  at least one card graded D or F
+  2  usage error: bad command-line value or a bad input file (sim card, policy, profile, record)
+  3  at least one card INCOMPLETE, or the environment is unusable (no GPU, no driver, no CuPy)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_CARD = 1
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
+
+
+class GpuHealthError(Exception):
+    """Base class: a failure with a one-line message and an exit code."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InputError(GpuHealthError):
+    """A file or value given by the user is malformed: names the file, the field and what was expected."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, source: str, field: str | None, expected: str) -> None:
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {expected}")
+        self.source = source
+        self.field = field
+        self.expected = expected
+
+
+class EnvironmentUnusable(GpuHealthError):
+    """No GPU, no driver, no CuPy: nothing can be measured here."""
+
+    exit_code = EXIT_INCOMPLETE
+
+
+class DeviceError(GpuHealthError):
+    """A failure on the card during a test: ends that test, is recorded in the run."""
+
+
+class DeviceLost(DeviceError):
+    """The card fell off the bus or stopped answering; every later test is not run."""
+
+
+class DeviceOutOfMemory(DeviceError):
+    """An allocation failed."""
+
+
+class KernelCompileError(DeviceError):
+    """A kernel in kernels/ failed to compile."""
+
+
+class TimeBudgetExceeded(DeviceError):
+    """A test ran past its time budget before it had measured enough."""

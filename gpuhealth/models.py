@@ -1,0 +1,383 @@
+"""The run record: frozen dataclasses, versioned JSON round-trip in one place.
+
+A run record holds everything measured on one card (identity, health counters before and after,
+every repetition of every test, verification outcomes, telemetry) and, once judged, the analysis and
+the grade. JSON is the canonical form; `record_to_json` / `record_from_json` are the only way in and
+out, and `run_record_json_schema` gives the JSON Schema that validates it (shipped as
+gpuhealth/data/run-record.schema.json, kept equal by a test).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from gpuhealth.errors import InputError
+
+SCHEMA_VERSION = 1
+
+TestStatus = Literal["passed", "failed", "error", "skipped", "not_run"]
+"""passed: measured and verified; failed: verification found wrong data; error: could not finish
+(lost card, out of memory, time budget); skipped: not applicable to this card; not_run: never started."""
+
+GradeLetter = Literal["A", "B", "C", "D", "F", "INCOMPLETE"]
+Severity = Literal["info", "minor", "major", "critical"]
+Verdict = Literal["ok", "low", "very_low", "high", "no_reference"]
+PrecheckStatus = Literal["ok", "warn", "fail", "unknown"]
+Scalar = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class CardIdentity:
+    """Who the card is. None means the driver did not say (never guessed)."""
+
+    name: str
+    backend: str
+    index: int = 0
+    uuid: str | None = None
+    serial: str | None = None
+    board_part_number: str | None = None
+    vbios: str | None = None
+    inforom: str | None = None
+    pci_bus_id: str | None = None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    memory_total_bytes: int | None = None
+    sm_count: int | None = None
+    compute_capability: str | None = None
+    memory_bus_width_bits: int | None = None
+    max_sm_clock_mhz: float | None = None
+    max_memory_clock_mhz: float | None = None
+    pcie_gen_max: int | None = None
+    pcie_width_max: int | None = None
+    power_limit_default_w: float | None = None
+    sim_card: str | None = None
+
+
+@dataclass(frozen=True)
+class RowRemapHistogram:
+    """NVML's row-remapper bank histogram: banks by how many spare rows they have left."""
+
+    max: int
+    high: int
+    partial: int
+    low: int
+    none: int
+
+
+@dataclass(frozen=True)
+class HealthCounters:
+    """NVML health counters read at one moment. None = not supported or not readable."""
+
+    ecc_enabled: bool | None = None
+    ecc_volatile_corrected: int | None = None
+    ecc_volatile_uncorrected: int | None = None
+    ecc_aggregate_corrected: int | None = None
+    ecc_aggregate_uncorrected: int | None = None
+    remapped_rows_correctable: int | None = None
+    remapped_rows_uncorrectable: int | None = None
+    remapped_rows_pending: bool | None = None
+    remapped_rows_failure: bool | None = None
+    row_remap_histogram: RowRemapHistogram | None = None
+    pcie_gen_current: int | None = None
+    pcie_width_current: int | None = None
+    pcie_replay_count: int | None = None
+    power_limit_w: float | None = None
+    temperature_c: float | None = None
+    temperature_slowdown_c: float | None = None
+    temperature_shutdown_c: float | None = None
+    memory_temperature_max_c: float | None = None
+    energy_j: float | None = None
+    clocks_event_reasons: int | None = None
+
+
+@dataclass(frozen=True)
+class TelemetrySample:
+    """One NVML sample; t_s is seconds since the run started (on the backend's clock)."""
+
+    t_s: float
+    temperature_c: float | None = None
+    memory_temperature_c: float | None = None
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    memory_clock_mhz: float | None = None
+    utilization_pct: float | None = None
+    clocks_event_reasons: int | None = None
+    energy_j: float | None = None
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    name: str | None = None
+    used_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class XidEvent:
+    t_s: float
+    code: int
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Precheck:
+    name: str
+    status: PrecheckStatus
+    message: str
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity of a test, with every timed repetition kept."""
+
+    name: str
+    unit: str
+    values: tuple[float, ...]
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class MemoryMismatch:
+    """A 32-bit word that read back wrong. address is the device address of the word."""
+
+    address: int
+    expected: int
+    actual: int
+    pattern: str
+
+    @property
+    def bits(self) -> tuple[int, ...]:
+        diff = self.expected ^ self.actual
+        return tuple(b for b in range(32) if diff >> b & 1)
+
+
+@dataclass(frozen=True)
+class WrongResult:
+    """A computed value that disagreed with its reference."""
+
+    location: str
+    expected: float | None = None
+    actual: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How a test's results were checked and what the check found."""
+
+    method: str
+    passed: bool
+    checked: int
+    mismatches: int
+    max_relative_error: float | None = None
+    bound: float | None = None
+    memory_errors: tuple[MemoryMismatch, ...] = ()
+    wrong_results: tuple[WrongResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One stress test as it ran: parameters, metrics, checks, telemetry, and how it ended."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    status: TestStatus
+    started_s: float = 0.0
+    duration_s: float = 0.0
+    gpu_busy_s: float = 0.0
+    time_budget_s: float = 0.0
+    parameters: dict[str, Scalar] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
+    verifications: tuple[Verification, ...] = ()
+    telemetry: tuple[TelemetrySample, ...] = ()
+    message: str | None = None
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+@dataclass(frozen=True)
+class ReferenceMetric:
+    """What healthy cards of the model measure for one metric."""
+
+    center: float
+    spread: float
+    n: int
+    source: str
+    higher_is_better: bool = True
+    published_peak: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of the card against its reference, with every number a buyer needs to see why."""
+
+    test: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    n: int
+    estimate: float
+    ci_low: float
+    ci_high: float
+    reference: ReferenceMetric | None = None
+    z: float | None = None
+    percentile: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    relative_deviation: float | None = None
+    verdict: Verdict = "no_reference"
+
+
+@dataclass(frozen=True)
+class SoakSummary:
+    duration_s: float
+    iterations: int
+    mismatched_iterations: int
+    idle_temperature_c: float | None = None
+    max_temperature_c: float | None = None
+    plateau_temperature_c: float | None = None
+    time_constant_s: float | None = None
+    mean_power_w: float | None = None
+    thermal_resistance_c_per_w: float | None = None
+    reference_c_per_w: float | None = None
+    max_memory_temperature_c: float | None = None
+    slowdown_margin_c: float | None = None
+    sm_clock_mean_mhz: float | None = None
+    sm_clock_cv: float | None = None
+    throttle_share: dict[str, float] = field(default_factory=dict)
+    throughput_drift_pct: float | None = None
+    stopped_early: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A fact about the card's health, found by a test, a counter or the soak analysis."""
+
+    code: str
+    severity: Severity
+    source: str
+    message: str
+    value: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ProfileRef:
+    key: str
+    name: str
+    source: str
+    cards: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    profile: ProfileRef | None
+    comparisons: tuple[MetricComparison, ...]
+    soak: SoakSummary | None
+    findings: tuple[Finding, ...]
+    energy_used_j: float | None = None
+    gpu_busy_share: float | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a grade: the rule that fired, the measured value and the reference it was held against."""
+
+    rule: str
+    grade: GradeLetter
+    message: str
+    value: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Grade:
+    letter: GradeLetter
+    disposition: str
+    reasons: tuple[Reason, ...]
+    policy: str
+    policy_sha256: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    schema_version: int
+    tool_version: str
+    run_id: str
+    started_at: str
+    host: str
+    backend: str
+    preset: str
+    identity: CardIdentity
+    finished_at: str | None = None
+    complete: bool = False
+    interrupted: str | None = None
+    counters_before: HealthCounters | None = None
+    counters_after: HealthCounters | None = None
+    prechecks: tuple[Precheck, ...] = ()
+    processes: tuple[ProcessInfo, ...] = ()
+    tests: tuple[TestResult, ...] = ()
+    xid_events: tuple[XidEvent, ...] = ()
+    wall_time_s: float | None = None
+    analysis: Analysis | None = None
+    grade: Grade | None = None
+
+    def test(self, name: str) -> TestResult | None:
+        return next((t for t in self.tests if t.name == name), None)
+
+
+@cache
+def _adapter() -> TypeAdapter[RunRecord]:
+    return TypeAdapter(RunRecord)
+
+
+def record_to_json(record: RunRecord) -> str:
+    """The canonical JSON text of a record (field order fixed, floats in shortest round-trip form)."""
+    data = _adapter().dump_python(record, mode="json")
+    return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def record_from_json(text: str, source: str = "run record") -> RunRecord:
+    """Parse and validate a record; a bad one raises InputError naming the field and what was expected."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, None, f"not JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise InputError(source, None, "expected a JSON object (a gpuhealth run record)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            source, "schema_version", f"expected {SCHEMA_VERSION}, found {version!r}"
+        )
+    try:
+        return _adapter().validate_python(data)
+    except ValidationError as exc:
+        raise validation_error_to_input_error(exc, source) from exc
+
+
+def validation_error_to_input_error(exc: ValidationError, source: str) -> InputError:
+    """Turn pydantic's report into one line: the first bad field's path and what was expected."""
+    first = exc.errors()[0]
+    path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    got = first.get("input")
+    if first["type"] != "missing" and not isinstance(got, dict | list):
+        message += f" (got {got!r})"
+    return InputError(source, path or None, message)
+
+
+def run_record_json_schema() -> dict[str, Any]:
+    schema = _adapter().json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://gpuhealth.dev/schema/run-record-v{SCHEMA_VERSION}.json"
+    return schema
