@@ -30,7 +30,7 @@ class GpuHealthError(Exception):
 
 
 class InputError(GpuHealthError):
-    """A file or value given by the user is malformed: names the file, the field and what was expected."""
+    """A malformed file or value from the user: names the file, the field and what was expected."""
 
     exit_code = EXIT_USAGE
 
@@ -66,3 +66,7 @@ class KernelCompileError(DeviceError):
 
 class TimeBudgetExceeded(DeviceError):
     """A test ran past its time budget before it had measured enough."""
+
+
+class NotApplicable(GpuHealthError):
+    """A test that this card cannot run by design (e.g. tensor cores before compute 7.0)."""

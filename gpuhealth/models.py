@@ -22,7 +22,8 @@ SCHEMA_VERSION = 1
 
 TestStatus = Literal["passed", "failed", "error", "skipped", "not_run"]
 """passed: measured and verified; failed: verification found wrong data; error: could not finish
-(lost card, out of memory, time budget); skipped: not applicable to this card; not_run: never started."""
+(lost card, out of memory, time budget); skipped: not applicable to this card; not_run: never
+started."""
 
 GradeLetter = Literal["A", "B", "C", "D", "F", "INCOMPLETE"]
 Severity = Literal["info", "minor", "major", "critical"]
@@ -266,6 +267,7 @@ class Finding:
     message: str
     value: str | None = None
     reference: str | None = None
+    measure: float | None = None  # the number policy thresholds compare (e.g. a ratio)
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a grade: the rule that fired, the measured value and the reference it was held against."""
+    """Why a grade: the rule that fired, the measured value and the reference it was held to."""
 
     rule: str
     grade: GradeLetter
@@ -339,13 +341,13 @@ def _adapter() -> TypeAdapter[RunRecord]:
 
 
 def record_to_json(record: RunRecord) -> str:
-    """The canonical JSON text of a record (field order fixed, floats in shortest round-trip form)."""
+    """The canonical JSON text of a record (fixed field order, shortest round-trip floats)."""
     data = _adapter().dump_python(record, mode="json")
     return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def record_from_json(text: str, source: str = "run record") -> RunRecord:
-    """Parse and validate a record; a bad one raises InputError naming the field and what was expected."""
+    """Parse and validate a record; a bad one raises InputError naming the field and expectation."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -354,9 +356,7 @@ def record_from_json(text: str, source: str = "run record") -> RunRecord:
         raise InputError(source, None, "expected a JSON object (a gpuhealth run record)")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise InputError(
-            source, "schema_version", f"expected {SCHEMA_VERSION}, found {version!r}"
-        )
+        raise InputError(source, "schema_version", f"expected {SCHEMA_VERSION}, found {version!r}")
     try:
         return _adapter().validate_python(data)
     except ValidationError as exc:

@@ -25,7 +25,7 @@ WordArray = npt.NDArray[np.uint32]
 
 @dataclass(frozen=True)
 class MemPattern:
-    """One pattern: kind, its parameter (shift, constant value or seed) and whether it is inverted."""
+    """One pattern: kind, its parameter (shift, constant value or seed), and whether inverted."""
 
     kind: PatternKind
     param: int = 0
@@ -51,7 +51,8 @@ def _mix32(x: WordArray) -> WordArray:
     x = x * U32(0x7FEB352D)
     x = x ^ (x >> U32(15))
     x = x * U32(0x846CA68B)
-    return x ^ (x >> U32(16))
+    mixed: WordArray = x ^ (x >> U32(16))
+    return mixed
 
 
 def expected_words(
@@ -75,7 +76,8 @@ def expected_words(
         else:
             seed = U32(pattern.param & 0xFFFFFFFF)
             words = _mix32(lo ^ (hi * U32(0x9E3779B9)) ^ seed)
-    return ~words if pattern.invert else words
+    result: WordArray = ~words if pattern.invert else words
+    return result
 
 
 def standard_sequence(count: int, seed: int = 0x5EED) -> tuple[MemPattern, ...]:

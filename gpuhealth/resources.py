@@ -1,4 +1,4 @@
-"""Find the top-level data folders (kernels/, reports/) from a source checkout or an installed wheel.
+"""Find the top-level folders kernels/ and reports/ from a source checkout or an installed wheel.
 
 In a checkout they sit beside the package; a wheel carries them inside it as gpuhealth/_shipped/
 (pyproject.toml, force-include). The package's own data (profiles, policy, sim cards, schema) is

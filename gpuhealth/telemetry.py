@@ -93,12 +93,12 @@ class ThermalGuard:
     def check(self, samples: Sequence[TelemetrySample]) -> str | None:
         limit = self.limit_c
         for sample in samples:
-            if limit is not None and sample.temperature_c is not None:
-                if sample.temperature_c >= limit:
-                    return (
-                        f"GPU temperature {sample.temperature_c:.0f} °C reached the guard "
-                        f"{limit:.0f} °C ({self.slowdown_c:.0f} °C slowdown − {self.margin_c:.0f})"
-                    )
+            temperature = sample.temperature_c
+            if limit is not None and temperature is not None and temperature >= limit:
+                return (
+                    f"GPU temperature {sample.temperature_c:.0f} °C reached the guard "
+                    f"{limit:.0f} °C ({self.slowdown_c:.0f} °C slowdown − {self.margin_c:.0f})"
+                )
             reasons = sample.clocks_event_reasons
             if reasons is not None and reasons & THERMAL_REASON_BITS:
                 return "thermal slowdown reported by the driver: " + ", ".join(

@@ -154,6 +154,16 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def begin_test(self, name: str) -> None:
+        """Mark the start of a stress test (an NVTX range on a real card; fault timing on sim)."""
+        ...
+
+    def end_test(self) -> None: ...
+
+    def sleep_s(self, seconds: float) -> None:
+        """Wait with the card idle (bit-fade tests); virtual time on the sim."""
+        ...
+
     # --- memory -----------------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> DeviceBuffer: ...
 
@@ -168,6 +178,12 @@ class Backend(Protocol):
         ...
 
     def fill_f32(self, buffer: DeviceBuffer, n: int, value: float) -> None: ...
+
+    def fill_uniform(
+        self, buffer: DeviceBuffer, dtype: GemmDtype, n: int, seed: int, low: float, high: float
+    ) -> None:
+        """n values of dtype, uniform in [low, high), generated on the device from seed."""
+        ...
 
     # --- kernels: each returns the device seconds it took ----------------------------------------
     def stream(
@@ -199,7 +215,7 @@ class Backend(Protocol):
         rewrite: MemPattern | None,
         max_report: int,
     ) -> MemCheck:
-        """Read every word, compare with pattern; if rewrite, write that pattern in the same pass."""
+        """Read every word and compare it with pattern; if rewrite, write that in the same pass."""
         ...
 
     def fma_loop(
@@ -230,17 +246,22 @@ class Backend(Protocol):
         FLOPs: blocks*(threads/32)*iterations*MMA_ACCUMULATORS*16*8*16*2."""
         ...
 
-    def gemm_tensor(
-        self, a: DeviceBuffer, bt: DeviceBuffer, c: DeviceBuffer, n: int
-    ) -> float:
+    def gemm_tensor(self, a: DeviceBuffer, bt: DeviceBuffer, c: DeviceBuffer, n: int) -> float:
         """Our raw tensor-core GEMM: C[i,j] = sum_k A[i,k]*Bt[j,k]; A, Bt fp16 row-major n×n,
         C float32 row-major. n is a multiple of 64."""
         ...
 
     def gemm_library(
-        self, a: DeviceBuffer, b: DeviceBuffer, c: DeviceBuffer, n: int, dtype: GemmDtype
+        self,
+        a: DeviceBuffer,
+        b: DeviceBuffer,
+        c: DeviceBuffer,
+        n: int,
+        dtype: GemmDtype,
+        repeats: int = 1,
     ) -> float:
-        """The vendor library (cuBLAS via cupy.matmul): C = A @ B, all n×n row-major of dtype."""
+        """The vendor library (cuBLAS via cupy.matmul): C = A @ B, all n×n row-major of dtype,
+        `repeats` times back to back (one timing around all of them)."""
         ...
 
     def gemm_reference_f64(

@@ -1,0 +1,18 @@
+"""The stress tests, in the order a grade runs them."""
+
+from __future__ import annotations
+
+from gpuhealth.stresstests.bandwidth import BandwidthTest
+from gpuhealth.stresstests.base import StressTest
+from gpuhealth.stresstests.fp16_tensor import Fp16TensorTest
+from gpuhealth.stresstests.fp32 import Fp32Test
+from gpuhealth.stresstests.gemm import GemmTest
+from gpuhealth.stresstests.memtest import MemtestTest
+from gpuhealth.stresstests.soak import SoakTest
+
+
+def all_tests() -> tuple[StressTest, ...]:
+    return (BandwidthTest(), MemtestTest(), Fp32Test(), Fp16TensorTest(), GemmTest(), SoakTest())
+
+
+TEST_NAMES = tuple(t.name for t in all_tests())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The real-card check, from a plain checkout (no install needed beyond the project's dependencies
+# and CuPy):
+#
+#   bench/gpu_check.sh [--quick]
+#
+# 1. the tests marked `gpu` (tests/test_cuda_backend.py: every CUDA primitive against numpy, plus
+#    injected faults), 2. bench/bench_kernels.py: one table of ratios against peers measured in the
+#    same run on the same card, and a BENCH_JSON line for bench/RESULTS.md.
+# The benchmark runs even when a test fails (its numbers help find why); the exit status is the
+# first failure's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+PYTHON="${PYTHON:-python3}"
+status=0
+
+echo "== gpu tests"
+# Modules that need packages this machine lacks are reported, not allowed to stop the gpu tests.
+"$PYTHON" -m pytest -m gpu -q --continue-on-collection-errors tests || status=$?
+
+echo "== kernel benchmark"
+"$PYTHON" bench/bench_kernels.py "$@" || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
+
+# --- gpuhealth grade --quick timing: the lead adds it here ---------------------------------------
+
+exit "$status"

@@ -1,0 +1,134 @@
+"""Judging a run record: metrics against the reference profile, soak analysis, findings, grade.
+
+Measuring and judging are separate: this works on a stored record with no GPU, so a record can be
+re-analysed and re-graded later (`gpuhealth report --regrade`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gpuhealth import findings as health
+from gpuhealth import soak, stats
+from gpuhealth.grading import Policy, grade
+from gpuhealth.models import (
+    Analysis,
+    MetricComparison,
+    ProfileRef,
+    RunRecord,
+    TelemetrySample,
+    TestResult,
+    Verdict,
+)
+from gpuhealth.profiles import Profile
+
+HIGH_Z = 4.0  # far above the healthy centre: worth showing (a wrong profile?), not a defect
+
+
+def compare_metrics(
+    tests: tuple[TestResult, ...], profile: Profile | None, policy: Policy
+) -> tuple[MetricComparison, ...]:
+    """Every metric of every test; those with a reference get z, percentile, p and Holm's p."""
+    rows: list[MetricComparison] = []
+    for test in tests:
+        for metric in test.metrics:
+            if not metric.values:
+                continue
+            reference = profile.metric(test.name, metric.name) if profile else None
+            if reference is None and profile is not None:
+                continue  # not a judged metric of this model (e.g. iteration timestamps)
+            est = stats.estimate(metric.values)
+            row = MetricComparison(
+                test=test.name,
+                metric=metric.name,
+                unit=metric.unit,
+                higher_is_better=metric.higher_is_better,
+                n=est.n,
+                estimate=est.value,
+                ci_low=est.ci_low,
+                ci_high=est.ci_high,
+            )
+            if reference is not None:
+                cmp = stats.compare(
+                    est, reference.center, reference.spread, reference.higher_is_better
+                )
+                row = replace(
+                    row,
+                    reference=reference.reference(),
+                    z=cmp.z,
+                    percentile=cmp.percentile,
+                    p_value=cmp.p_value,
+                    relative_deviation=cmp.relative_deviation,
+                )
+            rows.append(row)
+    judged = [i for i, r in enumerate(rows) if r.p_value is not None]
+    adjusted = stats.holm([rows[i].p_value or 1.0 for i in judged])
+    for i, p_adj in zip(judged, adjusted, strict=True):
+        rows[i] = replace(rows[i], p_adjusted=p_adj, verdict=_verdict(rows[i], p_adj, policy))
+    return tuple(rows)
+
+
+def _verdict(row: MetricComparison, p_adjusted: float, policy: Policy) -> Verdict:
+    s = policy.spec.statistics
+    rel = row.relative_deviation or 0.0
+    if p_adjusted < s.alpha and rel <= -s.min_relative_deficit:
+        return "very_low" if rel <= -s.very_low_deficit else "low"
+    if row.z is not None and row.z > HIGH_Z:
+        return "high"
+    return "ok"
+
+
+def first_sample(record: RunRecord) -> TelemetrySample | None:
+    """The run's first telemetry sample: the card at idle before any test."""
+    for test in record.tests:
+        if test.telemetry:
+            return test.telemetry[0]
+    return None
+
+
+def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analysis:
+    comparisons = compare_metrics(record.tests, profile, policy)
+    counters = record.counters_after or record.counters_before
+    soak_test = record.test("soak")
+    summary = None
+    if soak_test is not None and soak_test.telemetry:
+        summary = soak.summarize(
+            soak_test,
+            first_sample(record),
+            counters.temperature_slowdown_c if counters else None,
+            profile.thermal.c_per_w if profile and profile.thermal else None,
+        )
+    found = (
+        health.test_findings(record.tests)
+        + health.counter_findings(record.counters_before, record.counters_after)
+        + health.identity_findings(record)
+        + health.performance_findings(comparisons)
+        + health.soak_findings(summary, counters)
+    )
+    energy = None
+    before, after = record.counters_before, record.counters_after
+    if before and after and before.energy_j is not None and after.energy_j is not None:
+        energy = round(after.energy_j - before.energy_j, 3)
+    busy = sum(t.gpu_busy_s for t in record.tests)
+    return Analysis(
+        profile=ProfileRef(profile.key, profile.name, profile.source, profile.cards)
+        if profile
+        else None,
+        comparisons=comparisons,
+        soak=summary,
+        findings=tuple(found),
+        energy_used_j=energy,
+        gpu_busy_share=round(busy / record.wall_time_s, 4) if record.wall_time_s else None,
+    )
+
+
+def judge(record: RunRecord, profile: Profile | None, policy: Policy) -> RunRecord:
+    """The record with its analysis and grade filled in (replacing any earlier judgement)."""
+    analysis = analyse(record, profile, policy)
+    note = None
+    if profile is None:
+        note = (
+            f"performance not judged: no reference profile for {record.identity.name!r}; "
+            "grade from health findings only"
+        )
+    return replace(record, analysis=analysis, grade=grade(analysis.findings, policy, note))

@@ -1,0 +1,798 @@
+"""The simulated card: a model of a GPU on a virtual clock, with injectable faults.
+
+Not a stub. Every primitive of the backend contract does its real data work on scaled-down host
+buffers, so that the stress tests' verification, detection and address-reporting code runs for real:
+- each device buffer keeps a dense host window (its first WINDOW_BYTES); beyond the window its
+  content is described (a constant, a memtest pattern, a seeded uniform fill) and faulty cells
+  there are evaluated one by one, so a stuck bit anywhere in an 80 GB buffer is found at its
+  address;
+- matrix products compute a corner block of the result (GEMM_BLOCK rows × cols) from the exact
+  input values; checks compare those blocks;
+- time is the model's: work / (rate × clock factor) with seeded noise, and the thermal model
+  (simphysics.py) advances with the power each kernel draws; telemetry is sampled on that clock.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuhealth.backends.base import (
+    FMA_CHAINS,
+    MMA_ACCUMULATORS,
+    STREAM_BYTES_PER_ELEMENT,
+    CloseCheck,
+    DeviceBuffer,
+    DeviceInfo,
+    GemmDtype,
+    MemCheck,
+    StreamOp,
+    fma_start,
+    fp32_lanes_per_sm,
+)
+from gpuhealth.backends.simcards import SimCard
+from gpuhealth.backends.simphysics import CardPhysics
+from gpuhealth.errors import DeviceError, DeviceLost, DeviceOutOfMemory
+from gpuhealth.models import (
+    CardIdentity,
+    HealthCounters,
+    ProcessInfo,
+    RowRemapHistogram,
+    TelemetrySample,
+    XidEvent,
+)
+from gpuhealth.patterns import MemPattern, expected_words, word_digest
+
+WINDOW_BYTES = 4 << 20  # dense host window of a large buffer
+DENSE_BYTES = 16 << 20  # buffers up to this size are held whole
+GEMM_BLOCK = (8, 64)
+LOST_AFTER_KERNELS = 3  # lost_at: the card falls off the bus at this kernel of the named test
+ALLOC_ALIGN = 2 << 20
+SIM_FMA_STEPS = 256  # the sim evaluates this many steps of the map; threads are only compared
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ConstTail:
+    value: float
+
+
+@dataclass(frozen=True)
+class PatternTail:
+    pattern: MemPattern
+
+
+@dataclass(frozen=True)
+class UniformTail:
+    seed: int
+    low: float
+    high: float
+
+
+Tail = ConstTail | PatternTail | UniformTail | None
+
+
+@dataclass
+class SimBuffer:
+    """A device allocation: a dense window plus a description of what lies beyond it."""
+
+    address: int
+    nbytes: int
+    window: npt.NDArray[np.uint8]
+    tail: Tail = None  # what lies beyond the window
+    block: npt.NDArray[np.float64] | None = None  # corner block of a matrix product
+    block_dtype: str = "fp32"
+    version: int = 0
+    slices: dict[tuple[object, ...], npt.NDArray[np.float64]] = field(default_factory=dict)
+
+    def touch(self) -> None:
+        self.version += 1
+        self.slices.clear()
+        self.block = None
+
+    @property
+    def window_words(self) -> npt.NDArray[np.uint32]:
+        usable = self.window.size - self.window.size % 4
+        words: npt.NDArray[np.uint32] = self.window[:usable].view(np.uint32)
+        return words
+
+    @property
+    def window_f32(self) -> F32:
+        values: F32 = self.window_words.view(np.float32)
+        return values
+
+
+def _uniform(
+    seed: int, index: npt.NDArray[np.uint64], low: float, high: float
+) -> npt.NDArray[np.float64]:
+    """Counter-based uniform values: the same index always gives the same value."""
+    with np.errstate(over="ignore"):
+        x = (index * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(seed * 0xBF58476D1CE4E5B9 % 2**64)
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(29)
+    unit: npt.NDArray[np.float64] = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return low + (high - low) * unit
+
+
+@functools.cache
+def _fma_chain_values(c: float) -> tuple[float, ...]:
+    x = np.array([fma_start(j) for j in range(FMA_CHAINS)], dtype=np.float32)
+    c32 = np.float32(c)
+    for _ in range(SIM_FMA_STEPS):
+        x = x * x + c32
+    return tuple(float(v) for v in x)
+
+
+class SimBackend:
+    """A simulated card. Satisfies gpuhealth.backends.base.Backend."""
+
+    name = "sim"
+
+    def __init__(self, card: SimCard, index: int = 0) -> None:
+        self.card = card
+        self.index = index
+        self._model = card.model
+        self._faults = card.faults
+        self._rng = np.random.default_rng(card.seed)
+        self._physics = CardPhysics(
+            card.model, card.faults.thermal_resistance_scale, card.faults.power_limit_w
+        )
+        self._now_s = 0.0
+        self._energy_j = 1000.0
+        self._interval_s: float | None = None
+        self._next_sample_s = 0.0
+        self._samples: list[TelemetrySample] = []
+        self._buffers: dict[int, SimBuffer] = {}
+        self._test: str | None = None
+        self._kernels_in_test = 0
+        self._lost = False
+        self._xid: list[XidEvent] = []
+        self._ecc_corrected = 0
+        self._ecc_uncorrected = 0
+        stuck: dict[int, list[tuple[int, int]]] = {}
+        for s in card.faults.stuck_bits:
+            stuck.setdefault(s.address, []).append((s.bit, s.value))
+        flaky: dict[int, list[tuple[int, float]]] = {}
+        for f in card.faults.flaky_bits:
+            flaky.setdefault(f.address, []).append((f.bit, f.probability))
+        self._stuck = stuck
+        self._flaky = flaky
+        self._fault_addresses = np.array(sorted(set(stuck) | set(flaky)), dtype=np.uint64)
+
+    # --- identity, health, telemetry ------------------------------------------------------------
+    def device_info(self) -> DeviceInfo:
+        d = self._model.device
+        major, minor = d.compute_capability
+        return DeviceInfo(
+            name=self.card.name,
+            sm_count=d.sm_count,
+            compute_capability=(major, minor),
+            memory_total_bytes=d.memory_total_bytes,
+            l2_bytes=d.l2_bytes,
+            max_threads_per_sm=d.max_threads_per_sm,
+            fp32_lanes_per_sm=fp32_lanes_per_sm(major, minor),
+            max_sm_clock_mhz=d.max_sm_clock_mhz,
+            max_memory_clock_mhz=d.max_memory_clock_mhz,
+            memory_bus_width_bits=d.memory_bus_width_bits,
+        )
+
+    def identity(self) -> CardIdentity:
+        self._check_alive("identity")
+        i, d = self._model.identity, self._model.device
+        return CardIdentity(
+            name=self.card.name,
+            backend="sim",
+            index=self.index,
+            uuid=self.card.uuid,
+            serial=self.card.serial,
+            board_part_number=i.board_part_number,
+            vbios=i.vbios,
+            inforom=i.inforom,
+            pci_bus_id=i.pci_bus_id,
+            driver_version=i.driver_version,
+            cuda_driver_version=i.cuda_driver_version,
+            memory_total_bytes=d.memory_total_bytes,
+            sm_count=d.sm_count,
+            compute_capability=f"{d.compute_capability[0]}.{d.compute_capability[1]}",
+            memory_bus_width_bits=d.memory_bus_width_bits,
+            max_sm_clock_mhz=d.max_sm_clock_mhz,
+            max_memory_clock_mhz=d.max_memory_clock_mhz,
+            pcie_gen_max=d.pcie_gen_max,
+            pcie_width_max=d.pcie_width_max,
+            power_limit_default_w=self._model.power.default_limit_w,
+            sim_card=self._model.key,
+        )
+
+    def counters(self) -> HealthCounters:
+        self._check_alive("counters")
+        f, d, th = self._faults, self._model.device, self._model.thermal
+        rows = f.remapped_rows
+        return HealthCounters(
+            ecc_enabled=f.ecc_enabled,
+            ecc_volatile_corrected=self._ecc_corrected if f.ecc_enabled else None,
+            ecc_volatile_uncorrected=self._ecc_uncorrected if f.ecc_enabled else None,
+            ecc_aggregate_corrected=self._ecc_corrected if f.ecc_enabled else None,
+            ecc_aggregate_uncorrected=self._ecc_uncorrected if f.ecc_enabled else None,
+            remapped_rows_correctable=rows.correctable,
+            remapped_rows_uncorrectable=rows.uncorrectable,
+            remapped_rows_pending=rows.pending,
+            remapped_rows_failure=rows.failure,
+            row_remap_histogram=self._histogram(),
+            pcie_gen_current=f.pcie_gen or d.pcie_gen_max,
+            pcie_width_current=f.pcie_width or d.pcie_width_max,
+            pcie_replay_count=0,
+            power_limit_w=self._physics.limit_w,
+            temperature_c=round(self._physics.gpu_temperature_c),
+            temperature_slowdown_c=th.slowdown_c,
+            temperature_shutdown_c=th.shutdown_c,
+            memory_temperature_max_c=th.memory_max_c,
+            energy_j=round(self._energy_j, 3),
+            clocks_event_reasons=self._physics.reasons,
+        )
+
+    def _histogram(self) -> RowRemapHistogram:
+        """Banks by spare rows left: each remapped row takes a spare from one bank."""
+        rows = self._faults.remapped_rows
+        used = rows.correctable + rows.uncorrectable
+        banks = self._model.device.row_remap_banks
+        none = 1 if rows.failure else 0
+        touched = min(used, banks - none)
+        return RowRemapHistogram(
+            max=banks - touched - none, high=touched, partial=0, low=0, none=none
+        )
+
+    def telemetry(self) -> TelemetrySample:
+        self._check_alive("telemetry")
+        return self._sample()
+
+    def _sample(self) -> TelemetrySample:
+        p = self._physics
+        mem_clock = self._model.device.max_memory_clock_mhz
+        return TelemetrySample(
+            t_s=round(self._now_s, 4),
+            temperature_c=float(round(p.gpu_temperature_c)),
+            memory_temperature_c=float(round(p.memory_temperature_c)),
+            power_w=round(p.power_w, 2),
+            sm_clock_mhz=float(round(p.clock_factor * self._model.device.max_sm_clock_mhz)),
+            memory_clock_mhz=mem_clock,
+            utilization_pct=100.0 if p.busy else 0.0,
+            clocks_event_reasons=p.reasons,
+            energy_j=round(self._energy_j, 3),
+        )
+
+    def start_telemetry(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._next_sample_s = self._now_s
+
+    def drain_telemetry(self) -> tuple[TelemetrySample, ...]:
+        samples, self._samples = tuple(self._samples), []
+        return samples
+
+    def stop_telemetry(self) -> None:
+        self._interval_s = None
+
+    def processes(self) -> tuple[ProcessInfo, ...]:
+        other = self._other_process()
+        if other is None:
+            return ()
+        return (ProcessInfo(other[0], other[1], other[2]),)
+
+    def _other_process(self) -> tuple[int, str, int] | None:
+        spec = self._faults.other_process
+        if spec is None or spec is False:
+            return None
+        if spec is True:
+            return (4242, "python3", 2048 << 20)
+        return (spec.pid, spec.name, spec.used_memory_mib << 20)
+
+    def xid_events(self) -> tuple[XidEvent, ...]:
+        events, self._xid = tuple(self._xid), []
+        return events
+
+    def clock_s(self) -> float:
+        return self._now_s
+
+    def memory_free_bytes(self) -> int:
+        d = self._model.device
+        other = self._other_process()
+        used = sum(b.nbytes for b in self._buffers.values()) + (other[2] if other else 0)
+        return max(0, d.memory_total_bytes - d.memory_reserved_bytes - used)
+
+    def close(self) -> None:
+        self._buffers.clear()
+
+    def begin_test(self, name: str) -> None:
+        self._check_alive("begin_test")
+        self._test = name
+        self._kernels_in_test = 0
+        for xid in self._faults.xid:
+            if xid.test == name:
+                self._xid.append(XidEvent(self._now_s, xid.code, "injected by the sim card"))
+        if name == "memtest" and self._faults.ecc_enabled:
+            # ECC errors surface while memory is exercised.
+            self._ecc_corrected += self._faults.ecc_corrected
+            self._ecc_uncorrected += self._faults.ecc_uncorrected
+
+    def end_test(self) -> None:
+        self._test = None
+
+    # --- the clock --------------------------------------------------------------------------------
+    def _check_alive(self, what: str) -> None:
+        if self._lost:
+            raise DeviceLost(f"GPU {self.index} has fallen off the bus ({what} failed)")
+
+    def _kernel(self, seconds: float, demand_w: float) -> float:
+        """Run a kernel of nominal duration: noise, clock advance, telemetry. Returns its time."""
+        self._check_alive("kernel launch")
+        self._kernels_in_test += 1
+        lost_here = self._faults.lost_at is not None and self._faults.lost_at == self._test
+        if lost_here and self._kernels_in_test >= LOST_AFTER_KERNELS:
+                self._lost = True
+                self._xid.append(XidEvent(self._now_s, 79, "GPU has fallen off the bus"))
+                self._check_alive("kernel launch")
+        noise = self._model.performance.noise_rel
+        seconds *= max(0.5, 1.0 + noise * float(self._rng.standard_normal()))
+        self._advance(seconds, demand_w)
+        return seconds
+
+    def _advance(self, seconds: float, demand_w: float | None) -> None:
+        end = self._now_s + seconds
+        while True:
+            if self._interval_s is not None and self._next_sample_s <= self._now_s:
+                self._samples.append(self._sample())
+                self._next_sample_s += self._interval_s
+                continue
+            if self._now_s >= end:
+                return
+            step_end = end if self._interval_s is None else min(end, self._next_sample_s)
+            dt = step_end - self._now_s
+            self._physics.advance(dt, demand_w)
+            self._energy_j += self._physics.power_w * dt
+            self._now_s = step_end
+
+    def sleep_s(self, seconds: float) -> None:
+        """Idle time on the virtual clock (bit-fade waits)."""
+        self._check_alive("sleep")
+        self._advance(seconds, None)
+
+    def _compute_speed(self, demand_w: float) -> float:
+        return self._physics.relative_speed(demand_w) * (1.0 + self._faults.card_offset_rel)
+
+    def _memory_speed(self) -> float:
+        point = self._physics.operating_point(self._model.power.stream_w)
+        thermal = 0.5 if point.reasons & 0x40 else 1.0
+        return self._faults.bandwidth_scale * thermal * (1.0 + self._faults.card_offset_rel)
+
+    # --- memory -----------------------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        self._check_alive("alloc")
+        if nbytes <= 0:
+            raise DeviceError(f"alloc: expected a positive size, got {nbytes}")
+        if nbytes > self.memory_free_bytes():
+            raise DeviceOutOfMemory(
+                f"out of memory allocating {nbytes / 2**30:.2f} GiB "
+                f"({self.memory_free_bytes() / 2**30:.2f} GiB free)"
+            )
+        address = 0
+        for start in sorted(self._buffers):
+            if address + nbytes <= start:
+                break
+            end = start + self._buffers[start].nbytes
+            address = max(address, (end + ALLOC_ALIGN - 1) // ALLOC_ALIGN * ALLOC_ALIGN)
+        window = np.zeros(nbytes if nbytes <= DENSE_BYTES else WINDOW_BYTES, dtype=np.uint8)
+        buffer = SimBuffer(address=address, nbytes=nbytes, window=window)
+        self._buffers[address] = buffer
+        return buffer
+
+    def free(self, buffer: DeviceBuffer) -> None:
+        self._buffers.pop(buffer.address, None)
+
+    def _buf(self, buffer: DeviceBuffer) -> SimBuffer:
+        self._check_alive("memory access")
+        if not isinstance(buffer, SimBuffer) or buffer.address not in self._buffers:
+            raise DeviceError("sim: not a live buffer of this card")
+        return buffer
+
+    def upload(self, buffer: DeviceBuffer, host: npt.NDArray[np.generic]) -> None:
+        buf = self._buf(buffer)
+        raw = np.ascontiguousarray(host).view(np.uint8).ravel()
+        if raw.size > buf.window.size:
+            raise DeviceError(f"sim: upload of {raw.size} bytes exceeds the simulated window")
+        buf.touch()
+        buf.window[: raw.size] = raw
+        buf.tail = None
+
+    def download(
+        self, buffer: DeviceBuffer, dtype: type[np.generic], count: int, offset: int = 0
+    ) -> npt.NDArray[np.generic]:
+        buf = self._buf(buffer)
+        itemsize = np.dtype(dtype).itemsize
+        start, stop = offset * itemsize, (offset + count) * itemsize
+        if stop > buf.window.size:
+            raise DeviceError("sim: download beyond the simulated window")
+        raw: npt.NDArray[np.generic] = self._read_window(buf).view(np.uint8)[start:stop]
+        values: npt.NDArray[np.generic] = raw.view(dtype).copy()
+        return values
+
+    def _read_window(self, buf: SimBuffer) -> npt.NDArray[np.uint32]:
+        """The window's words as a read would return them: stuck bits forced, flaky bits flipped."""
+        words: npt.NDArray[np.uint32] = buf.window_words.copy()
+        if self._fault_addresses.size == 0:
+            return words
+        lo, hi = buf.address, buf.address + words.size * 4
+        for address in self._fault_addresses[
+            (self._fault_addresses >= lo) & (self._fault_addresses < hi)
+        ]:
+            i = (int(address) - lo) // 4
+            words[i] = self._faulty(int(address), int(words[i]))
+        return words
+
+    def _faulty(self, address: int, stored: int) -> int:
+        value = stored
+        for bit, level in self._stuck.get(address, ()):
+            value = value | (1 << bit) if level else value & ~(1 << bit)
+        for bit, probability in self._flaky.get(address, ()):
+            if self._rng.random() < probability:
+                value ^= 1 << bit
+        return value & 0xFFFFFFFF
+
+    def _tail_faults(self, buf: SimBuffer, n_words: int) -> npt.NDArray[np.uint64]:
+        """Faulty word addresses inside the buffer's first n_words but beyond its window."""
+        lo = buf.address + buf.window_words.size * 4
+        hi = buf.address + n_words * 4
+        f = self._fault_addresses
+        return f[(f >= lo) & (f < hi)]
+
+    def fill_f32(self, buffer: DeviceBuffer, n: int, value: float) -> None:
+        buf = self._buf(buffer)
+        buf.touch()
+        buf.window_f32[:] = np.float32(value)
+        buf.tail = ConstTail(float(np.float32(value)))
+        self._kernel(4 * n / (self._model.performance.copy_gbs * 1e9), self._model.power.stream_w)
+
+    def fill_uniform(
+        self, buffer: DeviceBuffer, dtype: GemmDtype, n: int, seed: int, low: float, high: float
+    ) -> None:
+        buf = self._buf(buffer)
+        buf.touch()
+        buf.tail = UniformTail(seed, low, high)
+        itemsize = 2 if dtype == "fp16" else 4
+        self._kernel(
+            itemsize * n / (self._model.performance.copy_gbs * 1e9), self._model.power.stream_w
+        )
+
+    # --- stream kernels -------------------------------------------------------------------------
+    def stream(
+        self,
+        op: StreamOp,
+        a: DeviceBuffer,
+        b: DeviceBuffer,
+        c: DeviceBuffer,
+        scalar: float,
+        n: int,
+    ) -> float:
+        bufs = [self._buf(x) for x in (a, b, c)]
+        perf = self._model.performance
+        rate_gbs = {
+            "copy": perf.copy_gbs,
+            "scale": perf.scale_gbs,
+            "add": perf.add_gbs,
+            "triad": perf.triad_gbs,
+            "read": perf.read_gbs,
+        }[op] * self._memory_speed()
+        self._apply_stream(op, bufs[0], bufs[1], bufs[2], np.float32(scalar), n)
+        seconds = STREAM_BYTES_PER_ELEMENT[op] * n / (rate_gbs * 1e9)
+        return self._kernel(seconds, self._model.power.stream_w)
+
+    def _apply_stream(
+        self, op: str, a: SimBuffer, b: SimBuffer, c: SimBuffer, s: np.float32, n: int
+    ) -> None:
+        def values(buf: SimBuffer) -> tuple[F32, np.float32]:
+            window = self._read_window(buf).view(np.float32)[: min(n, buf.window_f32.size)]
+            tail = buf.tail.value if isinstance(buf.tail, ConstTail) else float("nan")
+            return window, np.float32(tail)
+
+        def store(buf: SimBuffer, window: F32, tail: np.float32) -> None:
+            buf.touch()
+            buf.window_f32[: window.size] = window
+            buf.tail = ConstTail(float(tail))
+
+        if op == "read":
+            window, tail = values(a)
+            total = float(window.astype(np.float64).sum()) + float(tail) * (n - window.size)
+            c.touch()
+            c.window_f32[:] = 0.0
+            c.window_f32[0] = np.float32(total)
+            c.tail = ConstTail(0.0)
+            return
+        (wa, ta), (wb, tb), (wc, tc) = values(a), values(b), values(c)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if op == "copy":
+                store(c, wa.copy(), ta)
+            elif op == "scale":
+                store(b, s * wc, s * tc)
+            elif op == "add":
+                store(c, wa + wb, ta + tb)
+            else:
+                store(a, wb + s * wc, tb + s * tc)
+
+    def count_f32_not_close(
+        self, buffer: DeviceBuffer, n: int, expected: float, rel_tol: float
+    ) -> int:
+        buf = self._buf(buffer)
+        window = self._read_window(buf).view(np.float32)[: min(n, buf.window_f32.size)]
+        exp = np.float32(expected)
+        tol = abs(float(exp)) * rel_tol
+        with np.errstate(invalid="ignore"):
+            bad = int(np.count_nonzero(~(np.abs(window - exp) <= tol)))
+        tail_value = buf.tail.value if isinstance(buf.tail, ConstTail) else None
+        tail_n = max(0, n - window.size)
+        if tail_n and (tail_value is None or not abs(float(tail_value) - float(exp)) <= tol):
+            return bad + tail_n
+        for address in self._tail_faults(buf, n):
+            stored = int(np.array([tail_value], dtype=np.float32).view(np.uint32)[0])
+            actual = np.array([self._faulty(int(address), stored)], np.uint32).view(np.float32)[0]
+            if not abs(float(actual) - float(exp)) <= tol:
+                bad += 1
+        self._kernel(4 * n / (self._model.performance.read_gbs * 1e9), self._model.power.stream_w)
+        return bad
+
+    # --- memtest --------------------------------------------------------------------------------
+    def memtest_write(self, buffer: DeviceBuffer, n_words: int, pattern: MemPattern) -> float:
+        buf = self._buf(buffer)
+        self._write_pattern(buf, n_words, pattern)
+        return self._kernel(4 * n_words / self._memtest_rate(), self._model.power.memtest_w)
+
+    def _write_pattern(self, buf: SimBuffer, n_words: int, pattern: MemPattern) -> None:
+        count = min(n_words, buf.window_words.size)
+        buf.touch()
+        buf.window_words[:count] = expected_words(
+            pattern, np.arange(count, dtype=np.uint64), buf.address
+        )
+        buf.tail = PatternTail(pattern)
+
+    def _memtest_rate(self) -> float:
+        return self._model.performance.memtest_gbs * 1e9 * self._memory_speed()
+
+    def memtest_check(
+        self,
+        buffer: DeviceBuffer,
+        n_words: int,
+        pattern: MemPattern,
+        rewrite: MemPattern | None,
+        max_report: int,
+    ) -> MemCheck:
+        buf = self._buf(buffer)
+        count = min(n_words, buf.window_words.size)
+        actual = self._read_window(buf)[:count]
+        expected = expected_words(pattern, np.arange(count, dtype=np.uint64), buf.address)
+        bad = np.flatnonzero(actual != expected)
+        first = [
+            (buf.address + 4 * int(i), int(expected[i]), int(actual[i])) for i in bad[:max_report]
+        ]
+        mismatches = int(bad.size)
+        stored_pattern = buf.tail.pattern if isinstance(buf.tail, PatternTail) else None
+        for address in self._tail_faults(buf, n_words):
+            index = np.array([(int(address) - buf.address) // 4], dtype=np.uint64)
+            want = int(expected_words(pattern, index, buf.address)[0])
+            if stored_pattern is not None:
+                stored = int(expected_words(stored_pattern, index, buf.address)[0])
+            else:
+                stored = want
+            got = self._faulty(int(address), stored)
+            if got != want:
+                mismatches += 1
+                if len(first) < max_report:
+                    first.append((int(address), want, got))
+        if rewrite is not None:
+            self._write_pattern(buf, n_words, rewrite)
+        moved = 4 * n_words * (2 if rewrite is not None else 1)
+        seconds = self._kernel(moved / self._memtest_rate(), self._model.power.memtest_w)
+        return MemCheck(seconds, mismatches, tuple(first))
+
+    # --- compute ---------------------------------------------------------------------------------
+    def _wrong_now(self, launches: int = 1) -> bool:
+        """Whether any of `launches` launches hit the faulty unit."""
+        wrong = self._faults.wrong_results
+        return wrong is not None and self._rng.random() < 1.0 - (1.0 - wrong.rate) ** launches
+
+    def _write_smids(self, smids: SimBuffer, blocks: int) -> None:
+        smids.touch()
+        ids = np.arange(blocks, dtype=np.uint32) % np.uint32(self._model.device.sm_count)
+        smids.window_words[: min(blocks, smids.window_words.size)] = ids[: smids.window_words.size]
+        smids.tail = None
+
+    def _bad_block(self, blocks: int) -> int:
+        """A block that ran on the faulty SM (blocks are dealt round-robin to SMs)."""
+        wrong = self._faults.wrong_results
+        sm = (wrong.sm if wrong else 0) % self._model.device.sm_count
+        return sm if sm < blocks else 0
+
+    def fma_loop(
+        self,
+        out: DeviceBuffer,
+        smids: DeviceBuffer,
+        blocks: int,
+        threads: int,
+        iterations: int,
+        c: float,
+    ) -> float:
+        o, s = self._buf(out), self._buf(smids)
+        total = blocks * threads * FMA_CHAINS
+        if total * 4 > o.window.size:
+            raise DeviceError("sim: fma output larger than the simulated window")
+        o.touch()
+        values = np.tile(np.array(_fma_chain_values(c), dtype=np.float32), blocks * threads)
+        if self._wrong_now():
+            thread = self._bad_block(blocks) * threads + int(self._rng.integers(threads))
+            values[thread * FMA_CHAINS] = np.nextafter(
+                values[thread * FMA_CHAINS], np.float32(np.inf)
+            )
+        o.window_f32[:total] = values
+        o.tail = None
+        self._write_smids(s, blocks)
+        flops = 2.0 * total * iterations
+        rate = self._model.performance.fp32_tflops * 1e12 * self._faults.fp32_scale
+        rate *= self._compute_speed(self._model.power.fma_w)
+        return self._kernel(flops / rate, self._model.power.fma_w)
+
+    def mma_loop(
+        self,
+        out: DeviceBuffer,
+        smids: DeviceBuffer,
+        blocks: int,
+        threads: int,
+        iterations: int,
+    ) -> float:
+        o, s = self._buf(out), self._buf(smids)
+        total = blocks * threads
+        if total * 4 > o.window.size:
+            raise DeviceError("sim: mma output larger than the simulated window")
+        o.touch()
+        values = np.zeros(total, dtype=np.float32)
+        if self._wrong_now():
+            values[self._bad_block(blocks) * threads + int(self._rng.integers(threads))] = 2.0
+        o.window_f32[:total] = values
+        o.tail = None
+        self._write_smids(s, blocks)
+        flops = blocks * (threads // 32) * iterations * MMA_ACCUMULATORS * 16 * 8 * 16 * 2.0
+        rate = self._model.performance.mma_tflops * 1e12 * self._faults.fp16_scale
+        rate *= self._compute_speed(self._model.power.mma_w)
+        return self._kernel(flops / rate, self._model.power.mma_w)
+
+    # --- matrices ---------------------------------------------------------------------------------
+    def _matrix_slice(
+        self, buf: SimBuffer, dtype: GemmDtype, n: int, rows: slice, cols: slice
+    ) -> npt.NDArray[np.float64]:
+        """Exact values of a sub-matrix of an n×n row-major matrix, as stored in dtype."""
+        key = (dtype, n, rows.start, rows.stop, cols.start, cols.stop)
+        cached = buf.slices.get(key)
+        if cached is not None:
+            return cached
+        r = np.arange(rows.start, rows.stop, dtype=np.uint64)[:, None]
+        k = np.arange(cols.start, cols.stop, dtype=np.uint64)[None, :]
+        index = r * np.uint64(n) + k
+        if isinstance(buf.tail, UniformTail):
+            values = _uniform(buf.tail.seed, index, buf.tail.low, buf.tail.high)
+        else:
+            flat = self._read_window(buf).view(np.float16 if dtype == "fp16" else np.float32)
+            if int(index.max()) >= flat.size:
+                raise DeviceError("sim: matrix larger than the simulated window")
+            values = flat[index.astype(np.int64)].astype(np.float64)
+        stored = values.astype(np.float16 if dtype == "fp16" else np.float32).astype(np.float64)
+        buf.slices[key] = stored
+        return stored
+
+    def _product_block(
+        self, a: SimBuffer, b: SimBuffer, n: int, dtype: GemmDtype, b_transposed: bool
+    ) -> npt.NDArray[np.float64]:
+        rows, cols = min(GEMM_BLOCK[0], n), min(GEMM_BLOCK[1], n)
+        a_rows = self._matrix_slice(a, dtype, n, slice(0, rows), slice(0, n))
+        if b_transposed:
+            b_cols = self._matrix_slice(b, dtype, n, slice(0, cols), slice(0, n)).T
+        else:
+            b_cols = self._matrix_slice(b, dtype, n, slice(0, n), slice(0, cols))
+        product: npt.NDArray[np.float64] = a_rows @ b_cols
+        return product
+
+    def _store_product(
+        self, c: SimBuffer, block: npt.NDArray[np.float64], dtype: GemmDtype, launches: int = 1
+    ) -> None:
+        c.touch()
+        stored = block.astype(np.float16 if dtype == "fp16" else np.float32)
+        if self._wrong_now(launches):
+            i, j = (int(self._rng.integers(d)) for d in stored.shape)
+            stored[i, j] = stored[i, j] * 1.5 + 1.0
+        c.block = stored.astype(np.float64)
+        c.block_dtype = dtype
+        c.tail = None
+
+    def gemm_tensor(self, a: DeviceBuffer, bt: DeviceBuffer, c: DeviceBuffer, n: int) -> float:
+        ab, bb, cb = self._buf(a), self._buf(bt), self._buf(c)
+        block = self._product_block(ab, bb, n, "fp16", b_transposed=True)
+        self._store_product(cb, block.astype(np.float32).astype(np.float64), "fp32")
+        rate = self._model.performance.tensor_gemm_tflops * 1e12 * self._faults.fp16_scale
+        rate *= self._compute_speed(self._model.power.tensor_gemm_w)
+        return self._kernel(2.0 * n**3 / rate, self._model.power.tensor_gemm_w)
+
+    def gemm_library(
+        self,
+        a: DeviceBuffer,
+        b: DeviceBuffer,
+        c: DeviceBuffer,
+        n: int,
+        dtype: GemmDtype,
+        repeats: int = 1,
+    ) -> float:
+        ab, bb, cb = self._buf(a), self._buf(b), self._buf(c)
+        p, perf = self._model.power, self._model.performance
+        demand = p.gemm_fp16_w if dtype == "fp16" else p.gemm_fp32_w
+        self._store_product(cb, self._product_block(ab, bb, n, dtype, False), dtype, repeats)
+        if dtype == "fp16":
+            rate = perf.gemm_fp16_tflops * 1e12 * self._faults.fp16_scale
+        else:
+            rate = perf.gemm_fp32_tflops * 1e12 * self._faults.fp32_scale
+        rate *= self._compute_speed(demand)
+        return self._kernel(2.0 * n**3 * repeats / rate, demand)
+
+    def gemm_reference_f64(
+        self,
+        a: DeviceBuffer,
+        b: DeviceBuffer,
+        out: DeviceBuffer,
+        n: int,
+        dtype: GemmDtype,
+        b_transposed: bool,
+    ) -> None:
+        ab, bb, ob = self._buf(a), self._buf(b), self._buf(out)
+        ob.touch()
+        ob.block = self._product_block(ab, bb, n, dtype, b_transposed)
+        ob.block_dtype = "fp64"
+        self._kernel(2.0 * n**3 / 55e12, self._model.power.gemm_fp32_w)
+
+    def compare_close(
+        self,
+        result: DeviceBuffer,
+        result_dtype: GemmDtype,
+        reference: DeviceBuffer,
+        n_elements: int,
+        rel_tol: float,
+        abs_tol: float,
+        max_report: int,
+    ) -> CloseCheck:
+        res, ref = self._buf(result), self._buf(reference)
+        if res.block is None or ref.block is None or res.block.shape != ref.block.shape:
+            raise DeviceError("sim: compare_close needs a product and its reference")
+        got, want = res.block.ravel(), ref.block.ravel()
+        error = np.abs(got - want)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bad = np.flatnonzero(~(error <= abs_tol + rel_tol * np.abs(want)))
+            rel = error / np.maximum(np.abs(want), 1e-30)
+        cols = res.block.shape[1]
+        n = round(n_elements**0.5)
+        first = tuple(
+            ((int(i) // cols) * n + int(i) % cols, float(got[i]), float(want[i]))
+            for i in bad[:max_report]
+        )
+        self._kernel(12.0 * n_elements / (self._model.performance.read_gbs * 1e9), 300.0)
+        return CloseCheck(
+            checked=int(got.size),
+            mismatches=int(bad.size),
+            max_abs_error=float(np.nanmax(error)) if error.size else 0.0,
+            max_rel_error=float(np.nanmax(rel)) if rel.size else 0.0,
+            first=first,
+        )
+
+    def word_hash(self, buffer: DeviceBuffer, nbytes: int) -> int:
+        buf = self._buf(buffer)
+        if buf.block is not None:
+            words = np.ascontiguousarray(buf.block).view(np.uint32).ravel()
+        else:
+            words = self._read_window(buf)[: min(nbytes // 4, buf.window_words.size)]
+        self._kernel(nbytes / (self._model.performance.read_gbs * 1e9), self._model.power.stream_w)
+        return word_digest(words)

@@ -1,0 +1,249 @@
+"""Simulated card definitions: the built-in models and the user's card spec files (TOML).
+
+A built-in model (gpuhealth/data/simcards/<key>.toml) describes a healthy card of that model:
+identity, device properties, performance, power and a thermal model fitted to measured telemetry.
+A card spec file picks a model, may override identity fields, and injects faults:
+
+    model = "h100-sxm5-80gb"
+    serial = "SIM-0001"
+    [faults]
+    bandwidth_scale = 0.85
+    stuck_bits = [{ address = 0x1F000, bit = 3, value = 0 }]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from gpuhealth.datafiles import StrictModel, load_toml_model, read_toml, validate
+from gpuhealth.errors import InputError
+from gpuhealth.resources import DATA_DIR
+
+SIMCARDS_DIR = DATA_DIR / "simcards"
+TEST_NAMES = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+TestName = Literal["bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak"]
+
+
+class SimIdentity(StrictModel):
+    name: str
+    serial: str
+    uuid: str
+    board_part_number: str
+    vbios: str
+    inforom: str
+    pci_bus_id: str
+    driver_version: str
+    cuda_driver_version: str
+
+
+class SimDevice(StrictModel):
+    memory_total_bytes: int = Field(gt=0)
+    memory_reserved_bytes: int = Field(ge=0)
+    sm_count: int = Field(gt=0)
+    compute_capability: tuple[int, int]
+    l2_bytes: int = Field(gt=0)
+    max_threads_per_sm: int = Field(gt=0)
+    max_sm_clock_mhz: float = Field(gt=0)
+    max_memory_clock_mhz: float = Field(gt=0)
+    memory_bus_width_bits: int = Field(gt=0)
+    pcie_gen_max: int = Field(ge=1, le=6)
+    pcie_width_max: int = Field(ge=1, le=32)
+    row_remap_banks: int = Field(ge=0)
+
+
+class SimPerformance(StrictModel):
+    copy_gbs: float = Field(gt=0)
+    scale_gbs: float = Field(gt=0)
+    add_gbs: float = Field(gt=0)
+    triad_gbs: float = Field(gt=0)
+    read_gbs: float = Field(gt=0)
+    memtest_gbs: float = Field(gt=0)
+    fp32_tflops: float = Field(gt=0)
+    mma_tflops: float = Field(gt=0)
+    tensor_gemm_tflops: float = Field(gt=0)
+    gemm_fp16_tflops: float = Field(gt=0)
+    gemm_fp32_tflops: float = Field(gt=0)
+    noise_rel: float = Field(ge=0, le=0.5)
+
+
+class SimPower(StrictModel):
+    idle_w: float = Field(gt=0)
+    default_limit_w: float = Field(gt=0)
+    stream_w: float = Field(gt=0)
+    memtest_w: float = Field(gt=0)
+    fma_w: float = Field(gt=0)
+    mma_w: float = Field(gt=0)
+    tensor_gemm_w: float = Field(gt=0)
+    gemm_fp16_w: float = Field(gt=0)
+    gemm_fp32_w: float = Field(gt=0)
+
+
+class SimThermal(StrictModel):
+    slowdown_c: float
+    shutdown_c: float
+    memory_max_c: float
+    gpu_ambient_c: float
+    gpu_r_fast_c_per_w: float = Field(ge=0)
+    gpu_tau_fast_s: float = Field(gt=0)
+    gpu_r_slow_c_per_w: float = Field(ge=0)
+    gpu_tau_slow_s: float = Field(gt=0)
+    memory_ambient_c: float
+    memory_r_fast_c_per_w: float = Field(ge=0)
+    memory_tau_fast_s: float = Field(gt=0)
+    memory_r_slow_c_per_w: float = Field(ge=0)
+    memory_tau_slow_s: float = Field(gt=0)
+
+
+class SimModel(StrictModel):
+    """A built-in healthy card of one model."""
+
+    key: str
+    identity: SimIdentity
+    device: SimDevice
+    performance: SimPerformance
+    power: SimPower
+    thermal: SimThermal
+
+
+class StuckBit(StrictModel):
+    address: int = Field(ge=0, description="byte address of a 32-bit word (a multiple of 4)")
+    bit: int = Field(ge=0, le=31)
+    value: Literal[0, 1]
+
+    @field_validator("address")
+    @classmethod
+    def _word_aligned(cls, address: int) -> int:
+        if address % 4:
+            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
+        return address
+
+
+class FlakyBit(StrictModel):
+    address: int = Field(ge=0)
+    bit: int = Field(ge=0, le=31)
+    probability: float = Field(gt=0, le=1, description="chance that a read returns it flipped")
+
+    @field_validator("address")
+    @classmethod
+    def _word_aligned(cls, address: int) -> int:
+        if address % 4:
+            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
+        return address
+
+
+class WrongResults(StrictModel):
+    rate: float = Field(gt=0, le=1, description="chance that a compute launch returns a bad value")
+    sm: int = Field(default=7, ge=0, description="the SM that computes wrong")
+
+
+class RemappedRows(StrictModel):
+    correctable: int = Field(default=0, ge=0)
+    uncorrectable: int = Field(default=0, ge=0)
+    pending: bool = False
+    failure: bool = False
+
+
+class OtherProcess(StrictModel):
+    pid: int = Field(default=4242, gt=0)
+    name: str = "python3"
+    used_memory_mib: int = Field(default=2048, ge=0)
+
+
+class XidAt(StrictModel):
+    test: TestName
+    code: int = Field(gt=0)
+
+
+class Faults(StrictModel):
+    bandwidth_scale: float = Field(default=1.0, gt=0, le=2)
+    fp32_scale: float = Field(default=1.0, gt=0, le=2)
+    fp16_scale: float = Field(default=1.0, gt=0, le=2)
+    stuck_bits: tuple[StuckBit, ...] = ()
+    flaky_bits: tuple[FlakyBit, ...] = ()
+    wrong_results: WrongResults | None = None
+    remapped_rows: RemappedRows = RemappedRows()
+    ecc_uncorrected: int = Field(
+        default=0, ge=0, description="uncorrectable ECC errors during the run"
+    )
+    ecc_corrected: int = Field(default=0, ge=0, description="correctable ECC errors during the run")
+    ecc_enabled: bool = True
+    pcie_width: int | None = Field(default=None, ge=1, le=32)
+    pcie_gen: int | None = Field(default=None, ge=1, le=6)
+    thermal_resistance_scale: float = Field(default=1.0, gt=0, le=10)
+    power_limit_w: float | None = Field(default=None, gt=0)
+    lost_at: TestName | None = None
+    other_process: OtherProcess | bool | None = None
+    xid: tuple[XidAt, ...] = ()
+    # Between-card variation of a healthy population (relative offset of every rate).
+    card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
+
+
+class CardSpec(StrictModel):
+    """A user's card spec file."""
+
+    model: str
+    serial: str | None = None
+    uuid: str | None = None
+    name: str | None = None
+    seed: int = 0
+    faults: Faults = Faults()
+
+
+class SimCard(StrictModel):
+    """A ready-to-run simulated card: a model, its identity overrides, faults and a noise seed."""
+
+    model: SimModel
+    serial: str
+    uuid: str
+    name: str
+    seed: int
+    faults: Faults
+    source: str
+
+
+def builtin_models() -> list[str]:
+    return sorted(p.stem for p in SIMCARDS_DIR.glob("*.toml"))
+
+
+def load_model(key: str) -> SimModel:
+    path = SIMCARDS_DIR / f"{key}.toml"
+    if not path.is_file():
+        raise InputError(
+            "--sim-card",
+            None,
+            f"no built-in sim card {key!r} (expected one of: "
+            + ", ".join(builtin_models())
+            + ", or the path of a card spec .toml file)",
+        )
+    return load_toml_model(SimModel, path)
+
+
+def load_card(name_or_path: str) -> SimCard:
+    """A built-in model by key (healthy card) or a card spec file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        data = read_toml(path)
+        spec = validate(CardSpec, data, str(path))
+        if spec.model not in builtin_models():
+            raise InputError(
+                str(path),
+                "model",
+                f"expected a built-in sim card ({', '.join(builtin_models())}), got {spec.model!r}",
+            )
+        source = str(path)
+    else:
+        spec = CardSpec(model=name_or_path)
+        source = f"built-in {name_or_path}"
+    model = load_model(spec.model)
+    return SimCard(
+        model=model,
+        serial=spec.serial or model.identity.serial,
+        uuid=spec.uuid or model.identity.uuid,
+        name=spec.name or model.identity.name,
+        seed=spec.seed,
+        faults=spec.faults,
+        source=source,
+    )

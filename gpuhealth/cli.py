@@ -1,0 +1,357 @@
+"""The command line: parse, call one core function, format, map errors to exit codes.
+
+Exit codes: 0 every card graded A, B or C; 1 at least one D or F; 2 usage error or bad input file;
+3 at least one card INCOMPLETE, or no usable GPU / driver.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from gpuhealth import __version__
+from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, GpuHealthError, InputError
+from gpuhealth.models import RunRecord
+
+if TYPE_CHECKING:
+    from gpuhealth.runner import GradedCard
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(error: GpuHealthError) -> None:
+    click.echo(f"gpuhealth: error: {error.one_line()}", err=True)
+    sys.exit(error.exit_code)
+
+
+class _Group(click.Group):
+    """Turns gpuhealth's own errors into one line and their exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GpuHealthError as error:
+            _fail(error)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpuhealth")
+def main() -> None:
+    """Grade used NVIDIA GPUs for resale or recycling.
+
+    Exit codes: 0 all cards A/B/C, 1 any card D/F, 2 usage error or bad input file,
+    3 any card INCOMPLETE or no usable GPU.
+    """
+
+
+def backend_options(func: F) -> F:
+    func = click.option(
+        "--sim-card",
+        metavar="NAME|PATH",
+        help="Simulated card: a built-in model (h100-sxm5-80gb, h200-sxm-141gb) "
+        "or a card spec .toml file. Implies --backend sim.",
+    )(func)
+    func = click.option(
+        "--backend",
+        type=click.Choice(["auto", "cuda", "sim"]),
+        default="auto",
+        show_default=True,
+        help="auto = the real GPU when NVML finds one.",
+    )(func)
+    return func
+
+
+@main.command()
+@backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
+def devices(backend: str, sim_card: str | None, as_json: bool) -> None:
+    """List the GPUs gpuhealth can grade, with their identity."""
+    from gpuhealth.backends import list_devices
+
+    cards = list_devices(backend, sim_card)  # type: ignore[arg-type]  # click.Choice checked it
+    if as_json:
+        from pydantic import TypeAdapter
+
+        from gpuhealth.models import CardIdentity
+
+        click.echo(
+            json.dumps(TypeAdapter(list[CardIdentity]).dump_python(cards, mode="json"), indent=1)
+        )
+        return
+    for card in cards:
+        memory = f"{card.memory_total_bytes / 2**30:.0f} GiB" if card.memory_total_bytes else "?"
+        click.echo(
+            f"GPU {card.index}: {card.name} ({memory}) serial {card.serial or 'n/a'} "
+            f"uuid {card.uuid or 'n/a'} bus {card.pci_bus_id or 'n/a'} [{card.backend}]"
+        )
+
+
+def parse_gpus(value: str, count: int) -> list[int]:
+    if value == "all":
+        return list(range(count))
+    try:
+        wanted = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(
+            "--gpus", None, f"expected 'all' or indexes like 0,2,5, got {value!r}"
+        ) from None
+    bad = [i for i in wanted if not 0 <= i < count]
+    if bad or not wanted:
+        raise InputError(
+            "--gpus", None, f"expected indexes between 0 and {count - 1}, got {value!r}"
+        )
+    return wanted
+
+
+@main.command()
+@backend_options
+@click.option("--demo", is_flag=True, help="Grade a healthy simulated H100 (no GPU needed).")
+@click.option("--quick", "preset_name", flag_value="quick", help="Short run (about a minute).")
+@click.option(
+    "--thorough",
+    "preset_name",
+    flag_value="thorough",
+    help="Long run: more patterns, bit fade, 10-minute soak.",
+)
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(["quick", "standard", "thorough"]),
+    default="standard",
+    show_default=True,
+    help="Test preset.",
+)
+@click.option(
+    "--gpus", default="0", show_default=True, metavar="all|0,2,5", help="Which GPUs to grade."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder for run.json, report.html and report.md "
+    "(default: gpuhealth-runs/<run id>; one subfolder per GPU when several).",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reference profile .toml to judge against (default: matched by model).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Grading policy .toml (default: the shipped policy).",
+)
+@click.option(
+    "--allow-busy",
+    is_flag=True,
+    help="Measure even if other processes hold the card (results flagged).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the grades as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def grade(
+    backend: str,
+    sim_card: str | None,
+    demo: bool,
+    preset_name: str,
+    gpus: str,
+    out_dir: Path | None,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    allow_busy: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Stress-test, judge and grade GPUs; write a report per card."""
+    from gpuhealth.backends import DEMO_CARD, open_backend
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.profiles import load_profile
+    from gpuhealth.runner import GradeOptions, grade_card
+
+    if demo:
+        backend, sim_card = "sim", sim_card or DEMO_CARD
+    if backend == "sim" and sim_card is None:
+        sim_card = DEMO_CARD
+    policy = load_policy(policy_path)
+    profile = load_profile(profile_path) if profile_path else None
+    chosen = preset(preset_name)
+    count = 1 if backend == "sim" or sim_card else _cuda_count()
+    indexes = parse_gpus(gpus, count)
+    graded: list[GradedCard] = []
+    for index in indexes:
+        target = out_dir / f"gpu{index}" if out_dir and len(indexes) > 1 else out_dir
+        card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
+        try:
+            options = GradeOptions(chosen, policy, profile, target, allow_busy)
+            with _progress(quiet, f"GPU {index}") as callback:
+                result = grade_card(card, options, callback)
+        finally:
+            card.close()
+        graded.append(result)
+        if not as_json:
+            _print_grade(result)
+        if result.record.interrupted and "Ctrl-C" in result.record.interrupted:
+            break
+    if as_json:
+        click.echo(json.dumps([_summary(g) for g in graded], indent=1))
+    sys.exit(exit_code_for([g.record for g in graded]))
+
+
+def _cuda_count() -> int:
+    from gpuhealth.backends import NO_GPU_HINT, cuda_device_count
+    from gpuhealth.errors import EnvironmentUnusable
+
+    count = cuda_device_count()
+    if count == 0:
+        raise EnvironmentUnusable("no NVIDIA GPU found (NVML sees none)", hint=NO_GPU_HINT)
+    return count
+
+
+def exit_code_for(records: list[RunRecord]) -> int:
+    letters = [r.grade.letter if r.grade else "INCOMPLETE" for r in records]
+    if any(letter == "INCOMPLETE" for letter in letters):
+        return EXIT_INCOMPLETE
+    if any(letter in ("D", "F") for letter in letters):
+        return EXIT_BAD_CARD
+    return EXIT_OK
+
+
+def _summary(result: GradedCard) -> dict[str, Any]:
+    record, g = result.record, result.record.grade
+    return {
+        "run_id": record.run_id,
+        "gpu": record.identity.index,
+        "name": record.identity.name,
+        "serial": record.identity.serial,
+        "uuid": record.identity.uuid,
+        "backend": record.backend,
+        "grade": g.letter if g else "INCOMPLETE",
+        "disposition": g.disposition if g else None,
+        "reasons": [{"rule": r.rule, "grade": r.grade, "message": r.message} for r in g.reasons]
+        if g
+        else [],
+        "complete": record.complete,
+        "out_dir": str(result.out_dir),
+    }
+
+
+def _print_grade(result: GradedCard) -> None:
+    record, g = result.record, result.record.grade
+    letter = g.letter if g else "INCOMPLETE"
+    sim = " [SIMULATED]" if record.backend == "sim" else ""
+    click.echo(
+        f"GPU {record.identity.index} {record.identity.name} serial "
+        f"{record.identity.serial or 'n/a'}{sim}: grade {letter}"
+    )
+    if g:
+        click.echo(f"  {g.disposition}")
+        for reason in g.reasons:
+            click.echo(f"  - [{reason.grade}] {reason.rule}: {reason.message}")
+    click.echo(f"  report: {result.out_dir / 'report.html'}")
+
+
+@contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
+    if quiet:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(test: str, index: int, total: int, result: Any) -> None:
+            if result is None:
+                bar.update(task, total=total, completed=index, description=f"{label}: {test}")
+            else:
+                bar.update(task, completed=index + 1)
+                console.print(f"{label}: {test} {result.status} ({result.duration_s:.1f} s)")
+
+        yield update
+
+
+@main.command()
+@click.argument("run_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="html", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of standard output.",
+)
+@click.option(
+    "--regrade",
+    is_flag=True,
+    help="Judge the stored measurements again (current profile and policy).",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --regrade: the reference profile .toml to judge against.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --regrade: the grading policy .toml.",
+)
+def report(
+    run_json: Path,
+    fmt: str,
+    output: Path | None,
+    regrade: bool,
+    profile_path: Path | None,
+    policy_path: Path | None,
+) -> None:
+    """Render a stored run record again, with no GPU (byte for byte the same report)."""
+    from gpuhealth.models import record_from_json
+    from gpuhealth.report import render
+
+    try:
+        text = run_json.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(run_json), None, f"cannot read the file ({exc})") from exc
+    record = record_from_json(text, str(run_json))
+    if regrade:
+        record = _regrade(record, profile_path, policy_path)
+    elif profile_path or policy_path:
+        raise InputError("--profile/--policy", None, "only take effect with --regrade")
+    rendered = render(record, fmt)  # type: ignore[arg-type]  # click.Choice checked it
+    if output:
+        output.write_text(rendered, encoding="utf-8")
+    else:
+        click.echo(rendered, nl=False)
+
+
+def _regrade(record: RunRecord, profile_path: Path | None, policy_path: Path | None) -> RunRecord:
+    from gpuhealth.analysis import judge
+    from gpuhealth.grading import load_policy
+    from gpuhealth.profiles import builtin_profiles, load_profile, match_profile
+
+    profile = (
+        load_profile(profile_path)
+        if profile_path
+        else match_profile(record.identity, builtin_profiles())
+    )
+    return judge(replace(record, analysis=None, grade=None), profile, load_policy(policy_path))

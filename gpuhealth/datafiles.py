@@ -1,0 +1,95 @@
+"""Load and validate the TOML files users give us (sim cards, policies, profiles).
+
+One job: turn a file into a validated pydantic model, or raise InputError with one line that names
+the file, the field and what was expected (with a did-you-mean for misspelled keys).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gpuhealth.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for file schemas: unknown keys are errors (a misspelled fault must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(str(path), None, "file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(path), None, f"not valid TOML ({exc})") from exc
+
+
+def validate(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _to_input_error(exc, model, source) from exc
+
+
+def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
+    return validate(model, read_toml(path), str(path))
+
+
+def _to_input_error(exc: ValidationError, model: type[BaseModel], source: str) -> InputError:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = ".".join(loc) or None
+    if first["type"] == "extra_forbidden":
+        known = _known_fields(model, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(known)
+        return InputError(source, field, f"unknown field ({hint})")
+    message = first["msg"]
+    if first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
+        message += f" (got {first.get('input')!r})"
+    return InputError(source, field, message)
+
+
+def _known_fields(model: type[BaseModel], path: list[str]) -> list[str]:
+    """Field names of the (nested) model at path, for did-you-mean hints."""
+    current: Any = model
+    for part in path:
+        if part.isdigit():
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        current = _model_in(info.annotation)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class inside an annotation such as `Faults | None` or `list[StuckBit]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

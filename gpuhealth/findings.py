@@ -1,0 +1,398 @@
+"""Health findings: facts about the card drawn from a run record and its analysis.
+
+Each finding has a code that policy rules match on, a severity, the measured value and the
+reference it was held against. Nothing here decides the grade.
+"""
+
+from __future__ import annotations
+
+from gpuhealth.models import (
+    Finding,
+    HealthCounters,
+    MetricComparison,
+    RunRecord,
+    SoakSummary,
+    TestResult,
+)
+
+# Xid codes that mean the card itself is failing (NVIDIA's Xid catalogue): double-bit ECC,
+# high single-bit ECC rate, contained/uncontained ECC, row-remap events and failure. Xid 79 (fallen
+# off the bus) is not among them: slot, riser or power can cause it; the run is INCOMPLETE instead.
+FATAL_XIDS = {
+    48: "double-bit ECC error",
+    63: "row remapping event",
+    64: "row remapping failure",
+    92: "high single-bit ECC error rate",
+    94: "contained ECC error",
+    95: "uncontained ECC error",
+}
+OTHER_XIDS = {79: "GPU has fallen off the bus (card, slot, riser or power: re-seat and re-grade)"}
+
+
+def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
+    found: list[Finding] = []
+    never = [t for t in tests if t.status == "not_run"]
+    if never:
+        why = never[0].message or "not started"
+        found.append(
+            Finding(
+                "test_not_measured",
+                "major",
+                "run",
+                f"not run: {', '.join(t.name for t in never)} ({why})",
+                value="not_run",
+            )
+        )
+    for test in tests:
+        if test.status in ("error", "skipped"):
+            found.append(
+                Finding(
+                    "test_not_measured",
+                    "major",
+                    test.name,
+                    f"{test.name}: {test.status}" + (f" ({test.message})" if test.message else ""),
+                    value=test.status,
+                )
+            )
+        for check in test.verifications:
+            if check.passed:
+                continue
+            if check.memory_errors or test.name == "memtest":
+                first = check.memory_errors[0] if check.memory_errors else None
+                where = (
+                    (
+                        f"; first at address 0x{first.address:X} bit(s) "
+                        f"{', '.join(map(str, first.bits))} ({first.pattern})"
+                    )
+                    if first
+                    else ""
+                )
+                found.append(
+                    Finding(
+                        "memory_errors",
+                        "critical",
+                        test.name,
+                        f"{check.mismatches} memory error(s) in {test.name}{where}",
+                        value=str(check.mismatches),
+                        reference="0",
+                    )
+                )
+            elif test.name == "soak":
+                found.append(
+                    Finding(
+                        "silent_data_corruption",
+                        "critical",
+                        test.name,
+                        f"{check.mismatches} soak iteration(s) gave a different result under load",
+                        value=str(check.mismatches),
+                        reference="0",
+                    )
+                )
+            else:
+                where = check.wrong_results[0].location if check.wrong_results else "unknown"
+                found.append(
+                    Finding(
+                        "wrong_results",
+                        "critical",
+                        test.name,
+                        f"{check.mismatches} wrong result(s) in {test.name}, first at {where}",
+                        value=str(check.mismatches),
+                        reference="0",
+                    )
+                )
+    return found
+
+
+def counter_findings(before: HealthCounters | None, after: HealthCounters | None) -> list[Finding]:
+    """Findings from NVML counters; `after` is None when the card was lost."""
+    now = after or before
+    if now is None:
+        return [
+            Finding("counters_unreadable", "major", "counters", "health counters could not be read")
+        ]
+    found: list[Finding] = []
+    if now.ecc_enabled is False:
+        found.append(
+            Finding(
+                "ecc_disabled",
+                "minor",
+                "counters",
+                "ECC is disabled: memory errors would go uncounted",
+                value="off",
+                reference="on",
+            )
+        )
+    found += _ecc_findings(before, after)
+    found += _row_remap_findings(now)
+    return found
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    if before is None or after is None:
+        return None
+    return after - before
+
+
+def _ecc_findings(before: HealthCounters | None, after: HealthCounters | None) -> list[Finding]:
+    found: list[Finding] = []
+    now = after or before
+    assert now is not None
+    unc = _delta(
+        before.ecc_volatile_uncorrected if before else None,
+        after.ecc_volatile_uncorrected if after else None,
+    )
+    if unc:
+        found.append(
+            Finding(
+                "ecc_uncorrectable_during_run",
+                "critical",
+                "counters",
+                f"{unc} uncorrectable ECC error(s) during the run",
+                value=str(unc),
+                reference="0",
+            )
+        )
+    cor = _delta(
+        before.ecc_volatile_corrected if before else None,
+        after.ecc_volatile_corrected if after else None,
+    )
+    if cor:
+        found.append(
+            Finding(
+                "ecc_correctable_during_run",
+                "minor",
+                "counters",
+                f"{cor} correctable ECC error(s) during the run",
+                value=str(cor),
+                reference="0",
+            )
+        )
+    history = now.ecc_aggregate_uncorrected
+    if history and not unc:
+        found.append(
+            Finding(
+                "ecc_uncorrectable_history",
+                "major",
+                "counters",
+                f"{history} uncorrectable ECC error(s) in the card's history",
+                value=str(history),
+                reference="0",
+            )
+        )
+    return found
+
+
+def _row_remap_findings(now: HealthCounters) -> list[Finding]:
+    found: list[Finding] = []
+    if now.remapped_rows_failure:
+        found.append(
+            Finding(
+                "row_remap_failure",
+                "critical",
+                "counters",
+                "row remapping failed: a bank has no spare rows left",
+                value="failure",
+                reference="none",
+            )
+        )
+    if now.remapped_rows_pending:
+        found.append(
+            Finding(
+                "row_remap_pending",
+                "major",
+                "counters",
+                "a row remap is pending: the card needs a reset before use",
+                value="pending",
+                reference="none",
+            )
+        )
+    rows = (now.remapped_rows_correctable or 0) + (now.remapped_rows_uncorrectable or 0)
+    if rows:
+        found.append(
+            Finding(
+                "rows_remapped",
+                "minor",
+                "counters",
+                f"{rows} row(s) remapped ({now.remapped_rows_uncorrectable or 0} for "
+                f"uncorrectable errors)",
+                value=str(rows),
+                reference="0",
+            )
+        )
+    hist = now.row_remap_histogram
+    if hist is not None and (hist.partial or hist.low or hist.none):
+        found.append(
+            Finding(
+                "row_spares_depleting",
+                "major",
+                "counters",
+                f"banks with few or no spare rows left: partial {hist.partial}, "
+                f"low {hist.low}, none {hist.none}",
+                value=str(hist.partial + hist.low + hist.none),
+                reference="0",
+            )
+        )
+    return found
+
+
+def identity_findings(record: RunRecord) -> list[Finding]:
+    """Link width/generation below the card's maximum, power limit below its default."""
+    found: list[Finding] = []
+    ident, now = record.identity, record.counters_after or record.counters_before
+    if now is None:
+        return found
+    readings = [c for c in (record.counters_before, record.counters_after) if c is not None]
+    widths = [c.pcie_width_current for c in readings if c.pcie_width_current is not None]
+    gens = [c.pcie_gen_current for c in readings if c.pcie_gen_current is not None]
+    if ident.pcie_width_max and widths and max(widths) < ident.pcie_width_max:
+        found.append(
+            Finding(
+                "pcie_link_degraded",
+                "major",
+                "counters",
+                f"PCIe link runs x{max(widths)}, the card supports x{ident.pcie_width_max}",
+                value=f"x{max(widths)}",
+                reference=f"x{ident.pcie_width_max}",
+            )
+        )
+    # The generation drops at idle to save power: degraded only if no reading reached the max.
+    if ident.pcie_gen_max and gens and max(gens) < ident.pcie_gen_max:
+        found.append(
+            Finding(
+                "pcie_link_degraded",
+                "major",
+                "counters",
+                f"PCIe link trained at Gen{max(gens)}, the card supports Gen{ident.pcie_gen_max}",
+                value=f"Gen{max(gens)}",
+                reference=f"Gen{ident.pcie_gen_max}",
+            )
+        )
+    replays = _delta(
+        record.counters_before.pcie_replay_count if record.counters_before else None,
+        record.counters_after.pcie_replay_count if record.counters_after else None,
+    )
+    if replays:
+        found.append(
+            Finding(
+                "pcie_replays",
+                "minor",
+                "counters",
+                f"{replays} PCIe replay(s) during the run",
+                value=str(replays),
+                reference="0",
+            )
+        )
+    default = ident.power_limit_default_w
+    if default and now.power_limit_w and now.power_limit_w < default - 1.0:
+        found.append(
+            Finding(
+                "power_limit_reduced",
+                "minor",
+                "counters",
+                f"power limit set to {now.power_limit_w:.0f} W, default "
+                f"{default:.0f} W (results reflect the lower limit)",
+                value=f"{now.power_limit_w:.0f} W",
+                reference=f"{default:.0f} W",
+            )
+        )
+    for xid in record.xid_events:
+        fatal = xid.code in FATAL_XIDS
+        found.append(
+            Finding(
+                "xid_fatal" if fatal else "xid",
+                "critical" if fatal else "minor",
+                "driver",
+                f"Xid {xid.code} at {xid.t_s:.1f} s: {_xid_text(xid.code, xid.description)}",
+                value=str(xid.code),
+            )
+        )
+    return found
+
+
+def _xid_text(code: int, description: str | None) -> str:
+    return FATAL_XIDS.get(code) or OTHER_XIDS.get(code) or description or "driver event"
+
+
+def performance_findings(comparisons: tuple[MetricComparison, ...]) -> list[Finding]:
+    found = []
+    for c in comparisons:
+        if c.verdict not in ("low", "very_low") or c.reference is None:
+            continue
+        rel = c.relative_deviation or 0.0
+        found.append(
+            Finding(
+                "performance_deficit",
+                "major" if c.verdict == "very_low" else "minor",
+                c.test,
+                f"{c.test}.{c.metric} {c.estimate:.4g} {c.unit} is {abs(rel):.1%} below the "
+                "healthy "
+                f"{c.reference.center:.4g} {c.unit} (z = {c.z:.1f}, Holm-adjusted p = "
+                f"{c.p_adjusted:.2g})",
+                value=f"{c.estimate:.4g} {c.unit}",
+                reference=f"{c.reference.center:.4g} ± {c.reference.spread:.3g} {c.unit} "
+                f"(n = {c.reference.n})",
+                measure=rel,
+            )
+        )
+    return found
+
+
+def soak_findings(summary: SoakSummary | None, counters: HealthCounters | None) -> list[Finding]:
+    if summary is None:
+        return []
+    found: list[Finding] = []
+    if summary.stopped_early and "temperature" in summary.stopped_early:
+        found.append(
+            Finding(
+                "thermal_guard",
+                "major",
+                "soak",
+                f"soak stopped before the slowdown threshold: {summary.stopped_early}",
+                value=f"{summary.max_temperature_c} °C",
+            )
+        )
+    if summary.throttle_share.get("thermal", 0.0) > 0 or (
+        summary.stopped_early and "thermal slowdown" in summary.stopped_early
+    ):
+        found.append(
+            Finding(
+                "thermal_slowdown",
+                "critical",
+                "soak",
+                "the driver slowed the card down for temperature under load",
+                value=f"{summary.throttle_share.get('thermal', 0.0):.0%} of samples",
+                reference="0%",
+            )
+        )
+    ratio = None
+    if summary.thermal_resistance_c_per_w and summary.reference_c_per_w:
+        ratio = summary.thermal_resistance_c_per_w / summary.reference_c_per_w
+    if ratio is not None and ratio > 1.0:
+        found.append(
+            Finding(
+                "thermal_resistance",
+                "major" if ratio >= 1.5 else "info",
+                "soak",
+                f"thermal resistance {summary.thermal_resistance_c_per_w:.4f} °C/W "
+                f"is {ratio:.2f}× the model's {summary.reference_c_per_w:.4f} °C/W",
+                value=f"{summary.thermal_resistance_c_per_w:.4f} °C/W",
+                reference=f"{summary.reference_c_per_w:.4f} °C/W",
+                measure=ratio,
+            )
+        )
+    if counters and counters.memory_temperature_max_c and summary.max_memory_temperature_c:
+        headroom = counters.memory_temperature_max_c - summary.max_memory_temperature_c
+        if headroom < 5.0:
+            found.append(
+                Finding(
+                    "memory_temperature_high",
+                    "major",
+                    "soak",
+                    f"memory reached {summary.max_memory_temperature_c:.0f} °C, "
+                    f"{headroom:.0f} °C from its {counters.memory_temperature_max_c:.0f}"
+                    " °C limit",
+                    value=f"{summary.max_memory_temperature_c:.0f} °C",
+                    reference=f"< {counters.memory_temperature_max_c - 5:.0f} °C",
+                )
+            )
+    return found

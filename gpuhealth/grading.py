@@ -1,0 +1,151 @@
+"""Grading: a policy file (TOML, data-driven, no eval) turns findings into a grade with reasons.
+
+A rule names a finding code and, optionally, a range for the finding's measure
+(min_measure <= measure < max_measure). The card's grade is the worst grade among the rules that
+fire; each fired rule becomes a reason carrying the finding's message, value and reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gpuhealth.datafiles import StrictModel, read_toml, validate
+from gpuhealth.errors import InputError
+from gpuhealth.models import Finding, Grade, GradeLetter, Reason
+from gpuhealth.resources import DATA_DIR
+
+DEFAULT_POLICY = DATA_DIR / "policies" / "default.toml"
+# Worst last. INCOMPLETE ranks above D: a card we could not fully test is never passed as
+# "repairable", but definite evidence of failure (F) still wins.
+SEVERITY_ORDER: tuple[GradeLetter, ...] = ("A", "B", "C", "D", "INCOMPLETE", "F")
+FINDING_CODES = (
+    "memory_errors",
+    "wrong_results",
+    "silent_data_corruption",
+    "ecc_uncorrectable_during_run",
+    "ecc_correctable_during_run",
+    "ecc_uncorrectable_history",
+    "ecc_disabled",
+    "row_remap_failure",
+    "row_remap_pending",
+    "rows_remapped",
+    "row_spares_depleting",
+    "pcie_link_degraded",
+    "pcie_replays",
+    "power_limit_reduced",
+    "xid_fatal",
+    "xid",
+    "thermal_slowdown",
+    "thermal_guard",
+    "thermal_resistance",
+    "memory_temperature_high",
+    "performance_deficit",
+    "test_not_measured",
+    "counters_unreadable",
+)
+
+
+class Statistics(StrictModel):
+    alpha: float = Field(gt=0, lt=0.5)
+    min_relative_deficit: float = Field(ge=0, lt=1)
+    very_low_deficit: float = Field(gt=0, lt=1)
+
+
+class Rule(StrictModel):
+    id: str
+    finding: str
+    grade: Literal["A", "B", "C", "D", "F", "INCOMPLETE"]
+    rationale: str
+    min_measure: float | None = None
+    max_measure: float | None = None
+
+    @model_validator(mode="after")
+    def _known_finding(self) -> Rule:
+        if self.finding not in FINDING_CODES:
+            raise ValueError(
+                f"unknown finding {self.finding!r} (expected one of: {', '.join(FINDING_CODES)})"
+            )
+        return self
+
+    def matches(self, finding: Finding) -> bool:
+        if finding.code != self.finding:
+            return False
+        if self.min_measure is None and self.max_measure is None:
+            return True
+        if finding.measure is None:
+            return False
+        above = self.min_measure is None or finding.measure >= self.min_measure
+        below = self.max_measure is None or finding.measure < self.max_measure
+        return above and below
+
+
+class Dispositions(StrictModel):
+    A: str
+    B: str
+    C: str
+    D: str
+    F: str
+    INCOMPLETE: str
+
+
+class PolicyFile(StrictModel):
+    name: str
+    version: str
+    statistics: Statistics
+    dispositions: Dispositions
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Policy:
+    spec: PolicyFile
+    sha256: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name} v{self.spec.version}"
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    path = path or DEFAULT_POLICY
+    data = read_toml(path)
+    spec = validate(PolicyFile, data, str(path))
+    ids = [r.id for r in spec.rules]
+    duplicate = next((i for i in ids if ids.count(i) > 1), None)
+    if duplicate:
+        raise InputError(str(path), "rules", f"rule id {duplicate!r} is used twice")
+    return Policy(spec, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
+
+
+def grade(findings: tuple[Finding, ...], policy: Policy, note: str | None = None) -> Grade:
+    reasons: list[Reason] = []
+    for finding in findings:
+        for rule in policy.spec.rules:
+            if rule.matches(finding):
+                reasons.append(
+                    Reason(rule.id, rule.grade, finding.message, finding.value, finding.reference)
+                )
+                break  # first matching rule decides a finding (rules are ordered worst first)
+    letter: GradeLetter = "A"
+    for reason in reasons:
+        if SEVERITY_ORDER.index(reason.grade) > SEVERITY_ORDER.index(letter):
+            letter = reason.grade
+    reasons.sort(key=lambda r: -SEVERITY_ORDER.index(r.grade))
+    if not reasons:
+        reasons.append(
+            Reason(
+                "all-clear",
+                "A",
+                note or "every measured metric in the healthy range, no errors found",
+            )
+        )
+    elif note:
+        reasons.append(Reason("note", letter, note))
+    disposition = getattr(policy.spec.dispositions, letter)
+    return Grade(letter, disposition, tuple(reasons), policy.label, policy.sha256)

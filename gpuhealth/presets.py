@@ -1,0 +1,124 @@
+"""Test presets: how long and how hard each stress test runs (quick, standard, thorough)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpuhealth.errors import InputError
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class BandwidthParams:
+    array_bytes: int
+    warmup: int
+    repetitions: int
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class MemtestParams:
+    patterns: int  # how many of patterns.standard_sequence
+    walking_shifts: int  # extra walking-ones passes with shifts 1..N
+    bit_fade_s: float  # 0 = no bit-fade pass
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class ComputeParams:
+    warmup: int
+    repetitions: int
+    launch_s: float  # target device time of one timed launch
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class TensorParams:
+    warmup: int
+    repetitions: int
+    launch_s: float
+    gemm_n: int  # size of the verified tensor-core GEMM
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    n: int
+    warmup: int
+    repetitions: int
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class SoakParams:
+    duration_s: float
+    iteration_s: float  # device time of one soak iteration (GEMMs + a triad + a digest)
+    gemm_n: int
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    telemetry_interval_s: float
+    bandwidth: BandwidthParams
+    memtest: MemtestParams
+    fp32: ComputeParams
+    fp16_tensor: TensorParams
+    gemm: GemmParams
+    soak: SoakParams
+
+    def budget_s(self, test: str) -> float:
+        params: (
+            BandwidthParams
+            | MemtestParams
+            | ComputeParams
+            | TensorParams
+            | GemmParams
+            | (SoakParams)
+        ) = getattr(self, test)
+        return params.budget_s
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick",
+        telemetry_interval_s=0.2,
+        bandwidth=BandwidthParams(1 * GIB, warmup=2, repetitions=10, budget_s=30),
+        memtest=MemtestParams(patterns=2, walking_shifts=0, bit_fade_s=0, budget_s=60),
+        fp32=ComputeParams(warmup=2, repetitions=10, launch_s=0.02, budget_s=20),
+        fp16_tensor=TensorParams(warmup=2, repetitions=10, launch_s=0.02, gemm_n=2048, budget_s=20),
+        gemm=GemmParams(n=8192, warmup=2, repetitions=5, budget_s=30),
+        soak=SoakParams(duration_s=30, iteration_s=0.5, gemm_n=8192, budget_s=60),
+    ),
+    "standard": Preset(
+        name="standard",
+        telemetry_interval_s=0.2,
+        bandwidth=BandwidthParams(2 * GIB, warmup=3, repetitions=30, budget_s=60),
+        memtest=MemtestParams(patterns=4, walking_shifts=0, bit_fade_s=0, budget_s=120),
+        fp32=ComputeParams(warmup=3, repetitions=20, launch_s=0.05, budget_s=30),
+        fp16_tensor=TensorParams(warmup=3, repetitions=20, launch_s=0.05, gemm_n=4096, budget_s=30),
+        gemm=GemmParams(n=8192, warmup=3, repetitions=10, budget_s=60),
+        soak=SoakParams(duration_s=120, iteration_s=0.5, gemm_n=8192, budget_s=180),
+    ),
+    "thorough": Preset(
+        name="thorough",
+        telemetry_interval_s=0.2,
+        bandwidth=BandwidthParams(4 * GIB, warmup=5, repetitions=50, budget_s=120),
+        memtest=MemtestParams(patterns=4, walking_shifts=31, bit_fade_s=60, budget_s=600),
+        fp32=ComputeParams(warmup=5, repetitions=50, launch_s=0.05, budget_s=60),
+        fp16_tensor=TensorParams(warmup=5, repetitions=50, launch_s=0.05, gemm_n=8192, budget_s=90),
+        gemm=GemmParams(n=8192, warmup=5, repetitions=30, budget_s=120),
+        soak=SoakParams(duration_s=600, iteration_s=0.5, gemm_n=8192, budget_s=720),
+    ),
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError(
+            "--preset", None, f"expected one of {', '.join(PRESETS)}, got {name!r}"
+        ) from None

@@ -1,0 +1,441 @@
+"""Render a run record as a certificate (HTML), a listing (Markdown) or its canonical JSON.
+
+Output is a pure function of the record: no clock, no random ids, floats through fixed formatters,
+dicts in sorted order. A report re-rendered from the stored run.json is byte-for-byte the one that
+was written (and signed) when the card was graded.
+
+Names, serials, notes and messages come from outside (the driver, a sim spec, a seller), so the HTML
+environment autoescapes and the Markdown environment escapes every plain string it prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from gpuhealth import charts
+from gpuhealth.models import (
+    CardIdentity,
+    HealthCounters,
+    MemoryMismatch,
+    Metric,
+    RunRecord,
+    Scalar,
+    SoakSummary,
+    TestResult,
+    record_to_json,
+)
+from gpuhealth.resources import reports_dir
+from gpuhealth.telemetry import CLOCKS_EVENT_REASONS, reason_names
+
+Format = Literal["html", "md", "json"]
+REPORT_FILES: Mapping[Format, str] = {"json": "run.json", "html": "report.html", "md": "report.md"}
+TEMPLATES: Mapping[str, str] = {"html": "certificate.html.j2", "md": "report.md.j2"}
+NA = "n/a"
+SOAK_TEST = "soak"
+_KNOWN_REASON_BITS = sum(CLOCKS_EVENT_REASONS)  # distinct single bits: the sum is their OR
+MAX_LISTED_ERRORS = 64
+"""Memory errors and wrong results listed per verification; the rest stay in run.json."""
+
+
+# --- formatting filters: the only way numbers reach a template ----------------------------------
+
+
+def fmt_num(value: float | None, sig: int = 4) -> str:
+    """Significant digits without exponent for everyday magnitudes; n/a for None."""
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= 9 or magnitude < -4:
+        return f"{value:.{max(sig - 1, 0)}e}"
+    return f"{value:.{max(sig - 1 - magnitude, 0)}f}"
+
+
+def fmt_unit(value: float | None, unit: str, sig: int = 4) -> str:
+    return NA if value is None else f"{fmt_num(value, sig)} {unit}"
+
+
+def fmt_pct(share: float | None, decimals: int = 1) -> str:
+    """A share in 0..1 as a percentage."""
+    return NA if share is None else f"{share * 100:.{decimals}f} %"
+
+
+def fmt_signed_pct(fraction: float | None, decimals: int = 2) -> str:
+    """A relative deviation (fraction) with its sign, so that a deficit reads as one."""
+    return NA if fraction is None else f"{fraction * 100:+.{decimals}f} %"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return NA
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def fmt_hex(value: int | None, width: int = 0) -> str:
+    return NA if value is None else f"0x{value:0{width}x}"
+
+
+def fmt_bits(mismatch: MemoryMismatch) -> str:
+    return ", ".join(str(b) for b in mismatch.bits) or "none"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NA
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def fmt_bytes(count: int | None) -> str:
+    return NA if count is None else f"{count / 2**30:.1f} GiB"
+
+
+def fmt_yesno(flag: bool | None) -> str:
+    return NA if flag is None else ("yes" if flag else "no")
+
+
+def fmt_scalar(value: Scalar | None) -> str:
+    """A test parameter as written in run.json (repr gives the shortest round-trip float)."""
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def fmt_reasons(mask: int | None) -> str:
+    if mask is None:
+        return NA
+    names = reason_names(mask)
+    unknown = mask & ~_KNOWN_REASON_BITS
+    if unknown:
+        names.append(fmt_hex(unknown))
+    return ", ".join(names) or "none"
+
+
+def sorted_items(mapping: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Dict entries by key: the order must not depend on how the dict was built."""
+    return sorted(mapping.items(), key=lambda kv: kv[0])
+
+
+_MD_SPECIALS = {c: "\\" + c for c in "\\`*_[]|~#"}
+_MD_SPECIALS.update({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": " ", "\n": " "})
+
+
+def md_escape(value: object) -> Markup:
+    """Text from outside made inert in Markdown: no emphasis, links, HTML or broken table cells.
+
+    Values are printed mid-line (a table cell, after a label), so only inline syntax matters;
+    newlines become spaces so that a value cannot start a block of its own.
+    """
+    if isinstance(value, Markup):
+        return value
+    return Markup("".join(_MD_SPECIALS.get(c, c) for c in str(value)))
+
+
+# --- view rows: fixed order, already formatted --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class CounterRow:
+    label: str
+    before: str
+    after: str
+    changed: bool
+    """True when a health counter (not a reading such as temperature) moved during the run."""
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    name: str
+    unit: str
+    n: int
+    median: float | None
+    low: float | None
+    high: float | None
+    higher_is_better: bool
+
+
+def identity_rows(card: CardIdentity) -> list[Row]:
+    pcie = NA
+    if card.pcie_gen_max is not None or card.pcie_width_max is not None:
+        pcie = f"Gen{fmt_num(card.pcie_gen_max)} x{fmt_num(card.pcie_width_max)}"
+    rows = [
+        Row("Model", card.name),
+        Row("Serial number", card.serial or NA),
+        Row("UUID", card.uuid or NA),
+        Row("VBIOS", card.vbios or NA),
+        Row("InfoROM", card.inforom or NA),
+        Row("Board part number", card.board_part_number or NA),
+        Row("PCI bus ID", card.pci_bus_id or NA),
+        Row("Driver", card.driver_version or NA),
+        Row("CUDA driver", card.cuda_driver_version or NA),
+        Row("Memory", fmt_bytes(card.memory_total_bytes)),
+        Row("SMs", fmt_num(card.sm_count)),
+        Row("Compute capability", card.compute_capability or NA),
+        Row("Memory bus width", fmt_unit(card.memory_bus_width_bits, "bit")),
+        Row("Max SM clock", fmt_unit(card.max_sm_clock_mhz, "MHz")),
+        Row("Max memory clock", fmt_unit(card.max_memory_clock_mhz, "MHz")),
+        Row("PCIe link (max)", pcie),
+        Row("Default power limit", fmt_unit(card.power_limit_default_w, "W")),
+        Row("GPU index", str(card.index)),
+    ]
+    if card.sim_card is not None:
+        rows.append(Row("Simulated card spec", card.sim_card))
+    return rows
+
+
+def _link(c: HealthCounters) -> str | None:
+    if c.pcie_gen_current is None and c.pcie_width_current is None:
+        return None
+    return f"Gen{fmt_num(c.pcie_gen_current)} x{fmt_num(c.pcie_width_current)}"
+
+
+def _histogram(c: HealthCounters) -> str | None:
+    h = c.row_remap_histogram
+    if h is None:
+        return None
+    return f"max {h.max} / high {h.high} / partial {h.partial} / low {h.low} / none {h.none}"
+
+
+# label, how to read and format it, whether a change during the run is a health event
+_COUNTERS: tuple[tuple[str, Callable[[HealthCounters], str], bool], ...] = (
+    ("ECC enabled", lambda c: fmt_yesno(c.ecc_enabled), True),
+    ("ECC volatile corrected", lambda c: fmt_num(c.ecc_volatile_corrected), True),
+    ("ECC volatile uncorrected", lambda c: fmt_num(c.ecc_volatile_uncorrected), True),
+    ("ECC aggregate corrected", lambda c: fmt_num(c.ecc_aggregate_corrected), True),
+    ("ECC aggregate uncorrected", lambda c: fmt_num(c.ecc_aggregate_uncorrected), True),
+    ("Remapped rows (correctable)", lambda c: fmt_num(c.remapped_rows_correctable), True),
+    ("Remapped rows (uncorrectable)", lambda c: fmt_num(c.remapped_rows_uncorrectable), True),
+    ("Row remap pending", lambda c: fmt_yesno(c.remapped_rows_pending), True),
+    ("Row remap failure", lambda c: fmt_yesno(c.remapped_rows_failure), True),
+    ("Row remap banks (spare rows)", lambda c: _histogram(c) or NA, True),
+    ("PCIe link (current)", lambda c: _link(c) or NA, True),
+    ("PCIe replay count", lambda c: fmt_num(c.pcie_replay_count), True),
+    ("Power limit", lambda c: fmt_unit(c.power_limit_w, "W"), True),
+    ("GPU temperature", lambda c: fmt_unit(c.temperature_c, "°C", 3), False),
+    ("Slowdown threshold", lambda c: fmt_unit(c.temperature_slowdown_c, "°C", 3), False),
+    ("Shutdown threshold", lambda c: fmt_unit(c.temperature_shutdown_c, "°C", 3), False),
+    ("Memory temperature (max)", lambda c: fmt_unit(c.memory_temperature_max_c, "°C", 3), False),
+    ("Energy counter", lambda c: fmt_unit(c.energy_j, "J", 6), False),
+    ("Clocks event reasons", lambda c: fmt_reasons(c.clocks_event_reasons), False),
+)
+
+
+def counter_rows(before: HealthCounters | None, after: HealthCounters | None) -> list[CounterRow]:
+    rows = []
+    for label, read, watched in _COUNTERS:
+        b = read(before) if before is not None else NA
+        a = read(after) if after is not None else NA
+        moved = before is not None and after is not None and a != b
+        rows.append(CounterRow(label, b, a, watched and moved))
+    return rows
+
+
+def soak_rows(soak: SoakSummary) -> list[Row]:
+    rows = [
+        Row("Duration", fmt_duration(soak.duration_s)),
+        Row(
+            "Iterations (with mismatched results)",
+            f"{soak.iterations} ({soak.mismatched_iterations})",
+        ),
+        Row("Idle temperature", fmt_unit(soak.idle_temperature_c, "°C", 3)),
+        Row("Maximum temperature", fmt_unit(soak.max_temperature_c, "°C", 3)),
+        Row("Plateau temperature (fit)", fmt_unit(soak.plateau_temperature_c, "°C", 3)),
+        Row("Thermal time constant", fmt_unit(soak.time_constant_s, "s")),
+        Row("Mean power", fmt_unit(soak.mean_power_w, "W")),
+        Row("Thermal resistance", fmt_unit(soak.thermal_resistance_c_per_w, "°C/W", 3)),
+        Row("Thermal resistance, healthy cards", fmt_unit(soak.reference_c_per_w, "°C/W", 3)),
+        Row("Maximum memory temperature", fmt_unit(soak.max_memory_temperature_c, "°C", 3)),
+        Row("Margin to slowdown", fmt_unit(soak.slowdown_margin_c, "°C", 3)),
+        Row("Mean SM clock", fmt_unit(soak.sm_clock_mean_mhz, "MHz")),
+        Row("SM clock variation (CV)", fmt_pct(soak.sm_clock_cv, 2)),
+        Row(
+            "Throughput drift",
+            NA if soak.throughput_drift_pct is None else f"{soak.throughput_drift_pct:+.2f} %",
+        ),
+    ]
+    rows += [Row(f"Time throttled: {k}", fmt_pct(v)) for k, v in sorted_items(soak.throttle_share)]
+    if soak.stopped_early is not None:
+        rows.append(Row("Stopped early", soak.stopped_early))
+    return rows
+
+
+def metric_stats(metric: Metric) -> MetricStats:
+    values = [v for v in metric.values if math.isfinite(v)]
+    return MetricStats(
+        name=metric.name,
+        unit=metric.unit,
+        n=len(metric.values),
+        median=statistics.median(values) if values else None,
+        low=min(values) if values else None,
+        high=max(values) if values else None,
+        higher_is_better=metric.higher_is_better,
+    )
+
+
+# --- environments and rendering -----------------------------------------------------------------
+
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "num": fmt_num,
+    "unit": fmt_unit,
+    "pct": fmt_pct,
+    "spct": fmt_signed_pct,
+    "pval": fmt_p,
+    "hex": fmt_hex,
+    "bits": fmt_bits,
+    "duration": fmt_duration,
+    "bytes": fmt_bytes,
+    "yesno": fmt_yesno,
+    "scalar": fmt_scalar,
+    "reasons": fmt_reasons,
+    "sorted_items": sorted_items,
+}
+
+_GLOBALS: dict[str, Any] = {
+    "identity_rows": identity_rows,
+    "counter_rows": counter_rows,
+    "soak_rows": soak_rows,
+    "metric_stats": metric_stats,
+    "metric_chart": charts.metric_svg,
+    "timeline_chart": charts.timeline_svg,
+    "max_listed": MAX_LISTED_ERRORS,
+    "chart_points": charts.DEFAULT_MAX_POINTS,
+    "na": NA,
+}
+
+
+def _html_finalize(value: object) -> object:
+    return NA if value is None else value
+
+
+def _md_finalize(value: object) -> object:
+    # every {{ }} in a Markdown template passes here: the Markdown twin of autoescape
+    return md_escape(NA if value is None else value)
+
+
+@cache
+def environment(kind: Literal["html", "md"], folder: Path | None = None) -> Environment:
+    """The Jinja2 environment for one output kind (cached; templates compile once)."""
+    env = Environment(
+        loader=FileSystemLoader(folder or reports_dir(), encoding="utf-8"),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_html_finalize if kind == "html" else _md_finalize,
+    )
+    env.filters.update(_FILTERS)
+    env.globals.update(_GLOBALS)
+    if kind == "md":
+        env.filters["md"] = md_escape
+    return env
+
+
+def _css(folder: Path) -> Markup:
+    css = (folder / "certificate.css").read_text(encoding="utf-8")
+    if "</" in css:  # would end the <style> element early
+        raise ValueError(f"{folder / 'certificate.css'}: must not contain '</'")
+    return Markup(css)
+
+
+def _embedded_json(record: RunRecord) -> Markup:
+    """The canonical JSON, safe inside <script type="application/json">.
+
+    < > & only occur inside JSON strings, where their \\u escapes decode to the same text, so a
+    verifier that json-loads this block gets the record back unchanged.
+    """
+    text = record_to_json(record).rstrip("\n")
+    for char, code in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, code)
+    return Markup(text)
+
+
+def _context(record: RunRecord) -> dict[str, Any]:
+    soak_test: TestResult | None = record.test(SOAK_TEST)
+    slowdown = record.counters_before.temperature_slowdown_c if record.counters_before else None
+    return {
+        "record": record,
+        "card": record.identity,
+        "analysis": record.analysis,
+        "grade": record.grade,
+        "simulated": record.backend == "sim" or record.identity.backend == "sim",
+        "soak_test": soak_test,
+        "slowdown_c": slowdown,
+    }
+
+
+def render(record: RunRecord, fmt: Format) -> str:
+    """The report in one format; the same record always gives the same bytes."""
+    if fmt == "json":
+        return record_to_json(record)
+    if fmt not in TEMPLATES:
+        raise ValueError(f"unknown report format {fmt!r}; expected html, md or json")
+    folder = reports_dir()
+    context = _context(record)
+    if fmt == "html":
+        context["css"] = _css(folder)
+        context["record_json"] = _embedded_json(record)
+    return environment(fmt, folder).get_template(TEMPLATES[fmt]).render(context)
+
+
+def write_reports(record: RunRecord, out_dir: Path) -> dict[str, Path]:
+    """Write run.json, report.html and report.md into out_dir, each replaced atomically.
+
+    Everything is rendered before anything is written, so a template error leaves the folder as it
+    was; each file appears whole or not at all.
+    """
+    texts = {fmt: render(record, fmt) for fmt in REPORT_FILES}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for fmt, name in REPORT_FILES.items():
+        path = out_dir / name
+        _atomic_write(path, texts[fmt])
+        written[fmt] = path
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # a temp file in the same folder, so os.replace is a rename on one file system
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

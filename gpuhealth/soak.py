@@ -1,0 +1,144 @@
+"""Thermal-soak analysis: plateau, time constant, °C/W, throttling, clocks, drift, consistency.
+
+Pure functions of telemetry samples and the soak's metrics; no backend, no I/O. The temperature
+under load is fitted with T(t) = T_plateau - (T_plateau - T_0) * exp(-t / tau) (scipy curve_fit);
+thermal resistance is the plateau's rise over idle divided by the extra power the load drew.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as sps
+
+from gpuhealth.models import SoakSummary, TelemetrySample, TestResult
+from gpuhealth.telemetry import POWER_REASON_BITS, THERMAL_REASON_BITS
+
+LOAD_UTILIZATION_PCT = 50.0
+THROTTLE_GROUPS = {
+    "power cap": POWER_REASON_BITS,
+    "thermal": THERMAL_REASON_BITS,
+    "hardware slowdown": 0x8,
+}
+
+
+def load_samples(samples: Sequence[TelemetrySample]) -> list[TelemetrySample]:
+    return [
+        s
+        for s in samples
+        if s.utilization_pct is not None and s.utilization_pct >= LOAD_UTILIZATION_PCT
+    ]
+
+
+def fit_plateau(times_s: Sequence[float], temps_c: Sequence[float]) -> tuple[float, float | None]:
+    """(plateau °C, time constant s) of a first-order rise; the last fifth's mean if no fit."""
+    t = np.asarray(times_s, dtype=float) - times_s[0]
+    y = np.asarray(temps_c, dtype=float)
+    tail = float(np.mean(y[-max(1, len(y) // 5) :]))
+    if len(y) < 8 or float(np.ptp(y)) < 1.0:
+        return tail, None
+
+    def rise(x: np.ndarray, plateau: float, start: float, tau: float) -> np.ndarray:
+        result: np.ndarray = plateau - (plateau - start) * np.exp(-x / tau)
+        return result
+
+    try:
+        params, _ = optimize.curve_fit(
+            rise,
+            t,
+            y,
+            p0=(float(y.max()), float(y[0]), max(float(t[-1]) / 4, 1.0)),
+            bounds=([0.0, 0.0, 0.5], [150.0, 150.0, 3600.0]),
+            maxfev=5000,
+        )
+    except (RuntimeError, ValueError):
+        return tail, None
+    plateau, _, tau = (float(p) for p in params)
+    if not math.isfinite(plateau) or plateau > float(y.max()) + 25.0:
+        return tail, None  # a fit that extrapolates far beyond what was seen is not a plateau
+    return plateau, tau
+
+
+def throttle_share(samples: Sequence[TelemetrySample]) -> dict[str, float]:
+    """Share of samples (0-1) in which each group of clocks-event reasons was active."""
+    known = [s.clocks_event_reasons for s in samples if s.clocks_event_reasons is not None]
+    if not known:
+        return {}
+    return {
+        group: round(sum(1 for r in known if r & bits) / len(known), 4)
+        for group, bits in THROTTLE_GROUPS.items()
+    }
+
+
+def drift_pct(times_s: Sequence[float], values: Sequence[float]) -> float | None:
+    """Change of throughput over the soak (robust Theil-Sen slope), in % of the median."""
+    if len(values) < 5 or len(times_s) != len(values):
+        return None
+    slope = float(sps.theilslopes(values, times_s).slope)
+    span = times_s[-1] - times_s[0]
+    median = statistics.median(values)
+    return 100.0 * slope * span / median if median else None
+
+
+def summarize(
+    soak: TestResult,
+    idle: TelemetrySample | None,
+    slowdown_c: float | None,
+    reference_c_per_w: float | None,
+) -> SoakSummary:
+    loaded = load_samples(soak.telemetry)
+    temps = [(s.t_s, s.temperature_c) for s in loaded if s.temperature_c is not None]
+    plateau = tau = None
+    if temps:
+        plateau, tau = fit_plateau([t for t, _ in temps], [c for _, c in temps])
+    powers = [s.power_w for s in loaded if s.power_w is not None]
+    mean_power = statistics.fmean(powers) if powers else None
+    c_per_w = None
+    if (
+        plateau is not None
+        and mean_power is not None
+        and idle is not None
+        and idle.temperature_c is not None
+        and idle.power_w is not None
+        and mean_power - idle.power_w > 50.0
+    ):
+        c_per_w = (plateau - idle.temperature_c) / (mean_power - idle.power_w)
+    max_temp = max((c for _, c in temps), default=None)
+    mem_temps = [s.memory_temperature_c for s in loaded if s.memory_temperature_c is not None]
+    clocks = [s.sm_clock_mhz for s in loaded if s.sm_clock_mhz is not None]
+    clock_mean = statistics.fmean(clocks) if clocks else None
+    iteration = soak.metric("iteration_tflops")
+    ends = soak.metric("iteration_end_s")
+    verification = soak.verifications[0] if soak.verifications else None
+    stopped = soak.parameters.get("stopped_early")
+    return SoakSummary(
+        duration_s=soak.duration_s,
+        iterations=len(iteration.values) if iteration else 0,
+        mismatched_iterations=verification.mismatches if verification else 0,
+        idle_temperature_c=idle.temperature_c if idle else None,
+        max_temperature_c=max_temp,
+        plateau_temperature_c=_round(plateau, 2),
+        time_constant_s=_round(tau, 2),
+        mean_power_w=_round(mean_power, 2),
+        thermal_resistance_c_per_w=_round(c_per_w, 5),
+        reference_c_per_w=reference_c_per_w,
+        max_memory_temperature_c=max(mem_temps, default=None),
+        slowdown_margin_c=None if slowdown_c is None or max_temp is None else slowdown_c - max_temp,
+        sm_clock_mean_mhz=_round(clock_mean, 1),
+        sm_clock_cv=_round(statistics.pstdev(clocks) / clock_mean, 5)
+        if clocks and clock_mean
+        else None,
+        throttle_share=throttle_share(loaded),
+        throughput_drift_pct=_round(
+            drift_pct(ends.values, iteration.values) if iteration and ends else None, 3
+        ),
+        stopped_early=str(stopped) if stopped is not None else None,
+    )
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,0 +1,110 @@
+"""Thermal soak: a sustained mixed load (FP16 GEMMs + a memory triad) with telemetry throughout.
+
+Every iteration recomputes the same product from the same inputs, so its output digest must equal
+the first iteration's: a differing digest is silent data corruption under heat. The soak stops
+early, and says why, when the card comes within the guard margin of its slowdown temperature.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from gpuhealth.models import Metric, Verification, WrongResult
+from gpuhealth.stresstests.base import Outcome, TestContext
+from gpuhealth.stresstests.sm_checks import MAX_LISTED
+from gpuhealth.telemetry import ThermalGuard
+
+SEEDS = (31, 32)
+TRIAD_BYTES = 1 << 30
+TRIAD = (0.1, 0.2, 0.4)  # b, c, scalar: a = b + s*c stays constant
+
+
+def digest_disagreements(digests: list[int]) -> tuple[int, list[WrongResult]]:
+    """Iterations whose output digest differs from the most common one (all, if no majority)."""
+    if not digests:
+        return 0, []
+    majority, count = Counter(digests).most_common(1)[0]
+    if count * 2 <= len(digests):
+        majority = -1  # no result is trustworthy when no digest holds a majority
+    wrong = [
+        WrongResult(
+            location=f"iteration {i}", detail=f"output digest {d:#018x} differs from the majority's"
+        )
+        for i, d in enumerate(digests)
+        if d != majority
+    ]
+    return len(wrong), wrong[:MAX_LISTED]
+
+
+class SoakTest:
+    name = "soak"
+    title = "Thermal soak"
+
+    def run(self, ctx: TestContext, outcome: Outcome) -> None:
+        params = ctx.preset.soak
+        backend = ctx.backend
+        n = params.gemm_n
+        a, b, c = (ctx.alloc(n * n * 2) for _ in range(3))
+        backend.fill_uniform(a, "fp16", n * n, SEEDS[0], -1.0, 1.0)
+        backend.fill_uniform(b, "fp16", n * n, SEEDS[1], -1.0, 1.0)
+        elements = TRIAD_BYTES // 4
+        x, y, z = (ctx.alloc(TRIAD_BYTES) for _ in range(3))
+        backend.fill_f32(y, elements, TRIAD[0])
+        backend.fill_f32(z, elements, TRIAD[1])
+        # One product measured first sizes an iteration to about iteration_s of device time.
+        one = ctx.timed(backend.gemm_library(a, b, c, n, "fp16"))
+        repeats = max(1, int(params.iteration_s / max(one, 1e-6)))
+        counters = backend.counters()
+        guard = ThermalGuard(counters.temperature_slowdown_c)
+        outcome.parameters.update(
+            duration_s=params.duration_s,
+            gemm_n=n,
+            gemms_per_iteration=repeats,
+            guard_c=guard.limit_c if guard.limit_c is not None else "none",
+        )
+        flops = 2.0 * n**3 * repeats
+        digests: list[int] = []
+        tflops: list[float] = []
+        times: list[float] = []
+        start = backend.clock_s()
+        stopped: str | None = None
+        while backend.clock_s() - start < params.duration_s:
+            seconds = ctx.timed(backend.gemm_library(a, b, c, n, "fp16", repeats))
+            ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements))
+            digests.append(backend.word_hash(c, n * n * 2))
+            tflops.append(flops / seconds / 1e12)
+            times.append(round(backend.clock_s() - ctx.run_start_s, 4))
+            stopped = guard.check(ctx.drain_telemetry())
+            if stopped or ctx.over_budget():
+                stopped = stopped or f"time budget of {ctx.budget_s:.0f} s spent"
+                break
+        outcome.metrics.append(Metric("iteration_tflops", "TFLOP/s", tuple(tflops)))
+        outcome.metrics.append(Metric("iteration_end_s", "s", tuple(times), False))
+        outcome.parameters.update(
+            iterations=len(tflops), soaked_s=round(backend.clock_s() - start, 3)
+        )
+        if stopped:
+            outcome.parameters["stopped_early"] = stopped
+            outcome.message = f"soak stopped early: {stopped}"
+        mismatched, wrong = digest_disagreements(digests)
+        bad_triad = backend.count_f32_not_close(x, elements, TRIAD[0] + TRIAD[2] * TRIAD[1], 1e-5)
+        outcome.verifications.append(
+            Verification(
+                method=f"every iteration's GEMM output digest equals the majority's ({len(tflops)} "
+                "iterations), and the triad array holds b + s·c throughout",
+                passed=mismatched == 0 and bad_triad == 0,
+                checked=len(tflops),
+                mismatches=mismatched + (1 if bad_triad else 0),
+                wrong_results=tuple(wrong)
+                + (
+                    (
+                        WrongResult(
+                            location="triad array",
+                            detail=f"{bad_triad} elements wrong after the soak",
+                        ),
+                    )
+                    if bad_triad
+                    else ()
+                ),
+            )
+        )
