@@ -162,11 +162,12 @@ def test_fill_uniform(backend: CudaBackend, alloc: Alloc, dtype: str) -> None:
 # --- stream kernels -------------------------------------------------------------------------------
 
 
-@pytest.fixture
+# The small size runs mostly the one-at-a-time and tail paths; the large one the 4-wide trips.
+@pytest.fixture(params=[ODD_WORDS, (1 << 23) + 3], ids=["small", "large"])
 def stream_inputs(
-    backend: CudaBackend, alloc: Alloc
+    backend: CudaBackend, alloc: Alloc, request: pytest.FixtureRequest
 ) -> tuple[list[np.ndarray], list[DeviceBuffer], int]:
-    n = ODD_WORDS
+    n = int(request.param)
     rng = np.random.default_rng(7)
     hosts = [rng.uniform(-1, 1, n).astype(np.float32) for _ in range(3)]
     return hosts, [_upload(backend, alloc, h) for h in hosts], n
