@@ -37,15 +37,26 @@ STREAM_N = 1 << 29  # float32 elements per array: 2 GiB, far above any L2
 GEMM_N = 8192
 MEMTEST_MARGIN = 512 << 20  # left free for CuPy scratch and the driver
 
+# From one resident wave (persistent threads) to a grid of ~1 float4 per thread (BabelStream's
+# shape for 2 GiB arrays): the grid-stride kernels take any of them.
 STREAM_GEOMETRIES = (
     Geometry(2, 1024),
-    Geometry(4, 512),
     Geometry(4, 256),
     Geometry(8, 256),
-    Geometry(16, 256),
     Geometry(32, 256),
+    Geometry(128, 256),
+    Geometry(512, 256),
+    Geometry(1024, 256),
+    Geometry(4096, 256),
 )
-MEMTEST_GEOMETRIES = (Geometry(2, 1024), Geometry(4, 512), Geometry(8, 256), Geometry(16, 256))
+MEMTEST_GEOMETRIES = (
+    Geometry(2, 1024),
+    Geometry(8, 256),
+    Geometry(16, 256),
+    Geometry(64, 256),
+    Geometry(256, 256),
+    Geometry(1024, 256),
+)
 FMA_GEOMETRIES = (Geometry(2, 1024), Geometry(4, 512), Geometry(8, 256), Geometry(16, 128))
 MMA_GEOMETRIES = (
     Geometry(4, 256),
@@ -79,6 +90,10 @@ class Report:
             shown_ratio = f"{ratio:6.3f}" if ratio is not None else f"{'n/a':>6}"
             print(f"{what:<40} {value:11.1f} {unit:<8} {peer:<32} {shown_peer} {shown_ratio}")
         print("BENCH_JSON " + json.dumps(self.numbers, sort_keys=True))
+
+
+def _label(geometry: Geometry) -> str:
+    return f"{geometry.blocks_per_sm}/SM x {geometry.threads}"
 
 
 def median_seconds(run: Callable[[], float], warmup: int, reps: int) -> float:
@@ -131,18 +146,20 @@ def bench_stream(backend: CudaBackend, reps: int, memcpy_gbs: float, report: Rep
         seconds = median_seconds(lambda: backend.stream(op, a, b, c, 0.4, n), 2, reps)
         return STREAM_BYTES_PER_ELEMENT[op] * n / seconds / 1e9
 
-    # Best geometry by copy + triad: one 1:1 and one 2:1 read:write mix.
+    # Best geometry for copy + triad (one 1:1 and one 2:1 read:write mix); read separately, as
+    # the backend launches it with its own geometry (one partial sum per block: at most 65536,
+    # the room the bandwidth stress test gives them).
     by_geometry: dict[str, dict[str, float]] = {}
     for geometry in STREAM_GEOMETRIES:
-        backend.stream_geometry = geometry
-        by_geometry[f"{geometry.blocks_per_sm}x{geometry.threads}"] = {
-            op: gbs(op) for op in ("copy", "triad")
-        }
+        backend.stream_geometry = backend.read_geometry = geometry
+        by_geometry[_label(geometry)] = {op: gbs(op) for op in ("copy", "triad", "read")}
     best = max(
         STREAM_GEOMETRIES,
-        key=lambda g: sum(by_geometry[f"{g.blocks_per_sm}x{g.threads}"].values()),
+        key=lambda g: by_geometry[_label(g)]["copy"] + by_geometry[_label(g)]["triad"],
     )
-    backend.stream_geometry = best
+    fits = [g for g in STREAM_GEOMETRIES if g.blocks(backend.device_info().sm_count) <= 65536]
+    best_read = max(fits, key=lambda g: by_geometry[_label(g)]["read"])
+    backend.stream_geometry, backend.read_geometry = best, best_read
     results = {op: gbs(op) for op in ("copy", "scale", "add", "triad", "read")}
     # Verify with the best geometry: from a = 0.1, b = 0.2, c = 0: copy c = a, then triad
     # a = b + 0.4 c, every element against the host's value.
@@ -155,16 +172,20 @@ def bench_stream(backend: CudaBackend, reps: int, memcpy_gbs: float, report: Rep
     for buffer in (a, b, c):
         backend.free(buffer)
     peak = backend.device_info().peak_memory_gbs
-    label = f"{best.blocks_per_sm}/SM x {best.threads}"
+    label = _label(best)
     for op in ("triad", "copy"):
         report.row(f"stream {op} ({label})", results[op], "GB/s", "cudaMemcpy D2D", memcpy_gbs)
         report.row(f"stream {op}", results[op], "GB/s", "NVML memory peak", peak)
-    for op in ("scale", "add", "read"):
+    for op in ("scale", "add"):
         report.row(f"stream {op}", results[op], "GB/s", "cudaMemcpy D2D", memcpy_gbs)
+    report.row(
+        f"stream read ({_label(best_read)})", results["read"], "GB/s", "cudaMemcpy D2D", memcpy_gbs
+    )
     report.numbers.update(
         stream_gbs=results,
         stream_by_geometry_gbs=by_geometry,
         stream_best_geometry=label,
+        stream_read_best_geometry=_label(best_read),
         stream_verify_wrong=wrong,
         nvml_peak_memory_gbs=peak,
     )
@@ -210,8 +231,8 @@ def bench_memtest(backend: CudaBackend, copy_gbs: float, report: Report) -> None
             backend.memtest_geometry = geometry
             memtest_pass(backend, buffer, trial_words)  # warm-up
             seconds, moved, _ = memtest_pass(backend, buffer, trial_words)
-            by_geometry[f"{geometry.blocks_per_sm}x{geometry.threads}"] = moved / seconds / 1e9
-        best = max(MEMTEST_GEOMETRIES, key=lambda g: by_geometry[f"{g.blocks_per_sm}x{g.threads}"])
+            by_geometry[_label(geometry)] = moved / seconds / 1e9
+        best = max(MEMTEST_GEOMETRIES, key=lambda g: by_geometry[_label(g)])
         backend.memtest_geometry = best
         words = nbytes // 4
         seconds, moved, errors = memtest_pass(backend, buffer, words)
@@ -276,9 +297,7 @@ def fma_tflops(backend: CudaBackend, geometry: Geometry, reps: int) -> float:
 
 def bench_fp32(backend: CudaBackend, reps: int, report: Report) -> None:
     peak = backend.device_info().peak_fp32_tflops
-    by_geometry = {
-        f"{g.blocks_per_sm}x{g.threads}": fma_tflops(backend, g, reps) for g in FMA_GEOMETRIES
-    }
+    by_geometry = {_label(g): fma_tflops(backend, g, reps) for g in FMA_GEOMETRIES}
     best_label, best = max(by_geometry.items(), key=lambda kv: kv[1])
     clock = backend.telemetry().sm_clock_mhz
     report.row(f"fp32 fma_loop ({best_label})", best, "TFLOP/s", "SMs×lanes×2×max clock", peak)
@@ -318,9 +337,7 @@ def mma_tflops(backend: CudaBackend, geometry: Geometry, reps: int) -> float:
 
 
 def bench_mma(backend: CudaBackend, reps: int, cublas_fp16: float, report: Report) -> None:
-    by_geometry = {
-        f"{g.blocks_per_sm}x{g.threads}": mma_tflops(backend, g, reps) for g in MMA_GEOMETRIES
-    }
+    by_geometry = {_label(g): mma_tflops(backend, g, reps) for g in MMA_GEOMETRIES}
     best_label, best = max(by_geometry.items(), key=lambda kv: kv[1])
     report.row(
         f"mma.sync loop ({best_label})", best, "TFLOP/s", "cupy.matmul fp16 8192", cublas_fp16

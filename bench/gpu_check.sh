@@ -6,7 +6,9 @@
 #
 # 1. the tests marked `gpu` (tests/test_cuda_backend.py: every CUDA primitive against numpy, plus
 #    injected faults), 2. bench/bench_kernels.py: one table of ratios against peers measured in the
-#    same run on the same card, and a BENCH_JSON line for bench/RESULTS.md.
+#    same run on the same card, and a BENCH_JSON line for bench/RESULTS.md, 3. bench/bench_grade.py:
+#    whole grades (--quick twice, standard once) with wall time, GPU busy share, start-up and
+#    module-cache hits, and a BENCH_GRADE_JSON line.
 # The benchmark runs even when a test fails (its numbers help find why); the exit status is the
 # first failure's.
 set -uo pipefail
@@ -23,6 +25,10 @@ echo "== gpu tests"
 echo "== kernel benchmark"
 "$PYTHON" bench/bench_kernels.py "$@" || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 
-# --- gpuhealth grade --quick timing: the lead adds it here ---------------------------------------
+echo "== whole grades"
+# --skip-standard passes through to keep a short check short.
+grade_args=()
+for arg in "$@"; do [ "$arg" = "--quick" ] && grade_args+=(--skip-standard); done
+"$PYTHON" bench/bench_grade.py "${grade_args[@]}" || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 
 exit "$status"

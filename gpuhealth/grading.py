@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from gpuhealth.datafiles import StrictModel, read_toml, validate
 from gpuhealth.errors import InputError
@@ -64,13 +64,15 @@ class Rule(StrictModel):
     min_measure: float | None = None
     max_measure: float | None = None
 
-    @model_validator(mode="after")
-    def _known_finding(self) -> Rule:
-        if self.finding not in FINDING_CODES:
+    @field_validator("finding")
+    @classmethod
+    def _known_finding(cls, finding: str) -> str:
+        # a field validator, so that the error names rules.N.finding, not just the rule
+        if finding not in FINDING_CODES:
             raise ValueError(
-                f"unknown finding {self.finding!r} (expected one of: {', '.join(FINDING_CODES)})"
+                f"unknown finding {finding!r} (expected one of: {', '.join(FINDING_CODES)})"
             )
-        return self
+        return finding
 
     def matches(self, finding: Finding) -> bool:
         if finding.code != self.finding:

@@ -24,8 +24,9 @@
 //     an element is bad when !(|r - ref| <= abs_tol + rel_tol * |ref|) (NaN in r or ref counts).
 //     stats[0] += bad elements; stats[1] = report slots taken (may exceed max_report);
 //     stats[2] = max |r - ref| as double bits (atomicMax: non-negative doubles order like u64);
-//     stats[3] = max |r - ref| / |ref| over ref != 0, as double bits. NaN errors are left out of
-//     both maxima (they are counted). For the first max_report bad elements (in no set order):
+//     stats[3] = max |r - ref| / max(|ref|, abs_tol / rel_tol), as double bits: the error relative
+//     to the reference, floored at the tolerance's crossover so that references near zero do not
+//     inflate it. NaN errors are left out of both maxima (they are counted). For the first max_report bad elements (in no set order):
 //     report_index[s] = i, report_values[2s] = r, report_values[2s+1] = ref.
 //     stats (4 × u64) must be zeroed by the caller.
 //
@@ -157,8 +158,9 @@ __device__ __forceinline__ void compare_close_body(
         if (err > max_abs) {
             max_abs = err;
         }
-        if (e != 0.0 && err / fabs(e) > max_rel) {
-            max_rel = err / fabs(e);
+        const double rel = err / fmax(fabs(e), abs_tol / rel_tol);
+        if (rel > max_rel) {
+            max_rel = rel;
         }
         if (!(err <= abs_tol + rel_tol * fabs(e))) {
             ++bad;

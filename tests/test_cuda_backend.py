@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer, fma_start
-from gpuhealth.backends.cuda import CudaBackend
+from gpuhealth.backends.cuda import CudaBackend, Geometry
 from gpuhealth.errors import DeviceOutOfMemory
 from gpuhealth.models import MemoryMismatch
 from gpuhealth.patterns import MemPattern, expected_words, word_digest
@@ -60,6 +60,23 @@ def backend() -> Iterator[CudaBackend]:
 
 
 Alloc = Callable[[int], DeviceBuffer]
+
+# The default launch shapes give big arrays about one 16-byte vector per thread; a small grid makes
+# every thread loop many times (the 4-wide trips of the stream kernels included).
+GEOMETRIES = {"default": None, "small-grid": Geometry(blocks_per_sm=1, threads=64)}
+
+
+@pytest.fixture(params=list(GEOMETRIES))
+def geometry(backend: CudaBackend, request: pytest.FixtureRequest) -> Iterator[str]:
+    names = ("stream_geometry", "memtest_geometry", "read_geometry", "reduce_geometry")
+    saved = {name: getattr(backend, name) for name in names}
+    chosen = GEOMETRIES[request.param]
+    if chosen is not None:
+        for name in names:
+            setattr(backend, name, chosen)
+    yield request.param
+    for name, value in saved.items():
+        setattr(backend, name, value)
 
 
 @pytest.fixture
@@ -132,7 +149,7 @@ def test_alloc_never_asks_for_more_than_free(backend: CudaBackend) -> None:
         backend.free(buffer)
 
 
-def test_fill_and_count_not_close(backend: CudaBackend, alloc: Alloc) -> None:
+def test_fill_and_count_not_close(backend: CudaBackend, alloc: Alloc, geometry: str) -> None:
     n = ODD_WORDS
     buffer = alloc(4 * n)
     backend.fill_f32(buffer, n, 0.25)
@@ -178,6 +195,7 @@ def test_stream_ops_match_host_arithmetic(
     backend: CudaBackend,
     stream_inputs: tuple[list[np.ndarray], list[DeviceBuffer], int],
     op: str,
+    geometry: str,
 ) -> None:
     (a, b, c), (da, db, dc), n = stream_inputs
     s = np.float32(0.4)
@@ -195,12 +213,13 @@ def test_stream_ops_match_host_arithmetic(
 
 
 def test_stream_read_partials_sum_to_host_sum(
-    backend: CudaBackend, stream_inputs: tuple[list[np.ndarray], list[DeviceBuffer], int]
+    backend: CudaBackend,
+    stream_inputs: tuple[list[np.ndarray], list[DeviceBuffer], int],
+    geometry: str,
 ) -> None:
     (a, _, _), (da, db, dc), n = stream_inputs
     backend.stream("read", da, db, dc, 0.0, n)
-    blocks = backend.stream_geometry.blocks(backend.device_info().sm_count)
-    partials = _get(backend, dc, np.float32, blocks).astype(np.float64)
+    partials = _get(backend, dc, np.float32, backend.read_partials(n)).astype(np.float64)
     assert partials.sum() == pytest.approx(a.astype(np.float64).sum(), rel=1e-4, abs=1e-2)
 
 
@@ -213,7 +232,7 @@ def _words(backend: CudaBackend, buffer: DeviceBuffer, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.label)
 def test_memtest_write_is_bit_exact_and_check_finds_nothing(
-    backend: CudaBackend, alloc: Alloc, pattern: MemPattern
+    backend: CudaBackend, alloc: Alloc, pattern: MemPattern, geometry: str
 ) -> None:
     n = ODD_WORDS
     buffer = alloc(4 * n)
@@ -260,7 +279,7 @@ def test_memtest_finds_a_flipped_bit_at_its_address(backend: CudaBackend, alloc:
 
 
 def test_memtest_counts_every_fault_and_lists_max_report(
-    backend: CudaBackend, alloc: Alloc
+    backend: CudaBackend, alloc: Alloc, geometry: str
 ) -> None:
     n = ODD_WORDS
     buffer = alloc(4 * n)
@@ -281,7 +300,9 @@ def test_memtest_counts_every_fault_and_lists_max_report(
 # --- digest ---------------------------------------------------------------------------------------
 
 
-def test_word_hash_matches_patterns_word_digest(backend: CudaBackend, alloc: Alloc) -> None:
+def test_word_hash_matches_patterns_word_digest(
+    backend: CudaBackend, alloc: Alloc, geometry: str
+) -> None:
     words = np.random.default_rng(3).integers(0, 2**32, ODD_WORDS, dtype=np.uint32)
     buffer = _upload(backend, alloc, words)
     assert backend.word_hash(buffer, 4 * words.size) == word_digest(words)

@@ -286,7 +286,8 @@ class Backend(Protocol):
         abs_tol: float,
         max_report: int,
     ) -> CloseCheck:
-        """Count elements with |result - ref| > abs_tol + rel_tol*|ref| (NaN always counts)."""
+        """Count elements with |result - ref| > abs_tol + rel_tol*|ref| (NaN always counts).
+        max_rel_error is max |result - ref| / max(|ref|, abs_tol / rel_tol); rel_tol > 0."""
         ...
 
     def word_hash(self, buffer: DeviceBuffer, nbytes: int) -> int:

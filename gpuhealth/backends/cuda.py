@@ -80,18 +80,31 @@ class CudaBuffer:
 
 @dataclass(frozen=True)
 class Geometry:
-    """A grid-stride launch: blocks = SM count × blocks_per_sm, `threads` per block."""
+    """A grid-stride launch: at most SM count × blocks_per_sm blocks of `threads`, and never more
+    blocks than there are work items (16-byte vectors, or elements) for their threads."""
 
     blocks_per_sm: int
     threads: int
 
-    def blocks(self, sm_count: int) -> int:
-        return max(1, sm_count * self.blocks_per_sm)
+    def blocks(self, sm_count: int, items: int | None = None) -> int:
+        most = sm_count * self.blocks_per_sm
+        if items is not None:
+            most = min(most, -(-items // self.threads))
+        return max(1, most)
 
 
-# 2048 threads per SM on every recent NVIDIA GPU; bench/bench_kernels.py tries others.
-DEFAULT_STREAM_GEOMETRY = Geometry(blocks_per_sm=8, threads=256)
-DEFAULT_MEMTEST_GEOMETRY = Geometry(blocks_per_sm=8, threads=256)
+# Chosen with bench/bench_kernels.py on an H200 (2 GiB arrays; cudaMemcpy D2D 4210 GB/s).
+# Streaming kernels run best on a grid of about one 16-byte vector per thread (BabelStream's
+# shape): 4096 blocks per SM covers 2 GiB arrays, smaller arrays get fewer blocks. Triad 4370 and
+# copy 4219 GB/s there, against 4141 and 3945 with one resident wave (4/SM).
+DEFAULT_STREAM_GEOMETRY = Geometry(blocks_per_sm=4096, threads=256)
+# memtest write + check: 4484 GB/s at 1024/SM, 3894 at 8/SM.
+DEFAULT_MEMTEST_GEOMETRY = Geometry(blocks_per_sm=1024, threads=256)
+# stream read writes one partial sum per block: 4545 GB/s at 128/SM (16896 partials on 132 SMs);
+# a one-float4-per-thread grid is slower (3608) and would write 540k partials.
+DEFAULT_READ_GEOMETRY = Geometry(blocks_per_sm=128, threads=256)
+# The check kernels (counts, maxima, digests) end with atomics per thread or warp: one wave.
+DEFAULT_REDUCE_GEOMETRY = Geometry(blocks_per_sm=4, threads=256)
 
 
 def _import_cupy() -> Any:
@@ -113,6 +126,11 @@ def _cuda_error_types(cp: Any) -> tuple[type[BaseException], ...]:
     with contextlib.suppress(ImportError, AttributeError):
         found.append(importlib.import_module("cupy.cuda.cublas").CUBLASError)
     return tuple(found)
+
+
+def _vectors(n: int) -> int:
+    """16-byte vectors covering n 4-byte elements (the kernels' unit of work)."""
+    return -(-n // 4)
 
 
 def _check_size(buffer: DeviceBuffer, nbytes: int, what: str) -> None:
@@ -146,8 +164,11 @@ class CudaBackend:
         self._arch = f"{self._info.compute_capability[0]}{self._info.compute_capability[1]}"
         self._start = cp.cuda.Event()
         self._end = cp.cuda.Event()
+        # Launch shapes; public so that bench/bench_kernels.py can try others.
         self.stream_geometry = DEFAULT_STREAM_GEOMETRY
         self.memtest_geometry = DEFAULT_MEMTEST_GEOMETRY
+        self.read_geometry = DEFAULT_READ_GEOMETRY
+        self.reduce_geometry = DEFAULT_REDUCE_GEOMETRY
 
     # --- opening ---------------------------------------------------------------------------------
     def _open_device(self, index: int) -> Any:
@@ -436,18 +457,23 @@ class CudaBackend:
         return float(self._cp.cuda.get_elapsed_time(self._start, self._end)) / 1e3
 
     def _grid_stride(
-        self, geometry: Geometry, family: str, name: str, args: tuple[Any, ...]
+        self, geometry: Geometry, items: int, family: str, name: str, args: tuple[Any, ...]
     ) -> Callable[[], None]:
+        """A launch of a grid-stride kernel over `items` work items (what one thread does once)."""
         kernel = self._kernel(family, name)
-        grid = (geometry.blocks(self._info.sm_count),)
+        grid = (geometry.blocks(self._info.sm_count, items),)
         block = (geometry.threads,)
         return lambda: kernel(grid, block, args)
+
+    def read_partials(self, n: int) -> int:
+        """How many per-block partial sums stream("read", ...) over n elements writes into c."""
+        return self.read_geometry.blocks(self._info.sm_count, _vectors(n))
 
     def fill_f32(self, buffer: DeviceBuffer, n: int, value: float) -> None:
         _check_size(buffer, 4 * n, "fill_f32")
         with self._cuda("fill_f32"):
             args = (np.uint64(buffer.address), np.uint64(n), np.float32(value))
-            self._grid_stride(self.stream_geometry, "util", "fill_f32", args)()
+            self._grid_stride(self.stream_geometry, _vectors(n), "util", "fill_f32", args)()
 
     def fill_uniform(
         self, buffer: DeviceBuffer, dtype: GemmDtype, n: int, seed: int, low: float, high: float
@@ -463,7 +489,7 @@ class CudaBackend:
             np.float32(high),
         )
         with self._cuda(name):
-            self._grid_stride(self.stream_geometry, "util", name, args)()
+            self._grid_stride(self.stream_geometry, n, "util", name, args)()
 
     # --- kernels ---------------------------------------------------------------------------------
     def stream(
@@ -475,12 +501,12 @@ class CudaBackend:
         scalar: float,
         n: int,
     ) -> float:
-        geometry = self.stream_geometry
+        geometry = self.read_geometry if op == "read" else self.stream_geometry
         for buffer, label in ((a, "a"), (b, "b"), (c, "c")):
             if op != "read" or label == "a":
                 _check_size(buffer, 4 * n, f"stream {op} ({label})")
         if op == "read":
-            _check_size(c, 4 * geometry.blocks(self._info.sm_count), "stream read partials")
+            _check_size(c, 4 * self.read_partials(n), "stream read partials")
         pa, pb, pc = (np.uint64(x.address) for x in (a, b, c))
         s, count = np.float32(scalar), np.uint64(n)
         args: dict[str, tuple[Any, ...]] = {
@@ -493,7 +519,8 @@ class CudaBackend:
         if op not in args:
             raise ValueError(f"unknown stream op {op!r}")
         with self._cuda(f"stream {op}"):
-            return self._timed(self._grid_stride(geometry, "bandwidth", f"stream_{op}", args[op]))
+            launch = self._grid_stride(geometry, _vectors(n), "bandwidth", f"stream_{op}", args[op])
+            return self._timed(launch)
 
     def count_f32_not_close(
         self, buffer: DeviceBuffer, n: int, expected: float, rel_tol: float
@@ -508,7 +535,9 @@ class CudaBackend:
                 np.float32(rel_tol),
                 count,
             )
-            self._grid_stride(self.stream_geometry, "util", "count_not_close_f32", args)()
+            self._grid_stride(
+                self.reduce_geometry, _vectors(n), "util", "count_not_close_f32", args
+            )()
             return int(count.get()[0])
 
     @staticmethod
@@ -528,7 +557,9 @@ class CudaBackend:
             np.uint64(buffer.address),
         )
         with self._cuda("memtest write"):
-            launch = self._grid_stride(self.memtest_geometry, "memtest", "memtest_write", args)
+            launch = self._grid_stride(
+                self.memtest_geometry, _vectors(n_words), "memtest", "memtest_write", args
+            )
             return self._timed(launch)
 
     def memtest_check(
@@ -558,7 +589,9 @@ class CudaBackend:
                 report,
                 np.uint32(max_report),
             )
-            launch = self._grid_stride(self.memtest_geometry, "memtest", "memtest_check", args)
+            launch = self._grid_stride(
+                self.memtest_geometry, _vectors(n_words), "memtest", "memtest_check", args
+            )
             elapsed = self._timed(launch)
             mismatches, slots = (int(v) for v in counters.get())
             listed = report.get()[: 3 * min(slots, max_report)].reshape(-1, 3)
@@ -720,7 +753,7 @@ class CudaBackend:
                 values,
                 np.uint32(max_report),
             )
-            self._grid_stride(self.stream_geometry, "util", name, args)()
+            self._grid_stride(self.reduce_geometry, n_elements, "util", name, args)()
             host_stats = stats.get()
             slots = min(int(host_stats[1]), max_report)
             host_index = index.get()[:slots]
@@ -746,5 +779,6 @@ class CudaBackend:
         with self._cuda("word_hash"):
             out = self._cp.zeros(1, dtype=np.uint64)
             args = (np.uint64(buffer.address), np.uint64(nbytes // 4), out)
-            self._grid_stride(self.stream_geometry, "util", "word_hash", args)()
+            words = nbytes // 4
+            self._grid_stride(self.reduce_geometry, _vectors(words), "util", "word_hash", args)()
             return int(out.get()[0])

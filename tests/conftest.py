@@ -1,0 +1,55 @@
+"""Shared fixtures: simulated cards from TOML snippets, and graded runs that several test files
+reuse (a grade is the expensive thing here, so each distinct grade command runs once per session).
+
+Nothing here needs a GPU. Tests that do are marked `gpu` and skip themselves in their own file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from simkit import H100, CliRun, GradedRuns, card_toml
+
+from gpuhealth.backends.sim import SimBackend
+from gpuhealth.backends.simcards import load_card
+
+
+@pytest.fixture
+def write_card(tmp_path: Path) -> Callable[..., Path]:
+    """write_card(faults_toml, model=..., header=..., name=...) -> path of a card spec file."""
+    counter = iter(range(1000))
+
+    def write(faults: str = "", model: str = H100, header: str = "", name: str = "") -> Path:
+        path = tmp_path / (name or f"card{next(counter)}.toml")
+        path.write_text(card_toml(faults, model, header), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def sim(write_card: Callable[..., Path]) -> Iterator[Callable[..., SimBackend]]:
+    """sim(faults_toml, model=..., header=...) -> a SimBackend for a card with those faults."""
+    opened: list[SimBackend] = []
+
+    def make(faults: str = "", model: str = H100, header: str = "") -> SimBackend:
+        backend = SimBackend(load_card(str(write_card(faults, model, header))))
+        opened.append(backend)
+        return backend
+
+    yield make
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> GradedRuns:
+    return GradedRuns(tmp_path_factory.mktemp("graded"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(graded: GradedRuns) -> CliRun:
+    """The README's first command: a standard grade of the healthy simulated H100."""
+    return graded.grade("--demo")
