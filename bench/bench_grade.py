@@ -87,6 +87,10 @@ def main() -> None:
     results: dict[str, object] = {}
 
     quick1 = grade("quick", args.out / "quick1", env)
+    if quick1.get("exit") not in (0, 1):
+        # A grade that could not finish says what is broken; the rest would only repeat it.
+        print("BENCH_GRADE_JSON " + json.dumps({"quick_first": quick1}))
+        sys.exit(f"grade --quick ended with exit {quick1.get('exit')}: stopping here")
     after_first = cache_files(cache)
     quick2 = grade("quick", args.out / "quick2", env)
     after_second = cache_files(cache)

@@ -22,6 +22,7 @@ from gpuhealth.models import (
 )
 from gpuhealth.profiles import Profile
 
+NOT_JUDGED = {("soak", "iteration_end_s")}  # timestamps kept for the drift fit, not a metric
 HIGH_Z = 4.0  # far above the healthy centre: worth showing (a wrong profile?), not a defect
 
 
@@ -34,9 +35,9 @@ def compare_metrics(
         for metric in test.metrics:
             if not metric.values:
                 continue
+            if (test.name, metric.name) in NOT_JUDGED:
+                continue
             reference = profile.metric(test.name, metric.name) if profile else None
-            if reference is None and profile is not None:
-                continue  # not a judged metric of this model (e.g. iteration timestamps)
             est = stats.estimate(metric.values)
             row = MetricComparison(
                 test=test.name,

@@ -207,10 +207,19 @@ def grade(
 
 
 def _cuda_count() -> int:
-    from gpuhealth.backends import NO_GPU_HINT, cuda_device_count
+    from gpuhealth.backends import NO_GPU_HINT
+    from gpuhealth.backends.nvml import Nvml
     from gpuhealth.errors import EnvironmentUnusable
 
-    count = cuda_device_count()
+    try:
+        nvml = Nvml.open()
+    except EnvironmentUnusable as exc:  # says what is missing (driver, library) and how to fix it
+        exc.hint = f"{exc.hint}; {NO_GPU_HINT}" if exc.hint else NO_GPU_HINT
+        raise
+    try:
+        count = nvml.device_count()
+    finally:
+        nvml.close()
     if count == 0:
         raise EnvironmentUnusable("no NVIDIA GPU found (NVML sees none)", hint=NO_GPU_HINT)
     return count
@@ -291,7 +300,12 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
 @main.command()
 @click.argument("run_json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(["html", "md", "json"]), default="html", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json"]),
+    default="html",
+    show_default=True,
+    help="html: the certificate; md: Markdown; json: the canonical run record.",
 )
 @click.option(
     "-o",

@@ -55,7 +55,9 @@ def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
 
 
 def _to_input_error(exc: ValidationError, model: type[BaseModel], source: str) -> InputError:
-    first = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelled key also makes the real one "missing": report the misspelling, with a hint.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in first["loc"]]
     field = ".".join(loc) or None
     if first["type"] == "extra_forbidden":

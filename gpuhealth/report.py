@@ -34,6 +34,7 @@ from gpuhealth.models import (
     Scalar,
     SoakSummary,
     TestResult,
+    record_from_json,
     record_to_json,
 )
 from gpuhealth.resources import reports_dir
@@ -413,8 +414,11 @@ def write_reports(record: RunRecord, out_dir: Path) -> dict[str, Path]:
     """Write run.json, report.html and report.md into out_dir, each replaced atomically.
 
     Everything is rendered before anything is written, so a template error leaves the folder as it
-    was; each file appears whole or not at all.
+    was; each file appears whole or not at all. The reports are rendered from the record as
+    run.json stores it (an int where a float is declared reads back as a float), so that
+    `gpuhealth report run.json` reproduces them byte for byte.
     """
+    record = record_from_json(record_to_json(record), "run record")
     texts = {fmt: render(record, fmt) for fmt in REPORT_FILES}
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}

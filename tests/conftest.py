@@ -6,11 +6,13 @@ Nothing here needs a GPU. Tests that do are marked `gpu` and skip themselves in 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from simkit import H100, CliRun, GradedRuns, card_toml
+from simkit import H100, CliRun, GradedRuns, card_toml, invoke
 
 from gpuhealth.backends.sim import SimBackend
 from gpuhealth.backends.simcards import load_card
@@ -50,6 +52,18 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> GradedRuns:
 
 
 @pytest.fixture(scope="session")
-def demo_run(graded: GradedRuns) -> CliRun:
-    """The README's first command: a standard grade of the healthy simulated H100."""
-    return graded.grade("--demo")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRun]:
+    """The README's first command, as typed (`gpuhealth grade --demo`, no --out): a standard
+    grade of the healthy simulated H100 into ./gpuhealth-runs/<run id>."""
+    cwd = tmp_path_factory.mktemp("readme")
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        start = time.perf_counter()
+        result = invoke("grade", "--demo")
+        wall = time.perf_counter() - start
+    finally:
+        os.chdir(previous)
+    folders = list((cwd / "gpuhealth-runs").iterdir()) if (cwd / "gpuhealth-runs").is_dir() else []
+    assert len(folders) == 1, f"expected one run folder, found {folders}\n{result.output}"
+    yield CliRun(result, folders[0], wall)

@@ -46,9 +46,7 @@ def _cuda_usable() -> tuple[bool, str]:
 CUDA_OK, CUDA_WHY = _cuda_usable()
 BACKENDS = [
     "sim",
-    pytest.param(
-        "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA_OK, reason=CUDA_WHY)]
-    ),
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA_OK, reason=CUDA_WHY)]),
 ]
 
 
@@ -85,7 +83,7 @@ def alloc(backend: Backend) -> Iterator[Alloc]:
         backend.free(buffer)
 
 
-# --- identity and protocol ---------------------------------------------------------------------
+# --- identity and protocol -----------------------------------------------------------------------
 
 
 def test_is_a_backend(backend: Backend) -> None:
@@ -121,7 +119,7 @@ def test_begin_and_end_test(backend: Backend) -> None:
     backend.end_test()
 
 
-# --- memory ------------------------------------------------------------------------------------
+# --- memory --------------------------------------------------------------------------------------
 
 
 def test_upload_download_round_trip(backend: Backend, alloc: Alloc) -> None:
@@ -144,7 +142,7 @@ def test_alloc_beyond_free_raises_out_of_memory(backend: Backend, alloc: Alloc) 
     assert backend.memory_free_bytes() <= before - (128 << 20)
 
 
-# --- memtest ------------------------------------------------------------------------------------
+# --- memtest -------------------------------------------------------------------------------------
 
 # Larger than the sim's dense limit, so that its described-tail path runs too.
 MEMTEST_BYTES = DENSE_BYTES + (8 << 20)
@@ -194,7 +192,7 @@ def test_memtest_check_with_rewrite(backend: Backend, alloc: Alloc, nbytes: int)
         assert actual == ~expected & 0xFFFFFFFF
 
 
-# --- stream kernels ----------------------------------------------------------------------------
+# --- stream kernels ------------------------------------------------------------------------------
 
 STREAM_N = (DENSE_BYTES + (16 << 20)) // 4
 
@@ -220,7 +218,7 @@ def test_stream_ops_give_host_arithmetic(backend: Backend, alloc: Alloc) -> None
     assert sums.sum() == pytest.approx(float(host.a) * n, rel=1e-3)
 
 
-# --- compute -----------------------------------------------------------------------------------
+# --- compute -------------------------------------------------------------------------------------
 
 
 def _grid(backend: Backend) -> tuple[int, int]:
@@ -322,7 +320,7 @@ def test_word_hash_of_a_repeated_computation_is_stable(backend: Backend, alloc: 
     assert backend.word_hash(c1, n * n * 2) != backend.word_hash(c2, n * n * 2)
 
 
-# --- compare_close sees a planted error --------------------------------------------------------
+# --- compare_close sees a planted error ----------------------------------------------------------
 
 
 def test_compare_close_counts_a_planted_error(

@@ -44,7 +44,7 @@ def _data(text: str) -> dict[str, Any]:
     return data
 
 
-# --- round trip ---------------------------------------------------------------------------------
+# --- round trip ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["healthy", "stuck"])
@@ -78,7 +78,7 @@ def test_a_changed_value_is_not_equal(records: dict[str, str]) -> None:
     assert record_from_json(record_to_json(changed)) != record
 
 
-# --- bad input: one line naming the field -----------------------------------------------------
+# --- bad input: one line naming the field --------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, "1", None])
@@ -147,7 +147,7 @@ def test_not_a_record_at_all(text: str, why: str) -> None:
     assert caught.value.source == "junk.json"
 
 
-# --- JSON Schema --------------------------------------------------------------------------------
+# --- JSON Schema ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -199,4 +199,3 @@ def test_schema_names_its_version() -> None:
     assert schema["$schema"].endswith("/2020-12/schema")
     assert f"v{SCHEMA_VERSION}" in schema["$id"]
     assert "schema_version" in schema["required"]
-

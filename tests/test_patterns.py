@@ -35,7 +35,7 @@ def lowbias32(x: int) -> int:
     return x
 
 
-# --- walking ones ------------------------------------------------------------------------------
+# --- walking ones --------------------------------------------------------------------------------
 
 
 def test_walking_ones_by_hand() -> None:
@@ -73,7 +73,7 @@ def test_constant() -> None:
     assert words(MemPattern("constant", 0x1_2345_6789), [0]) == [0x23456789]  # 32 bits kept
 
 
-# --- address in address ------------------------------------------------------------------------
+# --- address in address --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -103,15 +103,13 @@ def test_address_pattern_differs_between_words_and_bases() -> None:
     assert not set(w) & set(other)
 
 
-# --- random ------------------------------------------------------------------------------------
+# --- random --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [0, 0x5EED, 0xDEADBEEF])
 def test_random_pattern_is_the_documented_hash(seed: int) -> None:
     indexes = [0, 1, 2, 1000, (1 << 32) + 7, (5 << 32) + 123456]
-    expected = [
-        lowbias32((i & M32) ^ (((i >> 32) * 0x9E3779B9) & M32) ^ seed) for i in indexes
-    ]
+    expected = [lowbias32((i & M32) ^ (((i >> 32) * 0x9E3779B9) & M32) ^ seed) for i in indexes]
     assert words(MemPattern("random", seed), indexes) == expected
 
 
@@ -124,7 +122,7 @@ def test_random_pattern_depends_on_seed_and_looks_random() -> None:
     assert 0.49 < ones < 0.51
 
 
-# --- inversion ----------------------------------------------------------------------------------
+# --- inversion -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -151,7 +149,7 @@ def test_inverted_by_hand() -> None:
     assert words(MemPattern("constant", 0x55555555, invert=True), [0]) == [0xAAAAAAAA]
 
 
-# --- the sequence a pass walks through ---------------------------------------------------------
+# --- the sequence a pass walks through -----------------------------------------------------------
 
 
 def test_standard_sequence_is_a_prefix() -> None:

@@ -65,6 +65,7 @@ class SimPerformance(StrictModel):
     mma_tflops: float = Field(gt=0)
     tensor_gemm_tflops: float = Field(gt=0)
     gemm_fp16_tflops: float = Field(gt=0)
+    gemm_fp16_sustained_tflops: float = Field(gt=0)
     gemm_fp32_tflops: float = Field(gt=0)
     noise_rel: float = Field(ge=0, le=0.5)
 

@@ -1,0 +1,251 @@
+"""Grading: the policy file (loading, one-line errors) and findings -> grade with reasons."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gpuhealth.errors import InputError
+from gpuhealth.grading import (
+    DEFAULT_POLICY,
+    FINDING_CODES,
+    SEVERITY_ORDER,
+    Policy,
+    grade,
+    load_policy,
+)
+from gpuhealth.models import Finding
+
+FINDINGS_SOURCE = Path(__file__).resolve().parent.parent / "gpuhealth" / "findings.py"
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy()
+
+
+def finding(code: str, measure: float | None = None, message: str = "") -> Finding:
+    return Finding(
+        code, "major", "test", message or f"{code} happened", "v", "ref", measure=measure
+    )
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def test_default_policy_loads(policy: Policy) -> None:
+    assert policy.source == str(DEFAULT_POLICY)
+    assert policy.label == "gpuhealth-default v1"
+    assert re.fullmatch(r"[0-9a-f]{64}", policy.sha256)
+    assert load_policy(None).sha256 == policy.sha256
+    ids = [r.id for r in policy.spec.rules]
+    assert len(ids) == len(set(ids))
+    s = policy.spec.statistics
+    assert 0 < s.alpha < 0.5 and s.min_relative_deficit < s.very_low_deficit
+
+
+def test_every_finding_code_has_a_rule(policy: Policy) -> None:
+    assert {r.finding for r in policy.spec.rules} == set(FINDING_CODES)
+
+
+def test_every_rule_finding_is_produced_by_findings_py(policy: Policy) -> None:
+    """A rule for a finding nobody produces would never fire."""
+    source = FINDINGS_SOURCE.read_text(encoding="utf-8")
+    produced = set(re.findall(r'"([a-z_]+)"', source))
+    missing = sorted({r.finding for r in policy.spec.rules} - produced)
+    assert missing == [], f"rules for findings that gpuhealth/findings.py never produces: {missing}"
+
+
+def test_a_user_policy_file(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY.read_text(encoding="utf-8").replace(
+        'name = "gpuhealth-default"', 'name = "strict-shop"'
+    )
+    path = tmp_path / "mine.toml"
+    path.write_text(text, encoding="utf-8")
+    mine = load_policy(path)
+    assert mine.label == "strict-shop v1" and mine.source == str(path)
+    assert mine.sha256 != load_policy().sha256  # the grade records which policy judged it
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = DEFAULT_POLICY.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "policy.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("min_measure = 1.5", "min_measur = 1.5", r"rules\.\d+\.min_measur", "did you mean"),
+        ("alpha = 0.01", "alpha_ = 0.01", r"statistics\.alpha_", "did you mean 'alpha'"),
+        (
+            'finding = "wrong_results"',
+            'finding = "wrong_result"',
+            r"rules\.\d+\.finding",
+            "unknown finding 'wrong_result'",
+        ),
+        ('id = "wrong-results"', 'id = "memory-errors"', r"rules", "'memory-errors' is used twice"),
+        ('grade = "F"', 'grade = "E"', r"rules\.0\.grade", "'E'"),
+        ("alpha = 0.01", "alpha = 0.9", r"statistics\.alpha", "0.5"),
+        ('D = "Repair first', 'X = "Repair first', r"dispositions\.(D|X)", ""),
+        ('version = "1"', "version = 1", r"version", "string"),
+    ],
+)
+def test_bad_policy_names_file_and_field(
+    tmp_path: Path, old: str, new: str, field: str, words: str
+) -> None:
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    error = caught.value
+    assert error.source == str(path)
+    assert error.field is not None and re.fullmatch(field, error.field), error.field
+    line = error.one_line()
+    assert line.startswith(f"{path}: {error.field}: ") and "\n" not in line
+    assert words in line
+
+
+def test_malformed_or_missing_policy(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\n[rules\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"broken\.toml: not valid TOML"):
+        load_policy(path)
+    with pytest.raises(InputError, match="file not found"):
+        load_policy(tmp_path / "absent.toml")
+
+
+def test_policy_without_rules(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY.read_text(encoding="utf-8")
+    path = tmp_path / "empty.toml"
+    path.write_text(text[: text.index("[[rules]]")], encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    assert caught.value.field == "rules"
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("measure", "letter", "rule"),
+    [
+        (-0.25, "C", "performance-deficit-large"),
+        (-0.1001, "C", "performance-deficit-large"),
+        (-0.10, "B", "performance-deficit-small"),  # max_measure is exclusive, min inclusive
+        (-0.04, "B", "performance-deficit-small"),
+    ],
+)
+def test_performance_deficit_ranges(policy: Policy, measure: float, letter: str, rule: str) -> None:
+    g = grade((finding("performance_deficit", measure),), policy)
+    assert g.letter == letter
+    assert [r.rule for r in g.reasons] == [rule]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "letter", "rule"),
+    [
+        (1.1, "A", "all-clear"),  # above the model, within tolerance: no rule fires
+        (1.25, "B", "thermal-resistance-above-model"),
+        (1.49, "B", "thermal-resistance-above-model"),
+        (1.5, "D", "thermal-resistance-far-above-model"),
+        (2.3, "D", "thermal-resistance-far-above-model"),
+    ],
+)
+def test_thermal_resistance_ranges(policy: Policy, ratio: float, letter: str, rule: str) -> None:
+    g = grade((finding("thermal_resistance", ratio),), policy)
+    assert (g.letter, g.reasons[0].rule) == (letter, rule)
+
+
+def test_ranged_rule_needs_a_measure(policy: Policy) -> None:
+    g = grade((finding("thermal_resistance", None),), policy)
+    assert g.letter == "A"
+
+
+def test_reason_carries_message_value_and_reference(policy: Policy) -> None:
+    f = Finding(
+        "memory_errors",
+        "critical",
+        "memtest",
+        "2 memory error(s) in memtest; first at address 0x1F000 bit(s) 3",
+        value="2",
+        reference="0",
+    )
+    g = grade((f,), policy)
+    (reason,) = g.reasons
+    assert (reason.rule, reason.grade, reason.message) == ("memory-errors", "F", f.message)
+    assert (reason.value, reason.reference) == ("2", "0")
+    assert g.disposition == policy.spec.dispositions.F
+    assert (g.policy, g.policy_sha256) == (policy.label, policy.sha256)
+
+
+# --- the worst grade wins ------------------------------------------------------------------------
+
+
+def test_severity_order() -> None:
+    assert SEVERITY_ORDER == ("A", "B", "C", "D", "INCOMPLETE", "F")
+
+
+# one finding per grade in the default policy
+BY_GRADE = {
+    "B": finding("rows_remapped"),
+    "C": finding("row_spares_depleting"),
+    "D": finding("pcie_link_degraded"),
+    "INCOMPLETE": finding("test_not_measured"),
+    "F": finding("memory_errors"),
+}
+
+
+@pytest.mark.parametrize(
+    "letters",
+    [
+        ("B", "C"),
+        ("C", "D"),
+        ("D", "INCOMPLETE"),
+        ("INCOMPLETE", "F"),
+        ("B", "F"),
+        ("B", "C", "D", "INCOMPLETE"),
+        ("F", "B", "D"),
+    ],
+)
+def test_worst_grade_wins(policy: Policy, letters: tuple[str, ...]) -> None:
+    findings = tuple(BY_GRADE[x] for x in letters)
+    worst = max(letters, key=SEVERITY_ORDER.index)
+    for ordered in (findings, findings[::-1]):
+        g = grade(ordered, policy)
+        assert g.letter == worst
+        assert sorted(r.grade for r in g.reasons) == sorted(letters)
+        # reasons listed worst first
+        ranks = [SEVERITY_ORDER.index(r.grade) for r in g.reasons]
+        assert ranks == sorted(ranks, reverse=True)
+
+
+def test_each_grade_alone(policy: Policy) -> None:
+    for letter, f in BY_GRADE.items():
+        g = grade((f,), policy)
+        assert g.letter == letter
+        assert g.disposition == getattr(policy.spec.dispositions, letter)
+
+
+def test_all_clear_is_A(policy: Policy) -> None:
+    g = grade((), policy)
+    assert g.letter == "A"
+    assert [r.rule for r in g.reasons] == ["all-clear"]
+    assert g.disposition == policy.spec.dispositions.A
+    noted = grade((), policy, note="performance not judged: no profile")
+    assert noted.letter == "A" and noted.reasons[0].message.startswith("performance not judged")
+
+
+def test_note_is_kept_beside_reasons(policy: Policy) -> None:
+    g = grade((BY_GRADE["C"],), policy, note="no reference profile")
+    assert g.letter == "C"
+    assert [r.rule for r in g.reasons] == ["spare-rows-depleting", "note"]
+
+
+def test_first_matching_rule_decides_a_finding(policy: Policy) -> None:
+    """One finding gives one reason, even where two rules could match it."""
+    g = grade((finding("performance_deficit", -0.3),), policy)
+    assert len(g.reasons) == 1

@@ -1,0 +1,437 @@
+"""The simulated card as a model: its thermal model against measured telemetry, its virtual clock,
+and an observable effect of every fault a card spec can inject."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from simkit import EXAMPLES, H100, H200, REFERENCE, run_stress
+
+from gpuhealth import soak
+from gpuhealth.backends.sim import SimBackend
+from gpuhealth.backends.simcards import Faults, load_card, load_model
+from gpuhealth.backends.simphysics import REASON_SW_POWER_CAP, CardPhysics
+from gpuhealth.errors import DeviceLost
+from gpuhealth.models import ProcessInfo, TestResult
+from gpuhealth.stresstests import (
+    BandwidthTest,
+    Fp16TensorTest,
+    Fp32Test,
+    GemmTest,
+    MemtestTest,
+    SoakTest,
+)
+from gpuhealth.stresstests.base import Executed
+
+Sim = Callable[..., SimBackend]
+GIB = 1 << 30
+
+
+def median(result: TestResult, metric: str) -> float:
+    found = result.metric(metric)
+    assert found is not None, f"{result.name} has no metric {metric}"
+    return statistics.median(found.values)
+
+
+def passed(executed: Executed) -> TestResult:
+    assert executed.result.status == "passed", executed.result.message
+    return executed.result
+
+
+# --- the thermal model against the measured soak -------------------------------------------------
+
+
+def load_csv(name: str) -> dict[str, np.ndarray]:
+    with (REFERENCE / name).open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
+
+
+def replay(model: str, t: np.ndarray, power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drive the card's physics with a recorded power series; its temperatures at each sample."""
+    physics = CardPhysics(load_model(model), 1.0, None)
+    gpu, memory = [], []
+    previous = t[0]
+    for now, watts in zip(t, power, strict=True):
+        physics.advance(now - previous, float(watts))
+        previous = now
+        gpu.append(physics.gpu_temperature_c)
+        memory.append(physics.memory_temperature_c)
+    return np.array(gpu), np.array(memory)
+
+
+@pytest.mark.parametrize(
+    ("model", "recording", "bound_c"),
+    [
+        (H100, "soak-telemetry-h100-sxm5-80gb-long.csv", 1.5),
+        # the H200's recording is short and starts 1 °C warm: a looser bound
+        (H200, "soak-telemetry-h200-sxm-141gb.csv", 2.0),
+    ],
+)
+def test_thermal_model_reproduces_the_measured_soak(
+    model: str, recording: str, bound_c: float
+) -> None:
+    data = load_csv(recording)
+    gpu, memory = replay(model, data["t"], data["power_w"])
+    rms_gpu = float(np.sqrt(np.mean((gpu - data["temp_c"]) ** 2)))
+    rms_memory = float(np.sqrt(np.mean((memory - data["mem_temp_c"]) ** 2)))
+    assert rms_gpu < bound_c, f"GPU temperature RMS error {rms_gpu:.2f} °C"
+    assert rms_memory < bound_c, f"memory temperature RMS error {rms_memory:.2f} °C"
+    # and the rise is really there (a flat model would not reach the measured peak)
+    assert gpu.max() - gpu.min() > 0.8 * (data["temp_c"].max() - data["temp_c"].min())
+
+
+def test_thermal_model_is_not_fitted_to_anything() -> None:
+    """The same comparison with twice the thermal resistance fails: the check can fail."""
+    data = load_csv("soak-telemetry-h100-sxm5-80gb-long.csv")
+    physics = CardPhysics(load_model(H100), 2.0, None)
+    temps, previous = [], data["t"][0]
+    for now, watts in zip(data["t"], data["power_w"], strict=True):
+        physics.advance(now - previous, float(watts))
+        previous = now
+        temps.append(physics.gpu_temperature_c)
+    assert float(np.sqrt(np.mean((np.array(temps) - data["temp_c"]) ** 2))) > 5.0
+
+
+# --- the virtual clock ---------------------------------------------------------------------------
+
+
+def test_ten_minute_soak_takes_well_under_a_second(sim: Sim) -> None:
+    card = sim()
+    start = time.perf_counter()
+    result = passed(run_stress(card, SoakTest(), "thorough"))
+    wall = time.perf_counter() - start
+    assert result.parameters["duration_s"] == 600
+    assert float(result.parameters["soaked_s"]) >= 600.0
+    assert result.duration_s >= 600.0
+    assert wall < 1.0, f"a 600 s soak took {wall:.2f} s of wall time"
+    # telemetry was sampled on the virtual clock throughout (5 Hz)
+    assert len(result.telemetry) >= 0.9 * 600 / 0.2
+
+
+def test_same_card_same_numbers(sim: Sim) -> None:
+    """A seeded card is deterministic; another seed gives other noise."""
+    first = run_stress(sim(), BandwidthTest()).result.metric("copy_gbs")
+    again = run_stress(sim(), BandwidthTest()).result.metric("copy_gbs")
+    other = run_stress(sim(header="seed = 99"), BandwidthTest()).result.metric("copy_gbs")
+    assert first is not None and again is not None and other is not None
+    assert first.values == again.values
+    assert first.values != other.values
+
+
+# --- every fault field has an observable effect --------------------------------------------------
+
+COVERED: dict[str, str] = {}
+
+
+def covers(*fields: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def mark(test: Callable[..., None]) -> Callable[..., None]:
+        for name in fields:
+            COVERED[name] = test.__name__
+        return test
+
+    return mark
+
+
+@covers("stuck_bits")
+@pytest.mark.parametrize(
+    ("address", "bit", "value"),
+    [
+        (0x1F000, 3, 0),  # inside the sim's dense window
+        (40 * GIB, 17, 1),  # far beyond it: the described-tail path
+        (40 * GIB + 0x1234, 0, 0),
+        (78 * GIB, 31, 1),  # near the end of the tested memory
+    ],
+)
+def test_stuck_bit_is_found_at_its_address_and_bit(
+    sim: Sim, address: int, bit: int, value: int
+) -> None:
+    card = sim(f"stuck_bits = [{{ address = {address}, bit = {bit}, value = {value} }}]")
+    result = run_stress(card, MemtestTest()).result
+    assert result.status == "failed"
+    (check,) = result.verifications
+    assert not check.passed and check.mismatches > 0
+    assert [e.address for e in check.memory_errors] == [address]
+    (error,) = check.memory_errors
+    assert error.bits == (bit,)
+    assert (error.actual >> bit) & 1 == value  # the cell holds its stuck value
+    assert (error.expected >> bit) & 1 != value
+
+
+def test_healthy_memtest_finds_nothing(sim: Sim) -> None:
+    result = passed(run_stress(sim(), MemtestTest()))
+    (check,) = result.verifications
+    assert check.mismatches == 0 and check.memory_errors == ()
+    assert float(result.parameters["coverage"]) >= 0.95
+
+
+@covers("flaky_bits")
+@pytest.mark.parametrize("address", [0x2000, 20 * GIB + 8])
+def test_flaky_bit_with_probability_one(sim: Sim, address: int) -> None:
+    card = sim(f"flaky_bits = [{{ address = {address}, bit = 9, probability = 1.0 }}]")
+    result = run_stress(card, MemtestTest()).result
+    assert result.status == "failed"
+    (check,) = result.verifications
+    (error,) = check.memory_errors
+    assert (error.address, error.bits) == (address, (9,))
+    # it flips on every read: every check of every pattern sees it
+    assert check.mismatches == 2 * int(result.parameters["patterns_done"])
+
+
+@pytest.fixture(scope="module")
+def healthy_rates() -> dict[str, float]:
+    """Median rates of the healthy H100 (same seed as the faulty cards below)."""
+    rates: dict[str, float] = {}
+    for test in (BandwidthTest(), MemtestTest(), Fp32Test(), Fp16TensorTest(), GemmTest()):
+        result = passed(run_stress(SimBackend(load_card(H100)), test))
+        for metric in result.metrics:
+            rates[f"{test.name}.{metric.name}"] = statistics.median(metric.values)
+    return rates
+
+
+def ratios(
+    card: SimBackend, tests: tuple[object, ...], healthy: dict[str, float]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for test in tests:
+        result = passed(run_stress(card, test))  # type: ignore[arg-type]
+        for metric in result.metrics:
+            key = f"{result.name}.{metric.name}"
+            out[key] = statistics.median(metric.values) / healthy[key]
+    return out
+
+
+NOISE = 0.02  # median of >= 5 repetitions at 0.4% noise, and a little clock drift
+
+
+@covers("bandwidth_scale")
+def test_bandwidth_scale(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    got = ratios(sim("bandwidth_scale = 0.8"), (BandwidthTest(), MemtestTest()), healthy_rates)
+    assert set(got) == {
+        "bandwidth.copy_gbs",
+        "bandwidth.scale_gbs",
+        "bandwidth.add_gbs",
+        "bandwidth.triad_gbs",
+        "bandwidth.read_gbs",
+        "memtest.pass_gbs",
+    }
+    for key, ratio in got.items():
+        assert ratio == pytest.approx(0.8, abs=NOISE), key
+
+
+@covers("fp32_scale")
+def test_fp32_scale(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    got = ratios(sim("fp32_scale = 0.7"), (Fp32Test(), GemmTest()), healthy_rates)
+    assert got["fp32.fp32_tflops"] == pytest.approx(0.7, abs=NOISE)
+    assert got["gemm.fp32_tflops"] == pytest.approx(0.7, abs=NOISE)
+    assert got["gemm.fp16_tflops"] == pytest.approx(1.0, abs=NOISE)  # fp16 untouched
+
+
+@covers("fp16_scale")
+def test_fp16_scale(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    got = ratios(sim("fp16_scale = 0.6"), (Fp16TensorTest(), GemmTest(), Fp32Test()), healthy_rates)
+    for key in ("fp16_tensor.mma_tflops", "fp16_tensor.tensor_gemm_tflops", "gemm.fp16_tflops"):
+        assert got[key] == pytest.approx(0.6, abs=NOISE), key
+    assert got["fp32.fp32_tflops"] == pytest.approx(1.0, abs=NOISE)
+    assert got["gemm.fp32_tflops"] == pytest.approx(1.0, abs=NOISE)
+
+
+@covers("card_offset_rel")
+def test_card_offset_moves_every_rate(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    got = ratios(sim("card_offset_rel = 0.05"), (BandwidthTest(), Fp32Test()), healthy_rates)
+    for key, ratio in got.items():
+        assert ratio == pytest.approx(1.05, abs=NOISE), key
+
+
+@covers("wrong_results")
+def test_wrong_results_are_caught_and_name_the_sm(sim: Sim) -> None:
+    card = sim("wrong_results = { rate = 1.0, sm = 17 }")
+    for test in (Fp32Test(), Fp16TensorTest(), GemmTest()):
+        result = run_stress(card, test).result
+        assert result.status == "failed", test.name
+        bad = [v for v in result.verifications if not v.passed]
+        assert bad and all(v.mismatches > 0 for v in bad)
+    fp32 = run_stress(card, Fp32Test()).result
+    locations = {w.location.split(" (")[0] for v in fp32.verifications for w in v.wrong_results}
+    assert locations == {"SM 17"}
+
+
+def test_healthy_compute_is_verified_clean(sim: Sim) -> None:
+    card = sim()
+    for test in (Fp32Test(), Fp16TensorTest(), GemmTest(), BandwidthTest()):
+        result = passed(run_stress(card, test))
+        assert all(v.passed and v.mismatches == 0 for v in result.verifications)
+
+
+@covers("remapped_rows")
+def test_remapped_rows_in_counters(sim: Sim) -> None:
+    healthy = sim().counters()
+    card = sim(
+        "remapped_rows = { correctable = 3, uncorrectable = 2, pending = true, failure = true }"
+    )
+    c = card.counters()
+    assert (healthy.remapped_rows_correctable, healthy.remapped_rows_uncorrectable) == (0, 0)
+    assert (c.remapped_rows_correctable, c.remapped_rows_uncorrectable) == (3, 2)
+    assert (c.remapped_rows_pending, c.remapped_rows_failure) == (True, True)
+    hist, base = c.row_remap_histogram, healthy.row_remap_histogram
+    assert hist is not None and base is not None
+    assert hist.none == 1 and base.none == 0
+    assert hist.max < base.max
+    banks = load_model(H100).device.row_remap_banks
+    assert hist.max + hist.high + hist.partial + hist.low + hist.none == banks
+
+
+@covers("ecc_uncorrected", "ecc_corrected")
+def test_ecc_errors_appear_while_memory_is_exercised(sim: Sim) -> None:
+    card = sim("ecc_uncorrected = 2\necc_corrected = 5")
+    before = card.counters()
+    assert (before.ecc_volatile_uncorrected, before.ecc_volatile_corrected) == (0, 0)
+    run_stress(card, MemtestTest())
+    after = card.counters()
+    assert after.ecc_volatile_uncorrected == 2 and after.ecc_volatile_corrected == 5
+    assert after.ecc_aggregate_uncorrected == 2
+
+
+@covers("ecc_enabled")
+def test_ecc_disabled(sim: Sim) -> None:
+    c = sim("ecc_enabled = false").counters()
+    assert c.ecc_enabled is False
+    assert c.ecc_volatile_uncorrected is None and c.ecc_aggregate_corrected is None
+    assert sim().counters().ecc_enabled is True
+
+
+@covers("pcie_width", "pcie_gen")
+def test_pcie_link(sim: Sim) -> None:
+    card = sim("pcie_width = 8\npcie_gen = 3")
+    c, ident = card.counters(), card.identity()
+    assert (c.pcie_width_current, c.pcie_gen_current) == (8, 3)
+    assert (ident.pcie_width_max, ident.pcie_gen_max) == (16, 5)
+    healthy = sim().counters()
+    assert (healthy.pcie_width_current, healthy.pcie_gen_current) == (16, 5)
+
+
+def soak_summary(card: SimBackend) -> tuple[TestResult, object]:
+    idle = card.telemetry()
+    result = run_stress(card, SoakTest()).result
+    return result, soak.summarize(result, idle, 89.0, None)
+
+
+@covers("thermal_resistance_scale")
+def test_thermal_resistance_raises_the_plateau(sim: Sim) -> None:
+    base_result, base = soak_summary(sim())
+    hot_result, hot = soak_summary(sim("thermal_resistance_scale = 1.4"))
+    assert base_result.status == hot_result.status == "passed"
+    assert base.plateau_temperature_c is not None and hot.plateau_temperature_c is not None
+    assert base.idle_temperature_c is not None and hot.idle_temperature_c is not None
+    rise = base.plateau_temperature_c - base.idle_temperature_c
+    hot_rise = hot.plateau_temperature_c - hot.idle_temperature_c
+    assert rise > 15
+    # the rise over idle grows with the resistance (the idle level a little too)
+    assert hot_rise / rise == pytest.approx(1.4, rel=0.1)
+    assert hot.thermal_resistance_c_per_w / base.thermal_resistance_c_per_w == pytest.approx(
+        1.4, rel=0.1
+    )
+
+
+def test_cooling_gone_stops_the_soak_at_the_guard(sim: Sim) -> None:
+    result = run_stress(sim("thermal_resistance_scale = 3.0"), SoakTest()).result
+    assert "stopped_early" in result.parameters
+    assert "guard" in str(result.parameters["stopped_early"])
+    assert float(result.parameters["soaked_s"]) < 10.0  # of a 30 s soak
+    temps = [s.temperature_c for s in result.telemetry if s.temperature_c is not None]
+    # the guard (slowdown 89 - 3 °C) reads telemetry after each ~0.5 s iteration, so a card
+    # this hot overshoots it a little, but it is stopped before its shutdown temperature
+    assert 86.0 <= max(temps) < 95.0
+
+
+@covers("power_limit_w")
+def test_power_limit(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    capped = sim("power_limit_w = 400")
+    assert capped.counters().power_limit_w == 400
+    assert sim().counters().power_limit_w == 700
+    gemm = passed(run_stress(capped, GemmTest()))
+    assert median(gemm, "fp16_tflops") < 0.9 * healthy_rates["gemm.fp16_tflops"]
+    loaded = [s for s in gemm.telemetry if s.utilization_pct == 100.0]
+    assert loaded
+    assert all(s.clocks_event_reasons is not None for s in loaded)
+    assert all(s.clocks_event_reasons & REASON_SW_POWER_CAP for s in loaded)  # type: ignore[operator]
+    assert all(s.power_w is not None and s.power_w <= 400.5 for s in loaded)
+
+
+def test_power_capping_follows_dvfs(sim: Sim, healthy_rates: dict[str, float]) -> None:
+    """FMA draws 560 W at full clock: free under 700 W, capped under 400 W, where the clock
+    drops so that power meets the limit (power ~ clock^3)."""
+    healthy = passed(run_stress(sim(), Fp32Test()))
+    capped = passed(run_stress(sim("power_limit_w = 400"), Fp32Test()))
+
+    def reasons(result: TestResult) -> set[int]:
+        return {s.clocks_event_reasons or 0 for s in result.telemetry if s.utilization_pct == 100.0}
+
+    assert not any(r & REASON_SW_POWER_CAP for r in reasons(healthy))
+    assert all(r & REASON_SW_POWER_CAP for r in reasons(capped))
+    power = load_model(H100).power
+    clock = ((400 - power.idle_w) / (power.fma_w - power.idle_w)) ** (1 / 3)
+    ratio = median(capped, "fp32_tflops") / median(healthy, "fp32_tflops")
+    assert ratio == pytest.approx(clock, abs=NOISE)
+
+
+@covers("lost_at")
+def test_lost_at_loses_the_card_in_that_test_only(sim: Sim) -> None:
+    card = sim('lost_at = "fp32"')
+    for test in (BandwidthTest(), MemtestTest()):
+        executed = run_stress(card, test)
+        assert executed.result.status == "passed" and not executed.card_lost
+    lost = run_stress(card, Fp32Test())
+    assert lost.card_lost and lost.result.status == "error"
+    assert "fallen off the bus" in (lost.result.message or "")
+    with pytest.raises(DeviceLost):
+        card.counters()
+    with pytest.raises(DeviceLost):
+        card.alloc(1 << 20)
+    assert [x.code for x in card.xid_events()] == [79]
+
+
+@covers("other_process")
+def test_other_process(sim: Sim) -> None:
+    healthy = sim()
+    assert healthy.processes() == ()
+    busy = sim('other_process = { pid = 31337, name = "miner", used_memory_mib = 4096 }')
+    assert busy.processes() == (ProcessInfo(31337, "miner", 4096 << 20),)
+    assert healthy.memory_free_bytes() - busy.memory_free_bytes() == 4096 << 20
+    default = sim("other_process = true")
+    (proc,) = default.processes()
+    assert proc.pid > 0 and (proc.used_memory_bytes or 0) > 0
+    assert sim("other_process = false").processes() == ()
+
+
+@covers("xid")
+def test_xid_at_a_test(sim: Sim) -> None:
+    card = sim('xid = [{ test = "gemm", code = 48 }]')
+    card.begin_test("bandwidth")
+    card.end_test()
+    assert card.xid_events() == ()
+    card.begin_test("gemm")
+    events = card.xid_events()
+    assert [e.code for e in events] == [48]
+    assert card.xid_events() == ()  # events are handed out once
+
+
+def test_every_fault_field_has_an_observable_effect_test() -> None:
+    assert set(Faults.model_fields) == set(COVERED), "fault fields without a test: " + ", ".join(
+        sorted(set(Faults.model_fields) - set(COVERED))
+    )
+    names = {name for name in globals() if name.startswith("test_")}
+    assert set(COVERED.values()) <= names
+
+
+def test_example_cards_load() -> None:
+    paths = sorted(EXAMPLES.glob("*.toml"))
+    assert len(paths) >= 5
+    for path in paths:
+        card = load_card(str(path))
+        assert card.source == str(path)
