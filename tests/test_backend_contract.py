@@ -100,7 +100,9 @@ def test_device_info_identity_counters(backend: Backend) -> None:
     assert isinstance(ident, CardIdentity)
     assert ident.backend == backend.name
     assert ident.sm_count == info.sm_count
-    assert ident.memory_total_bytes == info.memory_total_bytes
+    # NVML and CUDA may count the memory a little differently
+    assert ident.memory_total_bytes is not None
+    assert abs(ident.memory_total_bytes - info.memory_total_bytes) < 0.02 * info.memory_total_bytes
     assert isinstance(backend.counters(), HealthCounters)
     assert all(isinstance(p, ProcessInfo) for p in backend.processes())
     assert isinstance(backend.xid_events(), tuple)

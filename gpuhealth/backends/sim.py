@@ -52,8 +52,8 @@ DENSE_BYTES = 16 << 20  # buffers up to this size are held whole
 GEMM_BLOCK = (8, 64)
 LOST_AFTER_KERNELS = 3  # lost_at: the card falls off the bus at this kernel of the named test
 ALLOC_ALIGN = 2 << 20
-SIM_FMA_STEPS = 256
-SUSTAINED_AFTER_S = 0.25  # a GEMM burst longer than this runs at the power-capped rate  # the sim evaluates this many steps of the map; threads are only compared
+SIM_FMA_STEPS = 256  # the sim evaluates this many steps of the map; threads are only compared
+SUSTAINED_AFTER_S = 0.25  # a GEMM burst longer than this runs at the power-capped rate
 
 F32 = npt.NDArray[np.float32]
 _VERSIONS = itertools.count(1)  # content versions, unique across buffers (product cache keys)
