@@ -101,6 +101,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         )
     found = (
         health.test_findings(record.tests)
+        + health.run_findings(record)
         + health.counter_findings(record.counters_before, record.counters_after)
         + health.identity_findings(record)
         + health.performance_findings(comparisons)

@@ -26,6 +26,7 @@ FATAL_XIDS = {
     94: "contained ECC error",
     95: "uncontained ECC error",
 }
+MEMTEST_COVERAGE_TARGET = 0.95
 OTHER_XIDS = {79: "GPU has fallen off the bus (card, slot, riser or power: re-seat and re-grade)"}
 
 
@@ -100,6 +101,29 @@ def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
                         reference="0",
                     )
                 )
+    return found
+
+
+def run_findings(record: RunRecord) -> list[Finding]:
+    """Conditions of the run itself: other processes on the card, memory left untested."""
+    found: list[Finding] = []
+    for check in record.prechecks:
+        if check.name == "other processes" and check.status == "warn":
+            found.append(Finding("other_processes", "minor", "precheck", check.message))
+    memtest = record.test("memtest")
+    coverage = memtest.parameters.get("coverage") if memtest else None
+    if isinstance(coverage, float) and coverage < MEMTEST_COVERAGE_TARGET:
+        found.append(
+            Finding(
+                "memtest_coverage_low",
+                "minor",
+                "memtest",
+                f"the memory test covered {coverage:.1%} of memory (the rest was in use)",
+                value=f"{coverage:.1%}",
+                reference=f">= {MEMTEST_COVERAGE_TARGET:.0%}",
+                measure=coverage,
+            )
+        )
     return found
 
 

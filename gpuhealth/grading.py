@@ -47,6 +47,8 @@ FINDING_CODES = (
     "performance_deficit",
     "test_not_measured",
     "counters_unreadable",
+    "other_processes",
+    "memtest_coverage_low",
 )
 
 

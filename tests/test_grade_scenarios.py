@@ -170,6 +170,22 @@ def test_busy_card_with_allow_busy_is_measured(graded: GradedRuns) -> None:
     memtest = record.test("memtest")
     assert memtest is not None  # the other process's 4 GiB were left alone
     assert float(memtest.parameters["tested_bytes"]) < 85_520_809_984 - (4 << 30)
+    # Measured anyway, but disclosed: the busy card and the untested memory are reasons.
+    assert record.grade.letter == "B"
+    assert {r.rule for r in reasons(record)} == {"other-processes", "memtest-coverage-low"}
+
+
+def test_hot_card_is_stopped_by_the_thermal_guard(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    run = graded.grade("--sim-card", str(write_card("thermal_resistance_scale = 1.9")), "--quick")
+    record = record_of(run)
+    assert record.grade is not None and record.grade.letter == "D"
+    assert "thermal-guard" in {r.rule for r in reasons(record)}
+    soak = record.analysis.soak if record.analysis else None
+    assert soak is not None and soak.stopped_early is not None
+    # The guard (slowdown 89 °C - 3) looks every ~0.1 s: the card never reaches slowdown.
+    assert soak.max_temperature_c is not None and 86 <= soak.max_temperature_c < 89
 
 
 def test_degraded_link_is_D_and_exits_1(

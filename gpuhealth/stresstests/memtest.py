@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from gpuhealth.backends.base import DeviceBuffer, MemCheck
 from gpuhealth.errors import DeviceError, DeviceOutOfMemory
+from gpuhealth.findings import MEMTEST_COVERAGE_TARGET as COVERAGE_TARGET
 from gpuhealth.models import MemoryMismatch, Metric, Verification
 from gpuhealth.patterns import MemPattern, standard_sequence
 from gpuhealth.stresstests.base import Outcome, TestContext
 
 MAX_REPORTED = 64
 ALIGN_BYTES = 2 << 20
-COVERAGE_TARGET = 0.95
 
 
 def reserve_bytes(total_bytes: int) -> int:

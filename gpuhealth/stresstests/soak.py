@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from gpuhealth.errors import DeviceError
 from gpuhealth.models import Metric, Verification, WrongResult
 from gpuhealth.stresstests.base import Outcome, TestContext
 from gpuhealth.stresstests.sm_checks import MAX_LISTED
@@ -17,6 +18,13 @@ from gpuhealth.telemetry import ThermalGuard
 SEEDS = (31, 32)
 TRIAD_BYTES = 1 << 30
 TRIAD = (0.1, 0.2, 0.4)  # b, c, scalar: a = b + s*c stays constant
+GUARD_STEP_S = 0.1  # how often the thermal guard looks at the telemetry
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """total as `parts` positive integers that differ by at most one."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def digest_disagreements(digests: list[int]) -> tuple[int, list[WrongResult]]:
@@ -54,6 +62,7 @@ class SoakTest:
         # One product measured first sizes an iteration to about iteration_s of device time.
         one = ctx.timed(backend.gemm_library(a, b, c, n, "fp16"))
         repeats = max(1, int(params.iteration_s / max(one, 1e-6)))
+        chunks = split_evenly(repeats, max(1, round(params.iteration_s / GUARD_STEP_S)))
         counters = backend.counters()
         guard = ThermalGuard(counters.temperature_slowdown_c)
         outcome.parameters.update(
@@ -63,21 +72,28 @@ class SoakTest:
             guard_c=guard.limit_c if guard.limit_c is not None else "none",
         )
         flops = 2.0 * n**3 * repeats
+        stopped: str | None = None
         digests: list[int] = []
         tflops: list[float] = []
         times: list[float] = []
         start = backend.clock_s()
-        stopped: str | None = None
-        while backend.clock_s() - start < params.duration_s:
-            seconds = ctx.timed(backend.gemm_library(a, b, c, n, "fp16", repeats))
+        while backend.clock_s() - start < params.duration_s and not stopped:
+            # The guard looks at the telemetry after every chunk (~0.1 s), not only once per
+            # iteration, so that a card with bad cooling is stopped close to the guard.
+            seconds = 0.0
+            for chunk in chunks:
+                seconds += ctx.timed(backend.gemm_library(a, b, c, n, "fp16", chunk))
+                stopped = guard.check(ctx.drain_telemetry())
+                if stopped:
+                    break
+            if stopped:
+                break  # an iteration cut short has no comparable digest
             ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements))
             digests.append(backend.word_hash(c, n * n * 2))
             tflops.append(flops / seconds / 1e12)
             times.append(round(backend.clock_s() - ctx.run_start_s, 4))
-            stopped = guard.check(ctx.drain_telemetry())
-            if stopped or ctx.over_budget():
-                stopped = stopped or f"time budget of {ctx.budget_s:.0f} s spent"
-                break
+            if ctx.over_budget():
+                stopped = f"time budget of {ctx.budget_s:.0f} s spent"
         outcome.metrics.append(Metric("iteration_tflops", "TFLOP/s", tuple(tflops)))
         outcome.metrics.append(Metric("iteration_end_s", "s", tuple(times), False))
         outcome.parameters.update(
@@ -86,6 +102,8 @@ class SoakTest:
         if stopped:
             outcome.parameters["stopped_early"] = stopped
             outcome.message = f"soak stopped early: {stopped}"
+        if not digests:
+            raise DeviceError(f"the soak stopped before its first iteration ended: {stopped}")
         mismatched, wrong = digest_disagreements(digests)
         bad_triad = backend.count_f32_not_close(x, elements, TRIAD[0] + TRIAD[2] * TRIAD[1], 1e-5)
         outcome.verifications.append(
