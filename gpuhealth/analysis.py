@@ -38,6 +38,8 @@ def compare_metrics(
             if (test.name, metric.name) in NOT_JUDGED:
                 continue
             reference = profile.metric(test.name, metric.name) if profile else None
+            if reference is not None and not reference.applies_to(test.parameters):
+                reference = None  # measured under other conditions than the reference
             est = stats.estimate(metric.values)
             row = MetricComparison(
                 test=test.name,

@@ -38,7 +38,8 @@ class TensorParams:
     warmup: int
     repetitions: int
     launch_s: float
-    gemm_n: int  # size of the verified tensor-core GEMM
+    gemm_n: int  # size of the verified tensor-core GEMM (the same in every preset: its
+    # throughput depends on it, and profiles are measured at one size)
     budget_s: float
 
 
@@ -88,7 +89,7 @@ PRESETS: dict[str, Preset] = {
         bandwidth=BandwidthParams(1 * GIB, warmup=2, repetitions=10, budget_s=30),
         memtest=MemtestParams(patterns=2, walking_shifts=0, bit_fade_s=0, budget_s=60),
         fp32=ComputeParams(warmup=2, repetitions=10, launch_s=0.02, budget_s=20),
-        fp16_tensor=TensorParams(warmup=2, repetitions=10, launch_s=0.02, gemm_n=2048, budget_s=20),
+        fp16_tensor=TensorParams(warmup=2, repetitions=10, launch_s=0.02, gemm_n=4096, budget_s=20),
         gemm=GemmParams(n=8192, warmup=2, repetitions=5, budget_s=30),
         soak=SoakParams(duration_s=30, iteration_s=0.5, gemm_n=8192, budget_s=60),
     ),
@@ -108,7 +109,7 @@ PRESETS: dict[str, Preset] = {
         bandwidth=BandwidthParams(4 * GIB, warmup=5, repetitions=50, budget_s=120),
         memtest=MemtestParams(patterns=4, walking_shifts=31, bit_fade_s=60, budget_s=600),
         fp32=ComputeParams(warmup=5, repetitions=50, launch_s=0.05, budget_s=60),
-        fp16_tensor=TensorParams(warmup=5, repetitions=50, launch_s=0.05, gemm_n=8192, budget_s=90),
+        fp16_tensor=TensorParams(warmup=5, repetitions=50, launch_s=0.05, gemm_n=4096, budget_s=90),
         gemm=GemmParams(n=8192, warmup=5, repetitions=30, budget_s=120),
         soak=SoakParams(duration_s=600, iteration_s=0.5, gemm_n=8192, budget_s=720),
     ),

@@ -7,6 +7,7 @@ A spread from fewer than MIN_FLEET_CARDS cards is a prior, and the profile says 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field
@@ -26,6 +27,12 @@ class ProfileMetric(StrictModel):
     source: str
     higher_is_better: bool = True
     published_peak: float | None = Field(default=None, gt=0)
+    # Test parameters the centre was measured with (e.g. gemm_n = 4096): a run with other values
+    # measures something else and is not compared.
+    conditions: dict[str, bool | int | float | str] = Field(default_factory=dict)
+
+    def applies_to(self, parameters: Mapping[str, object]) -> bool:
+        return all(parameters.get(key) == value for key, value in self.conditions.items())
 
     def reference(self) -> ReferenceMetric:
         return ReferenceMetric(

@@ -1,0 +1,86 @@
+"""Records measured on real H200 cards (bench/RESULTS.md) as golden inputs for the analysis."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gpuhealth.analysis import judge
+from gpuhealth.grading import load_policy
+from gpuhealth.models import RunRecord, record_from_json, record_to_json, run_record_json_schema
+from gpuhealth.profiles import builtin_profiles, match_profile
+from gpuhealth.report import render
+
+RUNS = Path(__file__).resolve().parent / "data" / "runs"
+FIRST = RUNS / "h200-standard-2026-11-26.json"  # the card the H200 profile was measured on
+SECOND = RUNS / "h200-quick-second-card-2026-11-26.json"  # another H200, --quick
+
+
+def load(path: Path) -> RunRecord:
+    return record_from_json(path.read_text(encoding="utf-8"), str(path))
+
+
+def regrade(record: RunRecord) -> RunRecord:
+    profile = match_profile(record.identity, builtin_profiles())
+    assert profile is not None and profile.key == "h200-sxm-141gb"
+    return judge(replace(record, analysis=None, grade=None), profile, load_policy())
+
+
+@pytest.mark.parametrize("path", [FIRST, SECOND], ids=["first", "second"])
+def test_real_record_is_valid_and_round_trips(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    jsonschema.validate(json.loads(text), run_record_json_schema())
+    record = load(path)
+    assert record.backend == "cuda" and record.complete
+    assert record_to_json(record) == text  # canonical form, byte for byte
+    for fmt in ("html", "md"):
+        assert render(load(path), fmt) == render(record, fmt)
+
+
+@pytest.mark.parametrize("path", [FIRST, SECOND], ids=["first", "second"])
+def test_every_check_on_the_real_cards_passed(path: Path) -> None:
+    record = load(path)
+    assert [t.status for t in record.tests] == ["passed"] * 6
+    for test in record.tests:
+        assert test.verifications and all(v.passed and v.mismatches == 0
+                                           for v in test.verifications)
+    memtest = record.test("memtest")
+    assert memtest is not None and float(memtest.parameters["coverage"]) >= 0.95
+
+
+def test_first_card_was_c_under_the_burst_soak_reference_and_is_a_now() -> None:
+    record = load(FIRST)
+    assert record.grade is not None and record.grade.letter == "C"  # as graded on the day
+    assert [r.rule for r in record.grade.reasons] == ["performance-deficit-large"]
+    assert "soak.iteration_tflops" in record.grade.reasons[0].message
+    again = regrade(record)
+    assert again.grade is not None and again.grade.letter == "A"
+
+
+def test_second_healthy_card_grades_a_against_the_first_cards_profile() -> None:
+    again = regrade(load(SECOND))
+    assert again.grade is not None and again.grade.letter == "A"
+    assert again.analysis is not None
+    by_metric = {(c.test, c.metric): c for c in again.analysis.comparisons}
+    # Measured at n = 2048 (the quick preset of the day), not the profile's 4096: not compared.
+    tensor = by_metric[("fp16_tensor", "tensor_gemm_tflops")]
+    assert tensor.reference is None and tensor.verdict == "no_reference"
+    judged = [c for c in again.analysis.comparisons if c.reference is not None]
+    assert len(judged) == 11 and all(c.verdict == "ok" for c in judged)
+    assert all(abs(c.relative_deviation or 0.0) < 0.05 for c in judged)
+
+
+@pytest.mark.parametrize("path", [FIRST, SECOND], ids=["first", "second"])
+def test_soak_analysis_of_the_real_cards(path: Path) -> None:
+    soak = regrade(load(path)).analysis
+    assert soak is not None and soak.soak is not None
+    summary = soak.soak
+    # Two healthy H200s under FP16 GEMMs at the 700 W cap: 0.039 and 0.041 °C/W measured.
+    assert summary.thermal_resistance_c_per_w is not None
+    assert 0.035 < summary.thermal_resistance_c_per_w < 0.045
+    assert summary.throttle_share["power cap"] > 0.95 and summary.throttle_share["thermal"] == 0
+    assert summary.mismatched_iterations == 0
