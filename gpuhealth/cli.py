@@ -93,6 +93,29 @@ def devices(backend: str, sim_card: str | None, as_json: bool) -> None:
         )
 
 
+def judging_options(prefix: str) -> Callable[[F], F]:
+    """--profile and --policy, shared by the commands that judge a record."""
+
+    def lead(word: str) -> str:  # capitalised when there is no prefix
+        return prefix + (word if prefix else word.capitalize())
+
+    def add(func: F) -> F:
+        func = click.option(
+            "--policy",
+            "policy_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=lead("grading policy .toml (default: the shipped policy)."),
+        )(func)
+        return click.option(
+            "--profile",
+            "profile_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=lead("reference profile .toml to judge against (default: matched by model)."),
+        )(func)
+
+    return add
+
+
 def parse_gpus(value: str, count: int) -> list[int]:
     if value == "all":
         return list(range(count))
@@ -138,18 +161,7 @@ def parse_gpus(value: str, count: int) -> list[int]:
     help="Run folder for run.json, report.html and report.md "
     "(default: gpuhealth-runs/<run id>; one subfolder per GPU when several).",
 )
-@click.option(
-    "--profile",
-    "profile_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Reference profile .toml to judge against (default: matched by model).",
-)
-@click.option(
-    "--policy",
-    "policy_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Grading policy .toml (default: the shipped policy).",
-)
+@judging_options("")
 @click.option(
     "--allow-busy",
     is_flag=True,
@@ -318,18 +330,7 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
     is_flag=True,
     help="Judge the stored measurements again (current profile and policy).",
 )
-@click.option(
-    "--profile",
-    "profile_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --regrade: the reference profile .toml to judge against.",
-)
-@click.option(
-    "--policy",
-    "policy_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --regrade: the grading policy .toml.",
-)
+@judging_options("With --regrade: ")
 def report(
     run_json: Path,
     fmt: str,
