@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpuhealth.backends.base import STREAM_BYTES_PER_ELEMENT, StreamOp
+from gpuhealth.backends.base import STREAM_BYTES_PER_ELEMENT, DeviceBuffer, StreamOp
 from gpuhealth.errors import DeviceError
 from gpuhealth.models import Metric, Verification, WrongResult
 from gpuhealth.stresstests.base import Outcome, TestContext, repeat
@@ -95,12 +95,12 @@ class BandwidthTest:
         outcome.verifications.append(self._check_read(ctx, partials, host, n))
 
     def _check_arrays(
-        self, ctx: TestContext, arrays: tuple[object, ...], host: HostArrays, n: int
+        self, ctx: TestContext, arrays: tuple[DeviceBuffer, ...], host: HostArrays, n: int
     ) -> Verification:
         wrong: list[WrongResult] = []
         total_bad = 0
         for name, buffer, value in zip("abc", arrays, (host.a, host.b, host.c), strict=True):
-            bad = ctx.backend.count_f32_not_close(buffer, n, float(value), REL_TOL)  # type: ignore[arg-type]
+            bad = ctx.backend.count_f32_not_close(buffer, n, float(value), REL_TOL)
             total_bad += bad
             if bad:
                 wrong.append(
@@ -120,9 +120,9 @@ class BandwidthTest:
         )
 
     def _check_read(
-        self, ctx: TestContext, partials: object, host: HostArrays, n: int
+        self, ctx: TestContext, partials: DeviceBuffer, host: HostArrays, n: int
     ) -> Verification:
-        sums = ctx.backend.download(partials, np.float32, PARTIALS)  # type: ignore[arg-type]
+        sums = ctx.backend.download(partials, np.float32, PARTIALS)
         total = float(np.asarray(sums, dtype=np.float64).sum())
         expected = float(host.a) * n
         rel_error = abs(total - expected) / abs(expected) if expected else abs(total)

@@ -16,7 +16,13 @@ from gpuhealth.backends.base import MMA_ACCUMULATORS, DeviceBuffer
 from gpuhealth.errors import NotApplicable
 from gpuhealth.models import Metric, Verification, WrongResult
 from gpuhealth.stresstests.base import Outcome, TestContext, repeat
-from gpuhealth.stresstests.sm_checks import MAX_LISTED, full_grid, iterations_for, locate
+from gpuhealth.stresstests.sm_checks import (
+    MAX_LISTED,
+    full_grid,
+    iterations_for,
+    locate,
+    run_checked,
+)
 
 MMA_FLOPS = 16 * 8 * 16 * 2  # one m16n8k16 per warp
 # Dense fp16 tensor FLOP per clock per SM, by compute capability (sizes the loop only).
@@ -60,42 +66,42 @@ class Fp16TensorTest:
         )
         out = ctx.alloc(blocks * threads * 4)
         smids = ctx.alloc(blocks * 4)
-        bad_total = 0
-        listed: list[WrongResult] = []
 
-        def launch() -> float:
-            nonlocal bad_total
-            seconds = ctx.backend.mma_loop(out, smids, blocks, threads, iterations)
+        def check() -> tuple[int, tuple[WrongResult, ...]]:
             residue = np.asarray(
                 ctx.backend.download(out, np.float32, blocks * threads), dtype=np.float32
             )
             bad = np.flatnonzero(residue != 0.0)
-            if bad.size:
-                sm = np.asarray(ctx.backend.download(smids, np.uint32, blocks), dtype=np.uint32)
-                shown = bad[: MAX_LISTED - len(listed)]
-                listed.extend(
-                    locate(shown, sm, threads, np.zeros(shown.size, np.float32), residue[shown])
-                )
-            bad_total += int(bad.size)
-            return seconds
+            if not bad.size:
+                return 0, ()
+            sm = np.asarray(ctx.backend.download(smids, np.uint32, blocks), dtype=np.uint32)
+            shown = bad[:MAX_LISTED]
+            return int(bad.size), locate(
+                shown, sm, threads, np.zeros(shown.size, np.float32), residue[shown]
+            )
 
-        times = repeat(ctx, launch, params.warmup, params.repetitions)
+        runs = run_checked(
+            ctx,
+            lambda: ctx.backend.mma_loop(out, smids, blocks, threads, iterations),
+            check,
+            params.warmup,
+            params.repetitions,
+        )
         outcome.metrics.append(
             Metric(
                 "mma_tflops",
                 "TFLOP/s",
-                tuple(flops_per_iteration * iterations / t / 1e12 for t in times),
+                tuple(flops_per_iteration * iterations / t / 1e12 for t in runs.times),
             )
         )
-        launches = params.warmup + len(times)
         outcome.verifications.append(
             Verification(
                 method=f"every thread's accumulators return exactly to their start (+B then −B), "
-                f"in every one of {launches} launches",
-                passed=bad_total == 0,
-                checked=blocks * threads * launches,
-                mismatches=bad_total,
-                wrong_results=tuple(listed),
+                f"in every one of {runs.launches} launches",
+                passed=runs.mismatches == 0,
+                checked=blocks * threads * runs.launches,
+                mismatches=runs.mismatches,
+                wrong_results=runs.wrong,
             )
         )
 

@@ -13,8 +13,14 @@ import numpy.typing as npt
 
 from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer
 from gpuhealth.models import Metric, Verification, WrongResult
-from gpuhealth.stresstests.base import Outcome, TestContext, repeat
-from gpuhealth.stresstests.sm_checks import MAX_LISTED, full_grid, iterations_for, locate
+from gpuhealth.stresstests.base import Outcome, TestContext
+from gpuhealth.stresstests.sm_checks import (
+    MAX_LISTED,
+    full_grid,
+    iterations_for,
+    locate,
+    run_checked,
+)
 
 MAP_C = -1.9  # the map stays in [-2, 2] for starts in (-1.96, 1.96) and is chaotic there
 BOUND = 2.0
@@ -61,34 +67,28 @@ class Fp32Test:
         )
         out = ctx.alloc(total_threads * FMA_CHAINS * 4)
         smids = ctx.alloc(blocks * 4)
-        bad_total = 0
-        listed: list[WrongResult] = []
-
-        def launch() -> float:
-            nonlocal bad_total
-            seconds = ctx.backend.fma_loop(out, smids, blocks, threads, iterations, MAP_C)
-            bad, wrong = self._check(ctx, out, smids, blocks, threads)
-            bad_total += bad
-            listed.extend(wrong[: 32 - len(listed)])
-            return seconds
-
-        times = repeat(ctx, launch, params.warmup, params.repetitions)
+        runs = run_checked(
+            ctx,
+            lambda: ctx.backend.fma_loop(out, smids, blocks, threads, iterations, MAP_C),
+            lambda: self._check(ctx, out, smids, blocks, threads),
+            params.warmup,
+            params.repetitions,
+        )
         outcome.metrics.append(
             Metric(
                 "fp32_tflops",
                 "TFLOP/s",
-                tuple(flops_per_iteration * iterations / t / 1e12 for t in times),
+                tuple(flops_per_iteration * iterations / t / 1e12 for t in runs.times),
             )
         )
-        launches = params.warmup + len(times)
         outcome.verifications.append(
             Verification(
                 method=f"all {total_threads} threads × {FMA_CHAINS} chains agree bit for bit, "
-                f"in every one of {launches} launches",
-                passed=bad_total == 0,
-                checked=total_threads * FMA_CHAINS * launches,
-                mismatches=bad_total,
-                wrong_results=tuple(listed),
+                f"in every one of {runs.launches} launches",
+                passed=runs.mismatches == 0,
+                checked=total_threads * FMA_CHAINS * runs.launches,
+                mismatches=runs.mismatches,
+                wrong_results=runs.wrong,
             )
         )
 

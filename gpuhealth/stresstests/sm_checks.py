@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
 from gpuhealth.backends.base import DeviceInfo
 from gpuhealth.models import WrongResult
+from gpuhealth.stresstests.base import TestContext, repeat
 
 THREADS_PER_BLOCK = 256
 MAX_LISTED = 32
@@ -50,3 +54,36 @@ def locate(
 def sms_named(results: tuple[WrongResult, ...]) -> str:
     sms = sorted({r.location.split(" (")[0] for r in results})
     return ", ".join(sms)
+
+
+@dataclass(frozen=True)
+class CheckedRuns:
+    """Timed launches whose every output (warm-ups included) was checked."""
+
+    times: list[float]
+    launches: int
+    mismatches: int
+    wrong: tuple[WrongResult, ...]
+
+
+def run_checked(
+    ctx: TestContext,
+    launch: Callable[[], float],
+    check: Callable[[], tuple[int, tuple[WrongResult, ...]]],
+    warmup: int,
+    repetitions: int,
+) -> CheckedRuns:
+    """repeat() a launch, checking its output after every launch."""
+    mismatches = 0
+    listed: list[WrongResult] = []
+
+    def one() -> float:
+        nonlocal mismatches
+        seconds = launch()
+        bad, wrong = check()
+        mismatches += bad
+        listed.extend(wrong[: MAX_LISTED - len(listed)])
+        return seconds
+
+    times = repeat(ctx, one, warmup, repetitions)
+    return CheckedRuns(times, warmup + len(times), mismatches, tuple(listed))
