@@ -45,7 +45,17 @@ def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
             )
         )
     for test in tests:
-        if test.status in ("error", "skipped"):
+        if test.status == "skipped":  # not applicable to this card by design (said why)
+            found.append(
+                Finding(
+                    "test_not_applicable",
+                    "info",
+                    test.name,
+                    f"{test.name}: skipped ({test.message or 'not applicable to this card'})",
+                    value="skipped",
+                )
+            )
+        if test.status == "error":
             found.append(
                 Finding(
                     "test_not_measured",

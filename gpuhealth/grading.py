@@ -46,6 +46,7 @@ FINDING_CODES = (
     "memory_temperature_high",
     "performance_deficit",
     "test_not_measured",
+    "test_not_applicable",
     "counters_unreadable",
     "other_processes",
     "memtest_coverage_low",

@@ -25,6 +25,7 @@ from gpuhealth.stresstests.sm_checks import (
 )
 
 MMA_FLOPS = 16 * 8 * 16 * 2  # one m16n8k16 per warp
+MIN_TENSOR_CC = (7, 5)  # mma.sync with fp16 operands at m16n8k8 and up (Turing and newer)
 # Dense fp16 tensor FLOP per clock per SM, by compute capability (sizes the loop only).
 TENSOR_FLOP_PER_CLOCK_PER_SM = {7: 1024, 8: 2048, 9: 4096}
 GEMM_SEEDS = (11, 12)
@@ -45,7 +46,7 @@ class Fp16TensorTest:
     title = "FP16 tensor cores"
 
     def run(self, ctx: TestContext, outcome: Outcome) -> None:
-        if ctx.info.compute_capability < (7, 0):
+        if ctx.info.compute_capability < MIN_TENSOR_CC:
             raise_skip(ctx)
         self._peak(ctx, outcome)
         self._gemm(ctx, outcome)
@@ -162,5 +163,6 @@ def check_product(
 def raise_skip(ctx: TestContext) -> None:
     major, minor = ctx.info.compute_capability
     raise NotApplicable(
-        f"tensor cores need compute capability 7.0 or newer; this card is {major}.{minor}"
+        f"the fp16 tensor-core test needs compute capability {MIN_TENSOR_CC[0]}.{MIN_TENSOR_CC[1]}"
+        f" or newer (mma.sync m16n8k8/k16); this card is {major}.{minor}"
     )
