@@ -19,6 +19,7 @@ import click
 from gpuhealth import __version__
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, GpuHealthError, InputError
 from gpuhealth.models import RunRecord
+from gpuhealth.presets import PRESETS
 
 if TYPE_CHECKING:
     from gpuhealth.runner import GradedCard
@@ -146,7 +147,7 @@ def parse_gpus(value: str, count: int) -> list[int]:
 @click.option(
     "--preset",
     "preset_name",
-    type=click.Choice(["quick", "standard", "thorough"]),
+    type=click.Choice(list(PRESETS)),
     default="standard",
     show_default=True,
     help="Test preset.",

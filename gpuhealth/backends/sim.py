@@ -335,9 +335,9 @@ class SimBackend:
         self._kernels_in_test += 1
         lost_here = self._faults.lost_at is not None and self._faults.lost_at == self._test
         if lost_here and self._kernels_in_test >= LOST_AFTER_KERNELS:
-                self._lost = True
-                self._xid.append(XidEvent(self._now_s, 79, "GPU has fallen off the bus"))
-                self._check_alive("kernel launch")
+            self._lost = True
+            self._xid.append(XidEvent(self._now_s, 79, "GPU has fallen off the bus"))
+            self._check_alive("kernel launch")
         noise = self._model.performance.noise_rel
         seconds *= max(0.5, 1.0 + noise * float(self._rng.standard_normal()))
         self._advance(seconds, demand_w)
@@ -429,9 +429,7 @@ class SimBackend:
         arrays are read thousands of times); callers never write into what it returns."""
         words: npt.NDArray[np.uint32] = buf.window_words
         lo, hi = buf.address, buf.address + words.size * 4
-        faults = self._fault_addresses[
-            (self._fault_addresses >= lo) & (self._fault_addresses < hi)
-        ]
+        faults = self._fault_addresses[(self._fault_addresses >= lo) & (self._fault_addresses < hi)]
         if faults.size == 0:
             view: npt.NDArray[np.uint32] = words.view()
             view.flags.writeable = False
@@ -753,8 +751,10 @@ class SimBackend:
             # Power management settles within a fraction of a second: short bursts run at full
             # clock, sustained work at the power cap (760 vs 647 TFLOP/s measured on an H200).
             burst_s = 2.0 * n**3 * repeats / (perf.gemm_fp16_tflops * 1e12)
-            rate = perf.gemm_fp16_tflops if burst_s < SUSTAINED_AFTER_S else (
-                perf.gemm_fp16_sustained_tflops
+            rate = (
+                perf.gemm_fp16_tflops
+                if burst_s < SUSTAINED_AFTER_S
+                else (perf.gemm_fp16_sustained_tflops)
             )
             rate *= 1e12 * self._faults.fp16_scale
         else:

@@ -109,30 +109,26 @@ class SimModel(StrictModel):
     thermal: SimThermal
 
 
-class StuckBit(StrictModel):
+class WordBit(StrictModel):
+    """One bit of the 32-bit word at a byte address."""
+
     address: int = Field(ge=0, description="byte address of a 32-bit word (a multiple of 4)")
     bit: int = Field(ge=0, le=31)
+
+    @field_validator("address")
+    @classmethod
+    def _word_aligned(cls, address: int) -> int:
+        if address % 4:
+            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
+        return address
+
+
+class StuckBit(WordBit):
     value: Literal[0, 1]
 
-    @field_validator("address")
-    @classmethod
-    def _word_aligned(cls, address: int) -> int:
-        if address % 4:
-            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
-        return address
 
-
-class FlakyBit(StrictModel):
-    address: int = Field(ge=0)
-    bit: int = Field(ge=0, le=31)
+class FlakyBit(WordBit):
     probability: float = Field(gt=0, le=1, description="chance that a read returns it flipped")
-
-    @field_validator("address")
-    @classmethod
-    def _word_aligned(cls, address: int) -> int:
-        if address % 4:
-            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
-        return address
 
 
 class WrongResults(StrictModel):
