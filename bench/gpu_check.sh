@@ -29,6 +29,8 @@ echo "== whole grades"
 # --skip-standard passes through to keep a short check short.
 grade_args=()
 for arg in "$@"; do [ "$arg" = "--quick" ] && grade_args+=(--skip-standard); done
+# On the lent machine the run records come back under $OUT (golden inputs, profile building).
+[ -n "${OUT:-}" ] && grade_args+=(--out "$OUT/grades")
 "$PYTHON" bench/bench_grade.py "${grade_args[@]}" || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 
 exit "$status"

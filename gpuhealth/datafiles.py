@@ -1,18 +1,24 @@
 """Load and validate the TOML files users give us (sim cards, policies, profiles).
 
 One job: turn a file into a validated pydantic model, or raise InputError with one line that names
-the file, the field and what was expected (with a did-you-mean for misspelled keys).
+the file, the line, the field and what was expected (with a did-you-mean for misspelled keys):
+
+    my-policy.toml:57: rules.3.grade: Input should be 'A', 'B', ... (got 'Z')
+
+tomllib keeps no positions; gpuhealth.tomlpos finds the line of the offending key in the text.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gpuhealth import tomlpos
 from gpuhealth.errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -29,46 +35,73 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# tomllib (and tomli on 3.10) end a syntax error's message with its position.
+_TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(str(path), None, "file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
+    return read_toml_with_text(path)[0]
+
+
+def read_toml_with_text(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed file and its text (for line numbers in later validation errors)."""
+    text = _read_text(path)
+    return parse_toml(text, str(path)), text
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
         data: dict[str, Any] = tomllib.loads(text)
         return data
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(str(path), None, f"not valid TOML ({exc})") from exc
+        found = _TOML_ERROR_LINE.search(str(exc))
+        line = int(found.group(1)) if found else None
+        raise InputError(source, None, f"not valid TOML ({exc})", line=line) from exc
 
 
-def validate(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+def validate(
+    model: type[ModelT], data: dict[str, Any], source: str, text: str | None = None
+) -> ModelT:
+    """data as a model; an error names the line of the bad key when the source text is given."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _to_input_error(exc, model, source) from exc
+        raise _to_input_error(exc, model, source, text) from exc
 
 
 def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
-    return validate(model, read_toml(path), str(path))
+    text = _read_text(path)
+    return validate(model, parse_toml(text, str(path)), str(path), text)
 
 
-def _to_input_error(exc: ValidationError, model: type[BaseModel], source: str) -> InputError:
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(str(path), None, "file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
+
+
+def _to_input_error(
+    exc: ValidationError, model: type[BaseModel], source: str, text: str | None
+) -> InputError:
     errors = exc.errors()
     # A misspelled key also makes the real one "missing": report the misspelling, with a hint.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in first["loc"]]
     field = ".".join(loc) or None
+    # A key that is there: its own line. A missing key: the line of the table that lacks it.
+    line = tomlpos.line_of(text, first["loc"]) if text is not None else None
     if first["type"] == "extra_forbidden":
         known = _known_fields(model, loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(known)
-        return InputError(source, field, f"unknown field ({hint})")
+        return InputError(source, field, f"unknown field ({hint})", line=line)
     message = first["msg"]
     if first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
         message += f" (got {first.get('input')!r})"
-    return InputError(source, field, message)
+    return InputError(source, field, message, line=line)
 
 
 def _known_fields(model: type[BaseModel], path: list[str]) -> list[str]:

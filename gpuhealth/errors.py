@@ -30,16 +30,25 @@ class GpuHealthError(Exception):
 
 
 class InputError(GpuHealthError):
-    """A malformed file or value from the user: names the file, the field and what was expected."""
+    """A malformed file or value from the user: names the file, the field and what was expected.
+
+    With a line the message reads like a compiler's, `policy.toml:57: rules.3.grade: ...`, so that
+    editors and terminals can jump to it.
+    """
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, source: str, field: str | None, expected: str) -> None:
-        where = f"{source}: {field}" if field else source
+    def __init__(
+        self, source: str, field: str | None, expected: str, *, line: int | None = None
+    ) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        if field:
+            where = f"{where}: {field}"
         super().__init__(f"{where}: {expected}")
         self.source = source
         self.field = field
         self.expected = expected
+        self.line = line
 
 
 class EnvironmentUnusable(GpuHealthError):

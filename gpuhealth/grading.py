@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gpuhealth.datafiles import StrictModel, read_toml, validate
+from gpuhealth import tomlpos
+from gpuhealth.datafiles import StrictModel, read_toml_with_text, validate
 from gpuhealth.errors import InputError
 from gpuhealth.models import Finding, Grade, GradeLetter, Reason
 from gpuhealth.resources import DATA_DIR
@@ -119,12 +120,17 @@ class Policy:
 
 def load_policy(path: Path | None = None) -> Policy:
     path = path or DEFAULT_POLICY
-    data = read_toml(path)
-    spec = validate(PolicyFile, data, str(path))
+    data, text = read_toml_with_text(path)
+    spec = validate(PolicyFile, data, str(path), text)
     ids = [r.id for r in spec.rules]
-    duplicate = next((i for i in ids if ids.count(i) > 1), None)
-    if duplicate:
-        raise InputError(str(path), "rules", f"rule id {duplicate!r} is used twice")
+    again = next((i for i, rule_id in enumerate(ids) if rule_id in ids[:i]), None)
+    if again is not None:
+        raise InputError(
+            str(path),
+            f"rules.{again}.id",
+            f"rule id {ids[again]!r} is used twice",
+            line=tomlpos.line_of(text, ("rules", again, "id")),
+        )
     return Policy(spec, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
 
 

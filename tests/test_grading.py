@@ -88,7 +88,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
             r"rules\.\d+\.finding",
             "unknown finding 'wrong_result'",
         ),
-        ('id = "wrong-results"', 'id = "memory-errors"', r"rules", "'memory-errors' is used twice"),
+        ('id = "wrong-results"', 'id = "memory-errors"', r"rules\.1\.id", "'memory-errors' is used twice"),
         ('grade = "F"', 'grade = "E"', r"rules\.0\.grade", "'E'"),
         ("alpha = 0.01", "alpha = 0.9", r"statistics\.alpha", "0.5"),
         ('D = "Repair first', 'X = "Repair first', r"dispositions\.(D|X)", ""),
@@ -105,14 +105,15 @@ def test_bad_policy_names_file_and_field(
     assert error.source == str(path)
     assert error.field is not None and re.fullmatch(field, error.field), error.field
     line = error.one_line()
-    assert line.startswith(f"{path}: {error.field}: ") and "\n" not in line
+    prefix = rf"{re.escape(str(path))}(:\d+)?: {re.escape(error.field)}: "
+    assert re.match(prefix, line) and "\n" not in line
     assert words in line
 
 
 def test_malformed_or_missing_policy(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text('name = "x"\n[rules\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"broken\.toml: not valid TOML"):
+    with pytest.raises(InputError, match=r"broken\.toml:2: not valid TOML"):
         load_policy(path)
     with pytest.raises(InputError, match="file not found"):
         load_policy(tmp_path / "absent.toml")

@@ -18,7 +18,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gpuhealth.datafiles import StrictModel, load_toml_model, read_toml, validate
+from gpuhealth import tomlpos
+from gpuhealth.datafiles import StrictModel, load_toml_model, read_toml_with_text, validate
 from gpuhealth.errors import InputError
 from gpuhealth.resources import DATA_DIR
 
@@ -222,13 +223,14 @@ def load_card(name_or_path: str) -> SimCard:
     """A built-in model by key (healthy card) or a card spec file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        data = read_toml(path)
-        spec = validate(CardSpec, data, str(path))
+        data, text = read_toml_with_text(path)
+        spec = validate(CardSpec, data, str(path), text)
         if spec.model not in builtin_models():
             raise InputError(
                 str(path),
                 "model",
                 f"expected a built-in sim card ({', '.join(builtin_models())}), got {spec.model!r}",
+                line=tomlpos.line_of(text, ("model",)),
             )
         source = str(path)
     else:
