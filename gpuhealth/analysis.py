@@ -20,9 +20,8 @@ from gpuhealth.models import (
     TestResult,
     Verdict,
 )
-from gpuhealth.profiles import Profile
+from gpuhealth.profiles import NOT_JUDGED, Profile
 
-NOT_JUDGED = {("soak", "iteration_end_s")}  # timestamps kept for the drift fit, not a metric
 HIGH_Z = 4.0  # far above the healthy centre: worth showing (a wrong profile?), not a defect
 
 

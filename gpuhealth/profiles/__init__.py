@@ -7,17 +7,21 @@ A spread from fewer than MIN_FLEET_CARDS cards is a prior, and the profile says 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field
 
 from gpuhealth.datafiles import StrictModel, load_toml_model
+from gpuhealth.errors import InputError
 from gpuhealth.models import CardIdentity, ReferenceMetric
 
 PROFILES_DIR = Path(__file__).resolve().parent / "data"
 MIN_FLEET_CARDS = 5
 MEMORY_MATCH_TOLERANCE = 0.10
+# (test, metric) pairs recorded for other analyses, never compared with a reference.
+NOT_JUDGED = frozenset({("soak", "iteration_end_s")})  # timestamps kept for the drift fit
 
 
 class ProfileMetric(StrictModel):
@@ -57,6 +61,8 @@ class Profile(StrictModel):
     memory_gib: float = Field(gt=0)
     source: str
     cards: int = Field(ge=0)
+    # The runs a fleet-built profile was computed from (run id, card serial, file).
+    source_runs: tuple[str, ...] = ()
     metrics: dict[str, ProfileMetric]
     thermal: ProfileThermal | None = None
 
@@ -69,7 +75,34 @@ class Profile(StrictModel):
 
 
 def builtin_profiles() -> list[Profile]:
-    return [load_profile(path) for path in sorted(PROFILES_DIR.glob("*.toml"))]
+    return list(_builtin_profiles())
+
+
+@functools.cache
+def _builtin_profiles() -> tuple[Profile, ...]:
+    # Read once per process: the files ship with the package and profiles are frozen.
+    return tuple(load_profile(path) for path in sorted(PROFILES_DIR.glob("*.toml")))
+
+
+def profile_kind(profile: Profile) -> str:
+    """ "spec-derived" (published peaks), "prior spread" (measured, < 5 cards) or "fleet"."""
+    if profile.cards == 0:
+        return "spec-derived"
+    return "prior spread" if profile.spread_is_prior else "fleet"
+
+
+def find_profile(key_or_path: str) -> Profile:
+    """A built-in profile by key, or a profile file by path."""
+    path = Path(key_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return load_profile(path)
+    for profile in builtin_profiles():
+        if profile.key == key_or_path:
+            return profile
+    keys = ", ".join(p.key for p in builtin_profiles())
+    raise InputError(
+        "profile", None, f"no built-in profile {key_or_path!r} (expected one of: {keys}, or a path)"
+    )
 
 
 def load_profile(path: Path) -> Profile:

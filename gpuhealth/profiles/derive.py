@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpuhealth.profiles import PROFILES_DIR, Profile, ProfileMetric, load_profile
+from gpuhealth.profiles.render import render_profile, toml_number, wrap_comment
 from gpuhealth.resources import DATA_DIR
 
 SPECS_CSV = DATA_DIR / "reference" / "gpu-specs.csv"
@@ -186,9 +185,9 @@ def derive_profile(spec: SpecRow, factors: Mapping[str, Efficiency], reference: 
             spread=round_significant(center * DERIVED_PRIOR_SPREAD),
             n=0,
             source=(
-                f"published {efficiency.column} {_number(peak)} × {REFERENCE_CARD} efficiency "
-                f"{efficiency.factor:.4f} ({_number(efficiency.measured)} / "
-                f"{_number(efficiency.peak)} {PEAK_UNITS[efficiency.column]}, {reference.key})"
+                f"published {efficiency.column} {toml_number(peak)} × {REFERENCE_CARD} efficiency "
+                f"{efficiency.factor:.4f} ({toml_number(efficiency.measured)} / "
+                f"{toml_number(efficiency.peak)} {PEAK_UNITS[efficiency.column]}, {reference.key})"
             ),
             higher_is_better=measured.higher_is_better,
             published_peak=peak,
@@ -235,66 +234,22 @@ def render_toml(profile: Profile) -> str:
             f"{profile.key} is not a spec-derived profile: its file is written by hand"
         )
     prior = _percent(DERIVED_PRIOR_SPREAD)
-    lines = [
-        f"# Reference profile: {profile.name}. SPEC-DERIVED: not measured on this model.",
-        f"{GENERATED_MARKER} from gpu-specs.csv; do not edit.",
-        *_comment(
+    header = [
+        f"Reference profile: {profile.name}. SPEC-DERIVED: not measured on this model.",
+        f"{GENERATED_MARKER[2:]} from gpu-specs.csv; do not edit.",
+        *wrap_comment(
             "Centres: the published peak each test is bound by (gpu-specs.csv; its sources and "
             f"confidence in `source`) × the efficiency a healthy {REFERENCE_CARD} reaches on the "
             f"same test ({REFERENCE_KEY}.toml centre / the {REFERENCE_CARD}'s published peak)."
         ),
-        *_comment(
+        *wrap_comment(
             f"Spreads are priors ({prior} of the centre: healthy cards of one model spread by "
             "several percent, and another architecture's efficiency is itself uncertain) until "
             "fleet data replaces them."
         ),
-        "# No [thermal] section: no thermal resistance has been measured for this model.",
-        f"key = {_string(profile.key)}",
-        f"name = {_string(profile.name)}",
-        f"nvml_names = [{', '.join(_string(n) for n in profile.nvml_names)}]",
-        f"memory_gib = {_number(profile.memory_gib)}",
-        f"source = {_string(profile.source)}",
-        f"cards = {profile.cards}",
+        "No [thermal] section: no thermal resistance has been measured for this model.",
     ]
-    for key, metric in profile.metrics.items():
-        lines += [
-            "",
-            f"[metrics.{_string(key)}]",
-            f"center = {_number(metric.center)}",
-            f"spread = {_number(metric.spread)}   # prior: {prior} of centre",
-            f"n = {metric.n}",
-            f"source = {_string(metric.source)}",
-        ]
-        if not metric.higher_is_better:
-            lines.append("higher_is_better = false")
-        if metric.published_peak is not None:
-            lines.append(f"published_peak = {_number(metric.published_peak)}")
-        if metric.conditions:
-            pairs = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(metric.conditions.items()))
-            lines.append(f"conditions = {{ {pairs} }}")
-    return "\n".join(lines) + "\n"
-
-
-def _comment(text: str) -> list[str]:
-    return textwrap.wrap(text, width=96, initial_indent="# ", subsequent_indent="# ")
-
-
-def _string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-def _number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def _value(value: bool | int | float | str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _string(value)
-    return _number(value)
+    return render_profile(profile, header, lambda _metric: f"prior: {prior} of centre")
 
 
 def _percent(fraction: float) -> str:
