@@ -88,7 +88,12 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
             r"rules\.\d+\.finding",
             "unknown finding 'wrong_result'",
         ),
-        ('id = "wrong-results"', 'id = "memory-errors"', r"rules\.1\.id", "'memory-errors' is used twice"),
+        (
+            'id = "wrong-results"',
+            'id = "memory-errors"',
+            r"rules\.1\.id",
+            "'memory-errors' is used twice",
+        ),
         ('grade = "F"', 'grade = "E"', r"rules\.0\.grade", "'E'"),
         ("alpha = 0.01", "alpha = 0.9", r"statistics\.alpha", "0.5"),
         ('D = "Repair first', 'X = "Repair first', r"dispositions\.(D|X)", ""),
