@@ -381,7 +381,7 @@ def profile() -> None:
 @profile.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
 def profile_list(as_json: bool) -> None:
-    """List the built-in profiles: model, kind (measured or spec-derived), cards, metrics."""
+    """List the built-in profiles: kind, cards, metrics."""
     from gpuhealth.profiles import builtin_profiles, profile_kind
 
     rows = [
@@ -410,7 +410,10 @@ def profile_list(as_json: bool) -> None:
 @click.argument("key_or_path")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 def profile_show(key_or_path: str, as_json: bool) -> None:
-    """Show one profile (a built-in key or a .toml path): every metric's centre and spread."""
+    """Show a profile (built-in key or .toml path).
+
+    Every metric's centre, spread, cards behind it and conditions.
+    """
     from gpuhealth.profiles import find_profile, profile_kind
 
     found = find_profile(key_or_path)
@@ -452,7 +455,7 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
 def profile_build(
     runs: tuple[Path, ...], output: Path, key: str | None, name: str | None, force: bool
 ) -> None:
-    """Build a profile from run records (run.json) of cards you trust.
+    """Build a profile from run records of cards you trust.
 
     Each card counts once (the median of its runs); a card far from the others (modified
     z-score > 3.5) is rejected so that one bad card cannot move the reference.
