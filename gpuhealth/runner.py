@@ -49,6 +49,8 @@ class GradeOptions:
     profile: Profile | None  # None: matched by the card's model
     out_dir: Path | None  # None: gpuhealth-runs/<run id>
     allow_busy: bool = False
+    # False: nothing is journaled or written (evaluations that grade thousands of sim cards).
+    write_files: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,14 @@ def grade_card(
     if any(c.status == "fail" for c in checks):
         interrupted = checks[0].message
     else:
-        journal(record, out_dir)
-        tests, lost, interrupted = _run_tests(backend, options, t0, record, out_dir, progress)
+        journal_dir = out_dir if options.write_files else None
+        if journal_dir:
+            journal(record, journal_dir)
+        tests, lost, interrupted = _run_tests(backend, options, t0, record, journal_dir, progress)
     record = _close(backend, record, tests, lost, interrupted, t0)
     record = judge(record, profile, options.policy)
-    write_reports(record, out_dir)
+    if options.write_files:
+        write_reports(record, out_dir)
     return GradedCard(record, out_dir)
 
 
@@ -145,7 +150,7 @@ def _run_tests(
     options: GradeOptions,
     t0: float,
     record: RunRecord,
-    out_dir: Path,
+    journal_dir: Path | None,
     progress: ProgressCallback | None,
 ) -> tuple[list[TestResult], bool, str | None]:
     info = backend.device_info()
@@ -161,7 +166,8 @@ def _run_tests(
             tests.append(executed.result)
             if progress:
                 progress(test.name, index, len(suite), executed.result)
-            journal(replace(record, tests=tuple(tests)), out_dir)
+            if journal_dir:
+                journal(replace(record, tests=tuple(tests)), journal_dir)
             if executed.card_lost:
                 return tests, True, f"card lost during {test.name}: {executed.result.message}"
     except KeyboardInterrupt:

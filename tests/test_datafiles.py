@@ -98,7 +98,7 @@ def test_policy_misspelled_key_keeps_did_you_mean(tmp_path: Path, policy_text: s
 
 
 def test_policy_missing_key_names_its_table_header(tmp_path: Path, policy_text: str) -> None:
-    path = write(tmp_path, "my-policy.toml", policy_text.replace("very_low_deficit = 0.10\n", ""))
+    path = write(tmp_path, "my-policy.toml", policy_text.replace("very_low_deficit = 0.07\n", ""))
     line = line_number(policy_text, "[statistics]")
     message = assert_names(error_of(load_policy, path), path, line, "statistics.very_low_deficit")
     assert message.endswith("Field required")

@@ -140,8 +140,8 @@ def test_policy_without_rules(tmp_path: Path) -> None:
     ("measure", "letter", "rule"),
     [
         (-0.25, "C", "performance-deficit-large"),
-        (-0.1001, "C", "performance-deficit-large"),
-        (-0.10, "B", "performance-deficit-small"),  # max_measure is exclusive, min inclusive
+        (-0.0701, "C", "performance-deficit-large"),
+        (-0.07, "B", "performance-deficit-small"),  # max_measure is exclusive, min inclusive
         (-0.04, "B", "performance-deficit-small"),
     ],
 )
@@ -155,8 +155,9 @@ def test_performance_deficit_ranges(policy: Policy, measure: float, letter: str,
     ("ratio", "letter", "rule"),
     [
         (1.1, "A", "all-clear"),  # above the model, within tolerance: no rule fires
-        (1.25, "B", "thermal-resistance-above-model"),
-        (1.49, "B", "thermal-resistance-above-model"),
+        (1.2, "B", "thermal-resistance-above-model"),
+        (1.3, "C", "thermal-resistance-well-above-model"),
+        (1.49, "C", "thermal-resistance-well-above-model"),
         (1.5, "D", "thermal-resistance-far-above-model"),
         (2.3, "D", "thermal-resistance-far-above-model"),
     ],

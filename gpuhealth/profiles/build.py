@@ -5,7 +5,9 @@ Per metric:
 2. each card (by UUID, else serial) counts once: the median of its runs, so a card graded five
    times does not outweigh four cards graded once;
 3. outliers are rejected with the modified z-score |x - median| / (1.4826 MAD) > 3.5
-   (Iglewicz & Hoaglin): a bad card in the set cannot move the reference;
+   (Iglewicz & Hoaglin), the MAD floored at SPREAD_FLOOR of the median as the spread is in 4:
+   a bad card in the set cannot move the reference, and a card is not an outlier for a
+   difference below measurement resolution;
 4. centre = median, spread = 1.4826 MAD of the cards kept, floored at SPREAD_FLOOR of the centre
    (identical cards must not make every tiny deviation "significant"); with fewer than
    MIN_FLEET_CARDS cards the spread is also floored at the prior, and the profile says so.
@@ -38,7 +40,7 @@ from gpuhealth.profiles import (
 from gpuhealth.profiles.render import render_profile, wrap_comment
 
 OUTLIER_Z = 3.5
-PRIOR_SPREAD = 0.03  # as the built-in measured profiles: several percent among healthy cards
+PRIOR_SPREAD = 0.02  # as the built-in measured profiles (docs/statistics.md)
 SPREAD_FLOOR = 0.01  # below this the spread is measurement resolution, not card-to-card spread
 # Test parameters a metric's value depends on: cards measured with other values are not pooled.
 CONDITION_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -107,6 +109,9 @@ def build_profile(
                 f"({per_card[card]:.4g} {unit} against the median {median:.4g})"
             )
         center, spread, prior = center_and_spread(list(kept.values()))
+        if center <= 0:  # a zero rate (a broken record) is no reference, and cannot be written
+            warnings.append(f"{metric_key}: median {center:.4g} {unit} is not positive: left out")
+            continue
         reference = base.metric(*metric_key.split(".", 1)) if base else None
         metrics[metric_key] = ProfileMetric(
             center=center,
@@ -161,12 +166,15 @@ def reject_outliers(per_card: dict[str, float]) -> tuple[dict[str, float], list[
     if len(per_card) < 3:
         return dict(per_card), []
     center, mad = stats.robust_center_spread(list(per_card.values()))
-    if mad == 0:
-        rejected = [card for card, v in per_card.items() if v != center]
-        # With most cards identical, only a card far from them (> SPREAD_FLOOR) is an outlier.
-        rejected = [c for c in rejected if abs(per_card[c] - center) > SPREAD_FLOOR * abs(center)]
-    else:
-        rejected = [c for c, v in per_card.items() if abs(v - center) / mad > OUTLIER_Z]
+    # The scale is floored like the profile's spread: cards that happen to agree to 0.1% (or
+    # exactly, MAD 0) must not make a card 0.4% off an "outlier" (a jump at MAD 0, and healthy
+    # cards rejected that the built profile itself puts well inside its spread).
+    scale = max(mad, SPREAD_FLOOR * abs(center))
+    rejected = [
+        c
+        for c, v in per_card.items()
+        if (abs(v - center) / scale > OUTLIER_Z if scale > 0 else v != center)
+    ]
     kept = {c: v for c, v in per_card.items() if c not in rejected}
     return kept, sorted(rejected)
 
