@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from gpuhealth import findings as health
 from gpuhealth import soak, stats
+from gpuhealth.efficiency import efficiency_test
 from gpuhealth.grading import Policy, grade
 from gpuhealth.models import (
     Analysis,
@@ -88,8 +89,14 @@ def first_sample(record: RunRecord) -> TelemetrySample | None:
     return None
 
 
+def judged_tests(tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:
+    """The record's tests and the performance per watt derived from them."""
+    derived = efficiency_test(tests)
+    return tests + ((derived,) if derived else ())
+
+
 def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analysis:
-    comparisons = compare_metrics(record.tests, profile, policy)
+    comparisons = compare_metrics(judged_tests(record.tests), profile, policy)
     counters = record.counters_after or record.counters_before
     soak_test = record.test("soak")
     summary = None

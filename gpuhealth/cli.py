@@ -460,16 +460,16 @@ def profile_build(
     Each card counts once (the median of its runs); a card far from the others (modified
     z-score > 3.5) is rejected so that one bad card cannot move the reference.
     """
-    from gpuhealth.profiles import load_profile
-    from gpuhealth.profiles.build import build_profile, load_runs, render_built
+    from gpuhealth.profiles.build import build_profile, load_runs, render_built, write_profile
 
     if output.exists() and not force:
         raise InputError(str(output), None, "exists already (pass --force to overwrite it)")
+    if not output.parent.is_dir():
+        raise InputError(str(output), None, f"expected an existing folder {output.parent}")
     built = build_profile(load_runs(list(runs)), key, name)
     for warning in built.warnings:
         click.echo(f"gpuhealth: warning: {warning}", err=True)
-    output.write_text(render_built(built.profile), encoding="utf-8")
-    load_profile(output)  # what we wrote must load back, or the file is no use
+    write_profile(output, render_built(built.profile))
     p = built.profile
     click.echo(
         f"wrote {output}: {p.name}, {p.cards} card(s) from {len(runs)} run(s), "

@@ -398,6 +398,20 @@ def soak_findings(summary: SoakSummary | None, counters: HealthCounters | None) 
                 reference="0%",
             )
         )
+    hardware = summary.throttle_share.get("hardware slowdown", 0.0)
+    if hardware > 0:
+        found.append(
+            Finding(
+                "hardware_slowdown",
+                "major",
+                "soak",
+                "the board or its power supply forced the clocks down (hardware slowdown or "
+                "power brake) under load",
+                value=f"{hardware:.0%} of samples",
+                reference="0%",
+                measure=hardware,
+            )
+        )
     ratio = None
     if summary.thermal_resistance_c_per_w and summary.reference_c_per_w:
         ratio = summary.thermal_resistance_c_per_w / summary.reference_c_per_w

@@ -44,6 +44,7 @@ FINDING_CODES = (
     "thermal_slowdown",
     "thermal_guard",
     "thermal_resistance",
+    "hardware_slowdown",
     "memory_temperature_high",
     "performance_deficit",
     "test_not_measured",

@@ -16,13 +16,15 @@ from scipy import optimize
 from scipy import stats as sps
 
 from gpuhealth.models import SoakSummary, TelemetrySample, TestResult
-from gpuhealth.telemetry import POWER_REASON_BITS, THERMAL_REASON_BITS
+from gpuhealth.telemetry import HARDWARE_REASON_BITS, SW_POWER_CAP_BIT, THERMAL_REASON_BITS
 
 LOAD_UTILIZATION_PCT = 50.0
+# The software power cap is how a healthy card holds its limit under sustained load; hardware
+# slowdown and the power brake are signals from the board or its supply that something is wrong.
 THROTTLE_GROUPS = {
-    "power cap": POWER_REASON_BITS,
+    "power cap": SW_POWER_CAP_BIT,
     "thermal": THERMAL_REASON_BITS,
-    "hardware slowdown": 0x8,
+    "hardware slowdown": HARDWARE_REASON_BITS,
 }
 
 

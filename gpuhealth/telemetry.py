@@ -26,6 +26,8 @@ CLOCKS_EVENT_REASONS: dict[int, str] = {
     0x100: "display clock setting",
 }
 THERMAL_REASON_BITS = 0x20 | 0x40
+SW_POWER_CAP_BIT = 0x4
+HARDWARE_REASON_BITS = 0x8 | 0x80  # hardware slowdown, hardware power brake
 POWER_REASON_BITS = 0x4 | 0x80
 SLOWDOWN_REASON_BITS = 0x8 | 0x20 | 0x40 | 0x80
 

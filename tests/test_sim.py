@@ -101,7 +101,7 @@ def test_thermal_model_is_not_fitted_to_anything() -> None:
 # --- the virtual clock ---------------------------------------------------------------------------
 
 
-def test_ten_minute_soak_takes_well_under_a_second(sim: Sim) -> None:
+def test_ten_minute_soak_runs_on_the_virtual_clock(sim: Sim) -> None:
     card = sim()
     start = time.perf_counter()
     result = passed(run_stress(card, SoakTest(), "thorough"))
@@ -109,7 +109,9 @@ def test_ten_minute_soak_takes_well_under_a_second(sim: Sim) -> None:
     assert result.parameters["duration_s"] == 600
     assert float(result.parameters["soaked_s"]) >= 600.0
     assert result.duration_s >= 600.0
-    assert wall < 1.0, f"a 600 s soak took {wall:.2f} s of wall time"
+    # The virtual clock, not a speed target: a real-time soak would take 600 s (a loaded CI
+    # machine must not fail this, so the bound is generous).
+    assert wall < 60.0, f"a 600 s soak took {wall:.2f} s of wall time"
     # telemetry was sampled on the virtual clock throughout (5 Hz)
     assert len(result.telemetry) >= 0.9 * 600 / 0.2
 

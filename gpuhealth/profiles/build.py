@@ -17,6 +17,7 @@ than most cards' are left out with a warning.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 from collections import defaultdict
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuhealth import stats
+from gpuhealth.datafiles import parse_toml, validate
+from gpuhealth.efficiency import efficiency_test
 from gpuhealth.errors import InputError
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.profiles import (
@@ -161,6 +164,18 @@ def render_built(profile: Profile) -> str:
     return render_profile(profile, header)
 
 
+def write_profile(path: Path, text: str) -> None:
+    """Check that text loads back as a profile, then replace path atomically (no lost data)."""
+    validate(Profile, parse_toml(text, str(path)), str(path), text)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(str(path), None, f"cannot write the profile ({exc.strerror})") from exc
+
+
 def reject_outliers(per_card: dict[str, float]) -> tuple[dict[str, float], list[str]]:
     """(cards kept, cards rejected) by the modified z-score; nothing is rejected below 3 cards."""
     if len(per_card) < 3:
@@ -200,7 +215,8 @@ def _per_card_values(
     direction: dict[str, tuple[bool, str]] = {}
     order: list[str] = []
     for run in runs:
-        for test in run.record.tests:
+        derived = efficiency_test(run.record.tests)
+        for test in run.record.tests + ((derived,) if derived else ()):
             if test.status != "passed":
                 if test.status != "skipped":
                     warnings.append(f"{run.label}: test {test.name} {test.status}: not used")

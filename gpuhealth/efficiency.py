@@ -1,0 +1,78 @@
+"""Performance per watt: throughput divided by the board power NVML reported while it was measured.
+
+Derived from a record's tests as one more "test" (named `efficiency`), so that its metrics are
+compared with the model's reference like any other (stats.compare, Holm) and a profile built from
+trusted runs gets them too.
+
+NVML's power reading settles over a fraction of a second and the telemetry is sampled every
+0.1-0.25 s, so only a load that lasts seconds gives a power figure worth dividing by:
+- soak_tflops_per_w: every soak iteration's TFLOP/s over the mean power of the samples taken
+  during that iteration (one value per iteration, so the estimate has repetitions);
+- memtest_gbs_per_w: the memory test's pass rate over its mean loaded power, when at least
+  MIN_LOADED_SAMPLES loaded samples were taken (long presets; a quick memtest is too short).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from gpuhealth.models import Metric, TelemetrySample, TestResult
+
+EFFICIENCY_TEST = "efficiency"
+MIN_LOADED_SAMPLES = 3
+LOADED_UTILIZATION_PCT = 50.0
+
+
+def efficiency_test(tests: Sequence[TestResult]) -> TestResult | None:
+    """The record's performance-per-watt metrics as a test result; None when none can be had."""
+    metrics = [m for m in (_soak(tests), _memtest(tests)) if m is not None]
+    if not metrics:
+        return None
+    return TestResult(
+        name=EFFICIENCY_TEST,
+        status="passed",
+        message="throughput per watt of board power (NVML), derived from the tests above",
+        metrics=tuple(metrics),
+    )
+
+
+def _soak(tests: Sequence[TestResult]) -> Metric | None:
+    soak = _passed(tests, "soak")
+    if soak is None:
+        return None
+    rates, ends = soak.metric("iteration_tflops"), soak.metric("iteration_end_s")
+    if rates is None or ends is None or len(rates.values) != len(ends.values):
+        return None
+    values = []
+    starts = (soak.started_s, *ends.values[:-1])  # an iteration starts where the last one ended
+    for rate, start_s, end_s in zip(rates.values, starts, ends.values, strict=True):
+        power = _mean_power([s for s in soak.telemetry if start_s < s.t_s <= end_s])
+        if power is not None:
+            values.append(round(rate / power, 6))
+    if len(values) < 2:
+        return None
+    return Metric("soak_tflops_per_w", "TFLOP/s/W", tuple(values))
+
+
+def _memtest(tests: Sequence[TestResult]) -> Metric | None:
+    memtest = _passed(tests, "memtest")
+    rate = memtest.metric("pass_gbs") if memtest else None
+    if memtest is None or rate is None or not rate.values:
+        return None
+    loaded = [s for s in memtest.telemetry if (s.utilization_pct or 0.0) >= LOADED_UTILIZATION_PCT]
+    power = _mean_power(loaded) if len(loaded) >= MIN_LOADED_SAMPLES else None
+    if power is None:
+        return None
+    return Metric(
+        "memtest_gbs_per_w", "GB/s/W", (round(statistics.median(rate.values) / power, 6),)
+    )
+
+
+def _passed(tests: Sequence[TestResult], name: str) -> TestResult | None:
+    return next((t for t in tests if t.name == name and t.status == "passed"), None)
+
+
+def _mean_power(samples: Sequence[TelemetrySample]) -> float | None:
+    powers = [s.power_w for s in samples if s.power_w is not None and s.power_w > 0]
+    return statistics.fmean(powers) if powers else None
