@@ -61,7 +61,7 @@ PEAK_UNITS: dict[str, str] = {
 
 # Prior spread of a spec-derived centre, as a fraction of it: 8%. Healthy cards of one model spread
 # by several percent (the design notes put it at about 8%; the measured profiles, where the centre
-# itself was measured on the model, take 3%), and here the centre also carries the uncertainty of
+# itself was measured on the model, take 2%), and here the centre also carries the uncertainty of
 # applying a Hopper card's efficiency to another architecture, so the prior takes the wide end.
 DERIVED_PRIOR_SPREAD = 0.08
 
