@@ -81,12 +81,9 @@ def _verdict(row: MetricComparison, p_adjusted: float, policy: Policy) -> Verdic
     return "ok"
 
 
-def first_sample(record: RunRecord) -> TelemetrySample | None:
-    """The run's first telemetry sample: the card at idle before any test."""
-    for test in record.tests:
-        if test.telemetry:
-            return test.telemetry[0]
-    return None
+def run_telemetry(record: RunRecord) -> tuple[TelemetrySample, ...]:
+    """Every test's samples: one time base (seconds since the run started), in run order."""
+    return tuple(s for test in record.tests for s in test.telemetry)
 
 
 def judged_tests(tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:
@@ -103,9 +100,10 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
     if soak_test is not None and soak_test.telemetry:
         summary = soak.summarize(
             soak_test,
-            first_sample(record),
+            run_telemetry(record),
             counters.temperature_slowdown_c if counters else None,
             profile.thermal.c_per_w if profile and profile.thermal else None,
+            counters.memory_temperature_max_c if counters else None,
         )
     found = (
         health.test_findings(record.tests)

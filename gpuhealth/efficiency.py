@@ -8,8 +8,10 @@ NVML's power reading settles over a fraction of a second and the telemetry is sa
 0.1-0.25 s, so only a load that lasts seconds gives a power figure worth dividing by:
 - soak_tflops_per_w: every soak iteration's TFLOP/s over the mean power of the samples taken
   during that iteration (one value per iteration, so the estimate has repetitions);
-- memtest_gbs_per_w: the memory test's pass rate over its mean loaded power, when at least
-  MIN_LOADED_SAMPLES loaded samples were taken (long presets; a quick memtest is too short).
+- memory_phase_gbs_per_w: the soak's memory phase (triads back to back for a minute or more),
+  every ~1 s chunk's GB/s over the mean power of the samples taken during that chunk; the first
+  chunk is left out, while the power still falls from the GEMM phase's. (The memory test is too
+  short for the power reading to settle.)
 """
 
 from __future__ import annotations
@@ -20,13 +22,11 @@ from collections.abc import Sequence
 from gpuhealth.models import Metric, TelemetrySample, TestResult
 
 EFFICIENCY_TEST = "efficiency"
-MIN_LOADED_SAMPLES = 3
-LOADED_UTILIZATION_PCT = 50.0
 
 
 def efficiency_test(tests: Sequence[TestResult]) -> TestResult | None:
     """The record's performance-per-watt metrics as a test result; None when none can be had."""
-    metrics = [m for m in (_soak(tests), _memtest(tests)) if m is not None]
+    metrics = [m for m in (_soak(tests), _memory_phase(tests)) if m is not None]
     if not metrics:
         return None
     return TestResult(
@@ -55,18 +55,25 @@ def _soak(tests: Sequence[TestResult]) -> Metric | None:
     return Metric("soak_tflops_per_w", "TFLOP/s/W", tuple(values))
 
 
-def _memtest(tests: Sequence[TestResult]) -> Metric | None:
-    memtest = _passed(tests, "memtest")
-    rate = memtest.metric("pass_gbs") if memtest else None
-    if memtest is None or rate is None or not rate.values:
+def _memory_phase(tests: Sequence[TestResult]) -> Metric | None:
+    soak = _passed(tests, "soak")
+    if soak is None:
         return None
-    loaded = [s for s in memtest.telemetry if (s.utilization_pct or 0.0) >= LOADED_UTILIZATION_PCT]
-    power = _mean_power(loaded) if len(loaded) >= MIN_LOADED_SAMPLES else None
-    if power is None:
+    rates, ends = soak.metric("memory_phase_gbs"), soak.metric("memory_phase_chunk_end_s")
+    start = soak.parameters.get("memory_phase_start_s")
+    if rates is None or ends is None or len(rates.values) != len(ends.values):
         return None
-    return Metric(
-        "memtest_gbs_per_w", "GB/s/W", (round(statistics.median(rate.values) / power, 6),)
-    )
+    if isinstance(start, bool) or not isinstance(start, int | float):
+        return None
+    values = []
+    starts = (float(start), *ends.values[:-1])  # a chunk starts where the last one ended
+    for rate, start_s, end_s in list(zip(rates.values, starts, ends.values, strict=True))[1:]:
+        power = _mean_power([s for s in soak.telemetry if start_s < s.t_s <= end_s])
+        if power is not None:
+            values.append(round(rate / power, 6))
+    if len(values) < 2:
+        return None
+    return Metric("memory_phase_gbs_per_w", "GB/s/W", tuple(values))
 
 
 def _passed(tests: Sequence[TestResult], name: str) -> TestResult | None:

@@ -428,6 +428,15 @@ def soak_findings(summary: SoakSummary | None, counters: HealthCounters | None) 
                 measure=ratio,
             )
         )
+    if summary.thermal_resistance_c_per_w is None and summary.thermal_resistance_refusal:
+        found.append(
+            Finding(
+                "thermal_resistance_unmeasured",
+                "info",
+                "soak",
+                f"thermal resistance not measured: {summary.thermal_resistance_refusal}",
+            )
+        )
     if counters and counters.memory_temperature_max_c and summary.max_memory_temperature_c:
         headroom = counters.memory_temperature_max_c - summary.max_memory_temperature_c
         if headroom < 5.0:

@@ -44,6 +44,7 @@ FINDING_CODES = (
     "thermal_slowdown",
     "thermal_guard",
     "thermal_resistance",
+    "thermal_resistance_unmeasured",
     "hardware_slowdown",
     "memory_temperature_high",
     "performance_deficit",

@@ -255,6 +255,16 @@ class SoakSummary:
     throttle_share: dict[str, float] = field(default_factory=dict)
     throughput_drift_pct: float | None = None
     stopped_early: str | None = None
+    # Thermal resistance is fitted to the whole run's telemetry (gpuhealth/thermal_fit.py):
+    # thermal_resistance_c_per_w is set only when the fit is trusted; otherwise the refusal says
+    # why it was not measured. The fit's 95 % range, slow time constant and RMS residual are kept
+    # whenever there was a fit (a refused fit's range shows what the run could not tell apart).
+    thermal_resistance_low_c_per_w: float | None = None
+    thermal_resistance_high_c_per_w: float | None = None
+    thermal_fit_time_constant_s: float | None = None
+    thermal_fit_rms_c: float | None = None
+    thermal_resistance_refusal: str | None = None
+    memory_temperature_headroom_c: float | None = None  # the memory's limit minus its maximum
 
 
 @dataclass(frozen=True)

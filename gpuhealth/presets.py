@@ -56,6 +56,10 @@ class SoakParams:
     duration_s: float
     iteration_s: float  # device time of one soak iteration (GEMMs + a triad + a digest)
     gemm_n: int
+    # Then a memory-bound phase (triads back to back): the card busy at a second, lower power
+    # held for several slow thermal time constants, so that the whole run's telemetry identifies
+    # the thermal resistance (gpuhealth/thermal_fit.py) whatever heat the card held at the start.
+    memory_phase_s: float
     budget_s: float
 
 
@@ -91,7 +95,9 @@ PRESETS: dict[str, Preset] = {
         fp32=ComputeParams(warmup=2, repetitions=10, launch_s=0.02, budget_s=20),
         fp16_tensor=TensorParams(warmup=2, repetitions=10, launch_s=0.02, gemm_n=4096, budget_s=20),
         gemm=GemmParams(n=8192, warmup=2, repetitions=5, budget_s=30),
-        soak=SoakParams(duration_s=30, iteration_s=0.5, gemm_n=8192, budget_s=60),
+        soak=SoakParams(
+            duration_s=30, iteration_s=0.5, gemm_n=8192, memory_phase_s=45, budget_s=105
+        ),
     ),
     "standard": Preset(
         name="standard",
@@ -101,7 +107,9 @@ PRESETS: dict[str, Preset] = {
         fp32=ComputeParams(warmup=3, repetitions=20, launch_s=0.05, budget_s=30),
         fp16_tensor=TensorParams(warmup=3, repetitions=20, launch_s=0.05, gemm_n=4096, budget_s=30),
         gemm=GemmParams(n=8192, warmup=3, repetitions=10, budget_s=60),
-        soak=SoakParams(duration_s=120, iteration_s=0.5, gemm_n=8192, budget_s=180),
+        soak=SoakParams(
+            duration_s=120, iteration_s=0.5, gemm_n=8192, memory_phase_s=60, budget_s=240
+        ),
     ),
     "thorough": Preset(
         name="thorough",
@@ -111,7 +119,9 @@ PRESETS: dict[str, Preset] = {
         fp32=ComputeParams(warmup=5, repetitions=50, launch_s=0.05, budget_s=60),
         fp16_tensor=TensorParams(warmup=5, repetitions=50, launch_s=0.05, gemm_n=4096, budget_s=90),
         gemm=GemmParams(n=8192, warmup=5, repetitions=30, budget_s=120),
-        soak=SoakParams(duration_s=600, iteration_s=0.5, gemm_n=8192, budget_s=720),
+        soak=SoakParams(
+            duration_s=600, iteration_s=0.5, gemm_n=8192, memory_phase_s=90, budget_s=810
+        ),
     ),
 }
 

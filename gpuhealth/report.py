@@ -263,6 +263,7 @@ def counter_rows(before: HealthCounters | None, after: HealthCounters | None) ->
 
 
 def soak_rows(soak: SoakSummary) -> list[Row]:
+    fitted = soak.thermal_fit_rms_c is not None  # the whole-run fit's numbers (newer records)
     rows = [
         Row("Duration", fmt_duration(soak.duration_s)),
         Row(
@@ -273,10 +274,31 @@ def soak_rows(soak: SoakSummary) -> list[Row]:
         Row("Maximum temperature", fmt_unit(soak.max_temperature_c, "°C", 3)),
         Row("Plateau temperature (fit)", fmt_unit(soak.plateau_temperature_c, "°C", 3)),
         Row("Thermal time constant", fmt_unit(soak.time_constant_s, "s")),
-        Row("Mean power", fmt_unit(soak.mean_power_w, "W")),
-        Row("Thermal resistance", fmt_unit(soak.thermal_resistance_c_per_w, "°C/W", 3)),
+        Row("Mean power under GEMMs", fmt_unit(soak.mean_power_w, "W")),
+        Row("Thermal resistance", _thermal_resistance(soak)),
         Row("Thermal resistance, healthy cards", fmt_unit(soak.reference_c_per_w, "°C/W", 3)),
+        *(
+            [
+                Row(
+                    "Thermal fit: slow time constant",
+                    fmt_unit(soak.thermal_fit_time_constant_s, "s"),
+                ),
+                Row("Thermal fit: residual (RMS)", fmt_unit(soak.thermal_fit_rms_c, "°C", 2)),
+            ]
+            if fitted
+            else []
+        ),
         Row("Maximum memory temperature", fmt_unit(soak.max_memory_temperature_c, "°C", 3)),
+        *(
+            [
+                Row(
+                    "Memory temperature headroom",
+                    fmt_unit(soak.memory_temperature_headroom_c, "°C", 3),
+                )
+            ]
+            if soak.memory_temperature_headroom_c is not None
+            else []
+        ),
         Row("Margin to slowdown", fmt_unit(soak.slowdown_margin_c, "°C", 3)),
         Row("Mean SM clock", fmt_unit(soak.sm_clock_mean_mhz, "MHz")),
         Row("SM clock variation (CV)", fmt_pct(soak.sm_clock_cv, 2)),
@@ -289,6 +311,18 @@ def soak_rows(soak: SoakSummary) -> list[Row]:
     if soak.stopped_early is not None:
         rows.append(Row("Stopped early", soak.stopped_early))
     return rows
+
+
+def _thermal_resistance(soak: SoakSummary) -> str:
+    """The measured value with its 95 % range, or why it was not measured."""
+    value = soak.thermal_resistance_c_per_w
+    low, high = soak.thermal_resistance_low_c_per_w, soak.thermal_resistance_high_c_per_w
+    if value is None:
+        refusal = soak.thermal_resistance_refusal
+        return NA if refusal is None else f"not measured: {refusal}"
+    if low is None or high is None:
+        return fmt_unit(value, "°C/W", 3)  # a record from before the whole-run fit
+    return f"{fmt_unit(value, '°C/W', 3)} (95 % range {fmt_num(low, 3)}–{fmt_num(high, 3)})"
 
 
 def metric_stats(metric: Metric) -> MetricStats:

@@ -80,8 +80,15 @@ def test_soak_analysis_of_the_real_cards(path: Path) -> None:
     soak = regrade(load(path)).analysis
     assert soak is not None and soak.soak is not None
     summary = soak.soak
-    # Two healthy H200s under FP16 GEMMs at the 700 W cap: 0.039 and 0.041 °C/W measured.
-    assert summary.thermal_resistance_c_per_w is not None
-    assert 0.035 < summary.thermal_resistance_c_per_w < 0.045
+    # Recorded before the soak had its memory phase: one load level from the soak's start on, so
+    # R cannot be told apart from the heat the card held (the rise over idle read 0.039 and
+    # 0.041 °C/W). Not measured, with the reason, and listed, not held against the card.
+    assert summary.thermal_resistance_c_per_w is None
+    assert summary.thermal_resistance_refusal is not None
+    assert "not identified" in summary.thermal_resistance_refusal
+    unmeasured = [f for f in soak.findings if f.code == "thermal_resistance_unmeasured"]
+    assert len(unmeasured) == 1 and unmeasured[0].severity == "info"
+    assert summary.memory_temperature_headroom_c is not None
+    assert summary.memory_temperature_headroom_c > 30
     assert summary.throttle_share["power cap"] > 0.95 and summary.throttle_share["thermal"] == 0
     assert summary.mismatched_iterations == 0

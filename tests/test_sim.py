@@ -318,9 +318,8 @@ def test_pcie_link(sim: Sim) -> None:
 
 
 def soak_summary(card: SimBackend) -> tuple[TestResult, object]:
-    idle = card.telemetry()
     result = run_stress(card, SoakTest()).result
-    return result, soak.summarize(result, idle, 89.0, None)
+    return result, soak.summarize(result, result.telemetry, 89.0, None)
 
 
 @covers("thermal_resistance_scale")

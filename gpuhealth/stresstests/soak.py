@@ -1,14 +1,21 @@
-"""Thermal soak: a sustained mixed load (FP16 GEMMs + a memory triad) with telemetry throughout.
+"""Thermal soak: a sustained mixed load (FP16 GEMMs + a memory triad) with telemetry throughout,
+then a memory-bound phase (triads back to back) that keeps the card busy at a lower, steady power.
 
 Every iteration recomputes the same product from the same inputs, so its output digest must equal
 the first iteration's: a differing digest is silent data corruption under heat. The soak stops
 early, and says why, when the card comes within the guard margin of its slowdown temperature.
+
+The memory phase is the run's second held power level: with power constant from the soak's start
+on, the heat a card held at the start and its thermal resistance explain the temperatures equally
+well; a step to a lower power held for several slow time constants tells them apart
+(gpuhealth/thermal_fit.py). A cool-down at idle would too, but it would leave the card idle.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from gpuhealth.backends.base import STREAM_BYTES_PER_ELEMENT, DeviceBuffer
 from gpuhealth.errors import DeviceError
 from gpuhealth.models import Metric, Verification, WrongResult
 from gpuhealth.stresstests.base import Outcome, TestContext
@@ -19,6 +26,7 @@ SEEDS = (31, 32)
 TRIAD_BYTES = 1 << 30
 TRIAD = (0.1, 0.2, 0.4)  # b, c, scalar: a = b + s*c stays constant
 GUARD_STEP_S = 0.1  # how often the thermal guard looks at the telemetry
+MEMORY_CHUNK_S = 1.0  # the memory phase's throughput is recorded per chunk of about this long
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -99,6 +107,8 @@ class SoakTest:
         outcome.parameters.update(
             iterations=len(tflops), soaked_s=round(backend.clock_s() - start, 3)
         )
+        if not stopped and params.memory_phase_s > 0:
+            stopped = self._memory_phase(ctx, outcome, guard, (x, y, z), elements)
         if stopped:
             outcome.parameters["stopped_early"] = stopped
             outcome.message = f"soak stopped early: {stopped}"
@@ -109,7 +119,8 @@ class SoakTest:
         outcome.verifications.append(
             Verification(
                 method=f"every iteration's GEMM output digest equals the majority's ({len(tflops)} "
-                "iterations), and the triad array holds b + s·c throughout",
+                "iterations), and the triad array holds b + s·c after the last triad (the memory "
+                "phase's)",
                 passed=mismatched == 0 and bad_triad == 0,
                 checked=len(tflops),
                 mismatches=mismatched + (1 if bad_triad else 0),
@@ -126,3 +137,49 @@ class SoakTest:
                 ),
             )
         )
+
+    def _memory_phase(
+        self,
+        ctx: TestContext,
+        outcome: Outcome,
+        guard: ThermalGuard,
+        arrays: tuple[DeviceBuffer, DeviceBuffer, DeviceBuffer],
+        elements: int,
+    ) -> str | None:
+        """Triads back to back for memory_phase_s: memory-bound, so the card stays busy at a
+        steady power well below the cap. Returns why it stopped early, if it did."""
+        params, backend = ctx.preset.soak, ctx.backend
+        x, y, z = arrays
+        nbytes = STREAM_BYTES_PER_ELEMENT["triad"] * elements
+        start = backend.clock_s()
+        one = ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements))
+        per_step = max(1, round(GUARD_STEP_S / max(one, 1e-6)))
+        steps = max(1, round(MEMORY_CHUNK_S / GUARD_STEP_S))
+        stopped: str | None = None
+        rates: list[float] = []
+        ends: list[float] = []
+        launches = 1
+        while backend.clock_s() - start < params.memory_phase_s and not stopped:
+            seconds, count = 0.0, 0
+            for _ in range(steps):
+                for _ in range(per_step):
+                    seconds += ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements))
+                count += per_step
+                stopped = guard.check(ctx.drain_telemetry())
+                if stopped or backend.clock_s() - start >= params.memory_phase_s:
+                    break
+            launches += count
+            if seconds > 0 and not stopped:  # a chunk cut short by the guard is not kept
+                rates.append(round(nbytes * count / seconds / 1e9, 3))
+                ends.append(round(backend.clock_s() - ctx.run_start_s, 4))
+            if not stopped and ctx.over_budget():
+                stopped = f"time budget of {ctx.budget_s:.0f} s spent"
+        outcome.metrics.append(Metric("memory_phase_gbs", "GB/s", tuple(rates)))
+        outcome.metrics.append(Metric("memory_phase_chunk_end_s", "s", tuple(ends), False))
+        outcome.parameters.update(
+            memory_phase_s=params.memory_phase_s,
+            memory_phase_start_s=round(start - ctx.run_start_s, 4),
+            memory_phase_end_s=round(backend.clock_s() - ctx.run_start_s, 4),
+            memory_phase_launches=launches,
+        )
+        return stopped

@@ -1,0 +1,263 @@
+"""Thermal resistance in a grade: the soak's memory phase gives the run a second held power level,
+and the whole run's telemetry is fitted (gpuhealth/thermal_fit.py) instead of reading a rise over
+idle. Simulated cards, whose resistance is known, graded cold and warm; a worn twin; the memory
+phase's busy time and performance per watt; records from before the memory phase."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from simkit import H100, H200, card_toml, run_stress
+
+from gpuhealth.analysis import judge
+from gpuhealth.backends.sim import SimBackend
+from gpuhealth.backends.simcards import load_card, load_model
+from gpuhealth.grading import load_policy
+from gpuhealth.models import RunRecord, SoakSummary, record_from_json, record_to_json
+from gpuhealth.presets import PRESETS
+from gpuhealth.profiles import builtin_profiles, match_profile
+from gpuhealth.report import render
+from gpuhealth.runner import GradeOptions, grade_card
+from gpuhealth.stresstests import SoakTest
+
+RUNS = Path(__file__).resolve().parent / "data" / "runs"
+TOLERANCE = 0.05
+
+
+def true_c_per_w(model: str, scale: float = 1.0) -> float:
+    thermal = load_model(model).thermal
+    return (thermal.gpu_r_fast_c_per_w + thermal.gpu_r_slow_c_per_w) * scale
+
+
+def backend(model: str, scale: float, tmp: Path) -> SimBackend:
+    path = tmp / f"{model}-{scale}.toml"
+    path.write_text(card_toml(f"thermal_resistance_scale = {scale}", model), encoding="utf-8")
+    return SimBackend(load_card(str(path)))
+
+
+def grade(card: SimBackend, preset: str) -> RunRecord:
+    options = GradeOptions(PRESETS[preset], load_policy(), None, None, write_files=False)
+    return grade_card(card, options).record
+
+
+@functools.cache
+def cold_and_warm(model: str, preset: str, scale: float, tmp: Path) -> tuple[RunRecord, RunRecord]:
+    """The same card graded twice in a row: the second grade starts with the heat of the first."""
+    card = backend(model, scale, tmp)
+    return grade(card, preset), grade(card, preset)
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("thermal")
+
+
+def summary(record: RunRecord) -> SoakSummary:
+    assert record.analysis is not None and record.analysis.soak is not None
+    return record.analysis.soak
+
+
+def measured(record: RunRecord) -> float:
+    s = summary(record)
+    assert s.thermal_resistance_refusal is None, s.thermal_resistance_refusal
+    assert s.thermal_resistance_c_per_w is not None
+    return s.thermal_resistance_c_per_w
+
+
+def rules(record: RunRecord) -> list[str]:
+    assert record.grade is not None
+    return [r.rule for r in record.grade.reasons]
+
+
+def preheat(card: SimBackend, seconds: float) -> None:
+    """An earlier job: FP16 GEMMs at the power cap for `seconds`, right before the grade."""
+    n = 8192
+    a, b, c = (card.alloc(n * n * 2) for _ in range(3))
+    card.fill_uniform(a, "fp16", n * n, 1, -1.0, 1.0)
+    card.fill_uniform(b, "fp16", n * n, 2, -1.0, 1.0)
+    start = card.clock_s()
+    while card.clock_s() - start < seconds:
+        card.gemm_library(a, b, c, n, "fp16", 50)
+    for buffer in (a, b, c):
+        card.free(buffer)
+
+
+@pytest.mark.parametrize("preset", ["quick", "standard"])
+@pytest.mark.parametrize("model", [H100, H200])
+def test_healthy_card_resistance_cold_and_warm(model: str, preset: str, tmp: Path) -> None:
+    cold, warm = cold_and_warm(model, preset, 1.0, tmp)
+    true = true_c_per_w(model)
+    for record in (cold, warm):
+        assert measured(record) == pytest.approx(true, rel=TOLERANCE)
+        s = summary(record)
+        low, high = s.thermal_resistance_low_c_per_w, s.thermal_resistance_high_c_per_w
+        assert low is not None and high is not None and low < measured(record) < high
+        assert s.thermal_fit_rms_c is not None and s.thermal_fit_rms_c < 0.6
+        assert record.grade is not None and record.grade.letter == "A", rules(record)
+    # the second grade did start warm: its idle reading is above the first's
+    assert summary(warm).idle_temperature_c is not None
+    assert summary(cold).idle_temperature_c is not None
+    assert summary(warm).idle_temperature_c > summary(cold).idle_temperature_c
+
+
+@pytest.mark.parametrize("model", [H100, H200])
+def test_preheated_card_reads_its_resistance(model: str, tmp: Path) -> None:
+    """Two minutes of GEMMs at the cap just before the grade: the old rise-over-idle ratio read
+    such a card low (its 'idle' sample was already hot); the whole-run fit does not."""
+    card = backend(model, 1.0, tmp)
+    preheat(card, 120.0)
+    record = grade(card, "quick")
+    assert measured(record) == pytest.approx(true_c_per_w(model), rel=TOLERANCE)
+    assert record.grade is not None and record.grade.letter == "A"
+
+
+@pytest.mark.parametrize("model", [H100, H200])
+def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
+    """thermal_resistance_scale = 1.5: measured at 1.5x the sim's R, cold and warm, and apart from
+    its healthy twin. The built-in profile's reference (0.05 / 0.042 °C/W) is above the healthy sim
+    card's R (0.0458 / 0.0379), so there the worn card is 1.35-1.4x: C. Against a reference equal
+    to the healthy card's R it reads 1.5x, on the D threshold itself: D or C by a hair either way,
+    never less than C."""
+    true = true_c_per_w(model, 1.5)
+    healthy, _ = cold_and_warm(model, "quick", 1.0, tmp)
+    healthy_high = summary(healthy).thermal_resistance_high_c_per_w
+    assert healthy_high is not None
+    for record in cold_and_warm(model, "quick", 1.5, tmp):
+        assert measured(record) == pytest.approx(true, rel=TOLERANCE)
+        assert measured(record) / measured(healthy) == pytest.approx(1.5, rel=TOLERANCE)
+        low = summary(record).thermal_resistance_low_c_per_w
+        assert low is not None and low > healthy_high  # separated, not just different
+        reference = summary(record).reference_c_per_w
+        assert reference is not None and 1.3 <= measured(record) / reference < 1.5
+        assert record.grade is not None and record.grade.letter == "C"
+        assert rules(record) == ["thermal-resistance-well-above-model"]
+        profile = match_profile(record.identity, builtin_profiles())
+        assert profile is not None and profile.thermal is not None
+        exact = profile.model_copy(
+            update={"thermal": profile.thermal.model_copy(update={"c_per_w": true / 1.5})}
+        )
+        again = judge(replace(record, analysis=None, grade=None), exact, load_policy())
+        finding = (
+            next(f for f in again.analysis.findings if f.code == "thermal_resistance")
+            if again.analysis
+            else None
+        )
+        assert finding is not None and finding.measure == pytest.approx(1.5, rel=TOLERANCE)
+        expected = "D" if finding.measure >= 1.5 else "C"
+        assert again.grade is not None and again.grade.letter == expected
+
+
+@pytest.mark.parametrize("model", [H100, H200])
+def test_memory_phase_keeps_the_card_busy_at_a_lower_power(model: str, tmp: Path) -> None:
+    record, _ = cold_and_warm(model, "standard", 1.0, tmp)
+    soak = record.test("soak")
+    assert soak is not None and soak.status == "passed"
+    params = PRESETS["standard"].soak
+    assert soak.gpu_busy_s >= 0.95 * soak.duration_s
+    assert soak.duration_s >= params.duration_s + params.memory_phase_s
+    assert soak.duration_s <= soak.time_budget_s == params.budget_s
+    start, end = soak.parameters["memory_phase_start_s"], soak.parameters["memory_phase_end_s"]
+    assert isinstance(start, float) and isinstance(end, float)
+    assert end - start == pytest.approx(params.memory_phase_s, abs=0.2)
+    # the GEMM phase's metrics end where the memory phase begins
+    ends = soak.metric("iteration_end_s")
+    assert ends is not None and max(ends.values) <= start
+    iterations = soak.metric("iteration_tflops")
+    assert iterations is not None and len(iterations.values) == soak.parameters["iterations"]
+    rates, chunk_ends = soak.metric("memory_phase_gbs"), soak.metric("memory_phase_chunk_end_s")
+    assert rates is not None and chunk_ends is not None
+    assert len(rates.values) == len(chunk_ends.values) >= 0.9 * params.memory_phase_s
+    triad = load_model(model).performance.triad_gbs
+    assert all(v == pytest.approx(triad, rel=0.02) for v in rates.values)
+    phase = [s.power_w for s in soak.telemetry if start + 2.0 < s.t_s <= end]
+    gemm = [s.power_w for s in soak.telemetry if s.t_s <= start and (s.utilization_pct or 0) > 50]
+    assert phase and all(
+        p == pytest.approx(load_model(model).power.stream_w, abs=1.0) for p in phase
+    )
+    assert min(p for p in gemm if p is not None) > 600.0  # a step of ~300 W, held for a minute
+    # performance per watt from the memory phase, not from the short memtest
+    assert record.analysis is not None
+    efficiency = {c.metric: c for c in record.analysis.comparisons if c.test == "efficiency"}
+    assert "memtest_gbs_per_w" not in efficiency
+    per_watt = efficiency["memory_phase_gbs_per_w"]
+    assert per_watt.n == len(rates.values) - 1  # the first chunk, still settling, left out
+    assert per_watt.estimate == pytest.approx(triad / 400.0, rel=0.02)
+    # the timestamps are kept, not judged
+    assert ("soak", "memory_phase_chunk_end_s") not in {
+        (c.test, c.metric) for c in record.analysis.comparisons
+    }
+
+
+def test_guard_stop_skips_the_memory_phase(tmp: Path) -> None:
+    result = run_stress(backend(H100, 3.0, tmp), SoakTest()).result
+    assert "guard" in str(result.parameters["stopped_early"])
+    assert "memory_phase_start_s" not in result.parameters
+    assert result.metric("memory_phase_gbs") is None
+
+
+def test_budgets_hold_both_phases() -> None:
+    for preset in PRESETS.values():
+        soak = preset.soak
+        assert soak.memory_phase_s >= 45  # 3-4 slow time constants of 13-25 s
+        assert soak.budget_s >= soak.duration_s + soak.memory_phase_s + 15
+
+
+# --- records and reports ---------------------------------------------------------------------
+
+
+NEW_FIELDS = (
+    "thermal_resistance_low_c_per_w",
+    "thermal_resistance_high_c_per_w",
+    "thermal_fit_time_constant_s",
+    "thermal_fit_rms_c",
+    "thermal_resistance_refusal",
+    "memory_temperature_headroom_c",
+)
+
+
+def test_record_without_the_new_fields_loads_and_regrades(tmp: Path) -> None:
+    record, _ = cold_and_warm(H100, "quick", 1.0, tmp)
+    data = json.loads(record_to_json(record))
+    for key in NEW_FIELDS:
+        assert key in data["analysis"]["soak"]
+        del data["analysis"]["soak"][key]
+    old = record_from_json(json.dumps(data))
+    assert all(getattr(summary(old), key) is None for key in NEW_FIELDS)
+    assert summary(old).thermal_resistance_c_per_w == summary(record).thermal_resistance_c_per_w
+    again = judge(replace(old, analysis=None, grade=None), None, load_policy())
+    assert measured(again) == measured(record)
+
+
+@pytest.mark.parametrize(
+    "name", ["h100-quick-2026-11-26.json", "h100-standard-2026-11-26.json"], ids=["quick", "std"]
+)
+def test_real_record_from_before_the_memory_phase_regrades(name: str) -> None:
+    """Stored as graded on the day (rise over idle, no new fields); judged again: unmeasured, said
+    why, listed as an A-grade reason, and the rest of the grade stands."""
+    text = (RUNS / name).read_text(encoding="utf-8")
+    assert "thermal_resistance_refusal" not in text
+    record = record_from_json(text, name)
+    assert summary(record).thermal_resistance_c_per_w is not None  # the old reading, kept as is
+    profile = match_profile(record.identity, builtin_profiles())
+    again = judge(replace(record, analysis=None, grade=None), profile, load_policy())
+    s = summary(again)
+    assert s.thermal_resistance_c_per_w is None and s.thermal_resistance_refusal is not None
+    assert again.grade is not None and again.grade.letter == "A"
+    assert "thermal-resistance-unmeasured" in rules(again)
+    assert record.grade is not None
+    for fmt in ("html", "md"):
+        assert "not measured: resistance not identified" in render(again, fmt)
+
+
+def test_report_shows_the_range(tmp: Path) -> None:
+    record, _ = cold_and_warm(H200, "quick", 1.0, tmp)
+    s = summary(record)
+    for fmt in ("html", "md"):
+        text = render(record, fmt)
+        assert "95 % range" in text and "Thermal fit: residual (RMS)" in text
+        assert "Memory temperature headroom" in text
+    assert s.memory_temperature_headroom_c is not None and s.memory_temperature_headroom_c > 20
