@@ -20,6 +20,9 @@ class BandwidthParams:
 @dataclass(frozen=True)
 class MemtestParams:
     patterns: int  # how many of patterns.standard_sequence
+    # The sequence is run this many times (a new random seed each time): a bit that flips on a
+    # few reads in a hundred is seen only by repeated reads; a pass costs ~0.3 s per 100 GB.
+    passes: int
     walking_shifts: int  # extra walking-ones passes with shifts 1..N
     bit_fade_s: float  # 0 = no bit-fade pass
     budget_s: float
@@ -91,7 +94,7 @@ PRESETS: dict[str, Preset] = {
         name="quick",
         telemetry_interval_s=0.2,
         bandwidth=BandwidthParams(1 * GIB, warmup=2, repetitions=10, budget_s=30),
-        memtest=MemtestParams(patterns=2, walking_shifts=0, bit_fade_s=0, budget_s=60),
+        memtest=MemtestParams(patterns=2, passes=4, walking_shifts=0, bit_fade_s=0, budget_s=60),
         fp32=ComputeParams(warmup=2, repetitions=10, launch_s=0.02, budget_s=20),
         fp16_tensor=TensorParams(warmup=2, repetitions=10, launch_s=0.02, gemm_n=4096, budget_s=20),
         gemm=GemmParams(n=8192, warmup=2, repetitions=5, budget_s=30),
@@ -103,7 +106,7 @@ PRESETS: dict[str, Preset] = {
         name="standard",
         telemetry_interval_s=0.2,
         bandwidth=BandwidthParams(2 * GIB, warmup=3, repetitions=30, budget_s=60),
-        memtest=MemtestParams(patterns=4, walking_shifts=0, bit_fade_s=0, budget_s=120),
+        memtest=MemtestParams(patterns=4, passes=16, walking_shifts=0, bit_fade_s=0, budget_s=120),
         fp32=ComputeParams(warmup=3, repetitions=20, launch_s=0.05, budget_s=30),
         fp16_tensor=TensorParams(warmup=3, repetitions=20, launch_s=0.05, gemm_n=4096, budget_s=30),
         gemm=GemmParams(n=8192, warmup=3, repetitions=10, budget_s=60),
@@ -115,7 +118,9 @@ PRESETS: dict[str, Preset] = {
         name="thorough",
         telemetry_interval_s=0.2,
         bandwidth=BandwidthParams(4 * GIB, warmup=5, repetitions=50, budget_s=120),
-        memtest=MemtestParams(patterns=4, walking_shifts=31, bit_fade_s=60, budget_s=600),
+        memtest=MemtestParams(
+            patterns=4, passes=32, walking_shifts=31, bit_fade_s=60, budget_s=600
+        ),
         fp32=ComputeParams(warmup=5, repetitions=50, launch_s=0.05, budget_s=60),
         fp16_tensor=TensorParams(warmup=5, repetitions=50, launch_s=0.05, gemm_n=4096, budget_s=90),
         gemm=GemmParams(n=8192, warmup=5, repetitions=30, budget_s=120),

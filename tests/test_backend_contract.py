@@ -220,6 +220,23 @@ def test_stream_ops_give_host_arithmetic(backend: Backend, alloc: Alloc) -> None
     assert sums.sum() == pytest.approx(float(host.a) * n, rel=1e-3)
 
 
+def test_stream_repeats_give_the_same_result_in_proportional_time(
+    backend: Backend, alloc: Alloc
+) -> None:
+    """The soak's memory phase queues many triads per call: same values as one, k times the work."""
+    n = STREAM_N
+    a, b, c = (alloc(4 * n) for _ in range(3))
+    backend.fill_f32(b, n, 1.5)
+    backend.fill_f32(c, n, 2.0)
+    backend.stream("triad", a, b, c, 3.0, n)  # warm-up: a kernel's first launch compiles/loads it
+    one = min(backend.stream("triad", a, b, c, 3.0, n) for _ in range(3))
+    many = min(backend.stream("triad", a, b, c, 3.0, n, 20) for _ in range(3))
+    assert backend.count_f32_not_close(a, n, 1.5 + 3.0 * 2.0, 1e-6) == 0
+    assert 10 * one < many < 40 * one  # 20 launches: not one, not run twice each
+    with pytest.raises(ValueError, match="repeats"):
+        backend.stream("triad", a, b, c, 3.0, n, 0)
+
+
 # --- compute -------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,10 +119,9 @@ def test_preheated_card_reads_its_resistance(model: str, tmp: Path) -> None:
 @pytest.mark.parametrize("model", [H100, H200])
 def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
     """thermal_resistance_scale = 1.5: measured at 1.5x the sim's R, cold and warm, and apart from
-    its healthy twin. The built-in profile's reference (0.05 / 0.042 °C/W) is above the healthy sim
-    card's R (0.0458 / 0.0379), so there the worn card is 1.35-1.4x: C. Against a reference equal
-    to the healthy card's R it reads 1.5x, on the D threshold itself: D or C by a hair either way,
-    never less than C."""
+    its healthy twin. Against the built-in profile's reference (0.0484 / 0.0377 °C/W; the healthy
+    sim cards' R is 0.0458 / 0.0379) the worn card is 1.4-1.5x: C or D, never better than C.
+    Against a reference equal to the healthy card's R it reads 1.5x, on the D threshold itself."""
     true = true_c_per_w(model, 1.5)
     healthy, _ = cold_and_warm(model, "quick", 1.0, tmp)
     healthy_high = summary(healthy).thermal_resistance_high_c_per_w
@@ -132,9 +132,15 @@ def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
         low = summary(record).thermal_resistance_low_c_per_w
         assert low is not None and low > healthy_high  # separated, not just different
         reference = summary(record).reference_c_per_w
-        assert reference is not None and 1.3 <= measured(record) / reference < 1.5
-        assert record.grade is not None and record.grade.letter == "C"
-        assert rules(record) == ["thermal-resistance-well-above-model"]
+        assert reference is not None and 1.3 <= measured(record) / reference < 1.6
+        assert record.grade is not None and record.grade.letter in ("C", "D")
+        expected = "C" if measured(record) / reference < 1.5 else "D"
+        assert record.grade.letter == expected
+        assert rules(record) == [
+            "thermal-resistance-well-above-model"
+            if expected == "C"
+            else "thermal-resistance-far-above-model"
+        ]
         profile = match_profile(record.identity, builtin_profiles())
         assert profile is not None and profile.thermal is not None
         exact = profile.model_copy(
@@ -178,7 +184,8 @@ def test_memory_phase_keeps_the_card_busy_at_a_lower_power(model: str, tmp: Path
     assert phase and all(
         p == pytest.approx(load_model(model).power.stream_w, abs=1.0) for p in phase
     )
-    assert min(p for p in gemm if p is not None) > 600.0  # a step of ~300 W, held for a minute
+    # a step of ~300 W, held for a minute (the GEMM phase's first samples still ramp up)
+    assert statistics.median(p for p in gemm if p is not None) > 600.0
     # performance per watt from the memory phase, not from the short memtest
     assert record.analysis is not None
     efficiency = {c.metric: c for c in record.analysis.comparisons if c.test == "efficiency"}

@@ -194,9 +194,11 @@ class Backend(Protocol):
         c: DeviceBuffer,
         scalar: float,
         n: int,
+        repeats: int = 1,
     ) -> float:
         """float32 STREAM kernels: copy c=a; scale b=s*c; add c=a+b; triad a=b+s*c;
-        read: sums a, writing per-block partial sums into c."""
+        read: sums a, writing per-block partial sums into c. `repeats` launches back to back,
+        timed together (each op gives the same result when repeated on unchanged inputs)."""
         ...
 
     def count_f32_not_close(

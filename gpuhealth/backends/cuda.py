@@ -500,7 +500,10 @@ class CudaBackend:
         c: DeviceBuffer,
         scalar: float,
         n: int,
+        repeats: int = 1,
     ) -> float:
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
         geometry = self.read_geometry if op == "read" else self.stream_geometry
         for buffer, label in ((a, "a"), (b, "b"), (c, "c")):
             if op != "read" or label == "a":
@@ -520,7 +523,12 @@ class CudaBackend:
             raise ValueError(f"unknown stream op {op!r}")
         with self._cuda(f"stream {op}"):
             launch = self._grid_stride(geometry, _vectors(n), "bandwidth", f"stream_{op}", args[op])
-            return self._timed(launch)
+
+            def launches() -> None:
+                for _ in range(repeats):
+                    launch()
+
+            return self._timed(launches)
 
     def count_f32_not_close(
         self, buffer: DeviceBuffer, n: int, expected: float, rel_tol: float

@@ -499,7 +499,10 @@ class SimBackend:
         c: DeviceBuffer,
         scalar: float,
         n: int,
+        repeats: int = 1,
     ) -> float:
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
         bufs = [self._buf(x) for x in (a, b, c)]
         perf = self._model.performance
         rate_gbs = {
@@ -522,7 +525,7 @@ class SimBackend:
                 if repeatable
                 else None
             )
-        seconds = STREAM_BYTES_PER_ELEMENT[op] * n / (rate_gbs * 1e9)
+        seconds = STREAM_BYTES_PER_ELEMENT[op] * n * repeats / (rate_gbs * 1e9)
         return self._kernel(seconds, self._model.power.stream_w)
 
     def _apply_stream(

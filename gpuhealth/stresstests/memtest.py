@@ -15,6 +15,7 @@ from gpuhealth.patterns import MemPattern, standard_sequence
 from gpuhealth.stresstests.base import Outcome, TestContext
 
 MAX_REPORTED = 64
+PASS_SEED = 0x5EED  # pass k uses the random pattern seeded PASS_SEED + k
 ALIGN_BYTES = 2 << 20
 
 
@@ -32,7 +33,12 @@ class MemtestTest:
         total = ctx.info.memory_total_bytes
         buffer, nbytes = self._allocate(ctx, total)
         n_words = nbytes // 4
-        sequence = standard_sequence(params.patterns) + tuple(
+        repeated = tuple(
+            pattern
+            for number in range(params.passes)
+            for pattern in standard_sequence(params.patterns, seed=PASS_SEED + number)
+        )
+        sequence = repeated + tuple(
             MemPattern("walking_ones", shift) for shift in range(1, params.walking_shifts + 1)
         )
         coverage = nbytes / total
@@ -41,6 +47,7 @@ class MemtestTest:
             total_bytes=total,
             coverage=round(coverage, 4),
             patterns=len(sequence),
+            passes=params.passes,
             bit_fade_s=params.bit_fade_s,
         )
         found: dict[int, MemoryMismatch] = {}

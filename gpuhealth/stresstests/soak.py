@@ -162,8 +162,7 @@ class SoakTest:
         while backend.clock_s() - start < params.memory_phase_s and not stopped:
             seconds, count = 0.0, 0
             for _ in range(steps):
-                for _ in range(per_step):
-                    seconds += ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements))
+                seconds += ctx.timed(backend.stream("triad", x, y, z, TRIAD[2], elements, per_step))
                 count += per_step
                 stopped = guard.check(ctx.drain_telemetry())
                 if stopped or backend.clock_s() - start >= params.memory_phase_s:
