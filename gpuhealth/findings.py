@@ -412,22 +412,7 @@ def soak_findings(summary: SoakSummary | None, counters: HealthCounters | None) 
                 measure=hardware,
             )
         )
-    ratio = None
-    if summary.thermal_resistance_c_per_w and summary.reference_c_per_w:
-        ratio = summary.thermal_resistance_c_per_w / summary.reference_c_per_w
-    if ratio is not None and ratio > 1.0:
-        found.append(
-            Finding(
-                "thermal_resistance",
-                "major" if ratio >= 1.5 else "info",
-                "soak",
-                f"thermal resistance {summary.thermal_resistance_c_per_w:.4f} °C/W "
-                f"is {ratio:.2f}× the model's {summary.reference_c_per_w:.4f} °C/W",
-                value=f"{summary.thermal_resistance_c_per_w:.4f} °C/W",
-                reference=f"{summary.reference_c_per_w:.4f} °C/W",
-                measure=ratio,
-            )
-        )
+    found += _thermal_resistance_findings(summary)
     if summary.thermal_resistance_c_per_w is None and summary.thermal_resistance_refusal:
         found.append(
             Finding(
@@ -453,3 +438,30 @@ def soak_findings(summary: SoakSummary | None, counters: HealthCounters | None) 
                 )
             )
     return found
+
+
+def _thermal_resistance_findings(summary: SoakSummary) -> list[Finding]:
+    """The card's °C/W against its model's, judged at the low end of the fit's 95% range: on a
+    real server the estimate moves by up to a quarter between runs of one healthy card (chassis
+    fans; bench/RESULTS.md), so a card is held to what it is at least, not what it may be."""
+    measured, reference = summary.thermal_resistance_c_per_w, summary.reference_c_per_w
+    if not measured or not reference:
+        return []
+    low = summary.thermal_resistance_low_c_per_w or measured
+    high = summary.thermal_resistance_high_c_per_w or measured
+    ratio = low / reference
+    if measured / reference <= 1.0:
+        return []
+    span = f" (95% range {low:.4f}-{high:.4f})" if low != high else ""
+    return [
+        Finding(
+            "thermal_resistance",
+            "major" if ratio >= 1.5 else "info",
+            "soak",
+            f"thermal resistance {measured:.4f} °C/W{span} is at least {ratio:.2f}× the "
+            f"model's {reference:.4f} °C/W",
+            value=f"{measured:.4f} °C/W",
+            reference=f"{reference:.4f} °C/W",
+            measure=round(ratio, 4),
+        )
+    ]

@@ -134,7 +134,8 @@ def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
         reference = summary(record).reference_c_per_w
         assert reference is not None and 1.3 <= measured(record) / reference < 1.6
         assert record.grade is not None and record.grade.letter in ("C", "D")
-        expected = "C" if measured(record) / reference < 1.5 else "D"
+        # judged at the low end of the 95% range (findings._thermal_resistance_findings)
+        expected = "C" if low / reference < 1.5 else "D"
         assert record.grade.letter == expected
         assert rules(record) == [
             "thermal-resistance-well-above-model"
