@@ -110,6 +110,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.run_findings(record)
         + health.counter_findings(record.counters_before, record.counters_after)
         + health.identity_findings(record)
+        + health.vbios_findings(record, profile.vbios_versions if profile else ())
         + health.performance_findings(comparisons)
         + health.soak_findings(summary, counters)
     )

@@ -465,3 +465,22 @@ def _thermal_resistance_findings(summary: SoakSummary) -> list[Finding]:
             measure=round(ratio, 4),
         )
     ]
+
+
+def vbios_findings(record: RunRecord, known_versions: tuple[str, ...]) -> list[Finding]:
+    """A VBIOS no healthy card of the model was seen with: listed, so that a buyer can check it
+    is NVIDIA's (a modified VBIOS can change clocks, power limits and fan curves)."""
+    vbios = record.identity.vbios
+    if not known_versions or vbios is None or vbios in known_versions:
+        return []
+    return [
+        Finding(
+            "vbios_unrecognised",
+            "info",
+            "identity",
+            f"VBIOS {vbios} is not one that healthy cards of this model were seen with "
+            f"({', '.join(known_versions)})",
+            value=vbios,
+            reference=", ".join(known_versions),
+        )
+    ]

@@ -53,6 +53,7 @@ FINDING_CODES = (
     "counters_unreadable",
     "other_processes",
     "memtest_coverage_low",
+    "vbios_unrecognised",
 )
 
 

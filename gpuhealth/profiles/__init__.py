@@ -64,6 +64,8 @@ class Profile(StrictModel):
     cards: int = Field(ge=0)
     # The runs a fleet-built profile was computed from (run id, card serial, file).
     source_runs: tuple[str, ...] = ()
+    # VBIOS versions healthy cards of the model were seen with (empty: not checked).
+    vbios_versions: tuple[str, ...] = ()
     metrics: dict[str, ProfileMetric]
     thermal: ProfileThermal | None = None
 

@@ -148,6 +148,7 @@ def build_profile(
         + ("; spreads are priors" if len(cards) < MIN_FLEET_CARDS else ""),
         cards=len(cards),
         source_runs=tuple(run.label for run in runs),
+        vbios_versions=tuple(sorted({v for r in runs if (v := r.record.identity.vbios)})),
         metrics=metrics,
         thermal=_thermal(runs, warnings),
     )

@@ -28,6 +28,9 @@ def render_profile(
         f"source = {toml_string(profile.source)}",
         f"cards = {profile.cards}",
     ]
+    if profile.vbios_versions:
+        versions = ", ".join(toml_string(v) for v in profile.vbios_versions)
+        lines.append(f"vbios_versions = [{versions}]")
     if profile.source_runs:
         lines.append("source_runs = [")
         lines += [f"  {toml_string(run)}," for run in profile.source_runs]
