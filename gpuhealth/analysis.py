@@ -134,10 +134,13 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
 def judge(record: RunRecord, profile: Profile | None, policy: Policy) -> RunRecord:
     """The record with its analysis and grade filled in (replacing any earlier judgement)."""
     analysis = analyse(record, profile, policy)
-    note = None
-    if profile is None:
-        note = (
-            f"performance not judged: no reference profile for {record.identity.name!r}; "
-            "grade from health findings only"
-        )
+    note = None if profile is not None else no_profile_note(record)
     return replace(record, analysis=analysis, grade=grade(analysis.findings, policy, note))
+
+
+def no_profile_note(record: RunRecord) -> str:
+    """The reason added to a grade judged without a reference profile."""
+    return (
+        f"performance not judged: no reference profile for {record.identity.name!r}; "
+        "grade from health findings only"
+    )

@@ -303,7 +303,8 @@ _M_MID = 16
 def metric_svg(comparison: MetricComparison) -> Markup:
     """The card's estimate and CI (dot and whisker) over the healthy band (centre ± spread).
 
-    The lighter outer band is ± 2 spreads, so that "how far out" reads at a glance.
+    The lighter outer band is ± 2 spreads, so that "how far out" reads at a glance. The inner band
+    is outlined and the dot ringed in dark ink, so that both still read when printed in grayscale.
     """
     c = comparison
     ref = c.reference
@@ -342,7 +343,7 @@ def metric_svg(comparison: MetricComparison) -> Markup:
     if math.isfinite(c.estimate):
         parts.append(
             f'<circle class="estimate" cx="{_f(x(c.estimate))}" cy="{_M_MID}" r="3.5" '
-            f'fill="{colour}"/>'
+            f'fill="{colour}" stroke="#1b1f23" stroke-width="0.8"/>'
         )
     parts.append("</svg>")
     return Markup("\n".join(parts))
@@ -356,7 +357,7 @@ def _band(x: _Scale, center: float, spread: float) -> list[str]:
         f'<rect class="band2" x="{_f(outer[0])}" y="{top}" width="{_f(outer[1] - outer[0])}" '
         f'height="{height}" fill="#e8f0e8"/>',
         f'<rect class="band" x="{_f(inner[0])}" y="{top}" width="{_f(inner[1] - inner[0])}" '
-        f'height="{height}" fill="#c8dfc8"/>',
+        f'height="{height}" fill="#c8dfc8" stroke="#4d7f4d" stroke-width="0.5"/>',
         f'<line class="center" x1="{_f(x(center))}" x2="{_f(x(center))}" y1="{top}" '
         f'y2="{top + height}" stroke="#4d7f4d" stroke-width="1"/>',
     ]

@@ -7,6 +7,7 @@ Exit codes: 0 every card graded A, B or C; 1 at least one D or F; 2 usage error 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,15 @@ def devices(backend: str, sim_card: str | None, as_json: bool) -> None:
         )
 
 
+def key_file_option(func: F) -> F:
+    return click.option(
+        "--key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Private signing key file (default: $GPUHEALTH_KEY_FILE, else "
+        "<app dir>/keys/signing.key; `gpuhealth keys show` prints where).",
+    )(func)
+
+
 def judging_options(prefix: str) -> Callable[[F], F]:
     """--profile and --policy, shared by the commands that judge a record."""
 
@@ -168,6 +178,7 @@ def parse_gpus(value: str, count: int) -> list[int]:
     is_flag=True,
     help="Measure even if other processes hold the card (results flagged).",
 )
+@key_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print the grades as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
@@ -180,15 +191,21 @@ def grade(
     profile_path: Path | None,
     policy_path: Path | None,
     allow_busy: bool,
+    key_file: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Stress-test, judge and grade GPUs; write a report per card."""
+    """Stress-test, judge and grade GPUs; write a report per card.
+
+    When a signing key exists (gpuhealth keys generate), every record is signed before run.json,
+    report.html and report.md are written, so that all three carry the signature.
+    """
     from gpuhealth.backends import DEMO_CARD, open_backend
     from gpuhealth.grading import load_policy
     from gpuhealth.presets import preset
     from gpuhealth.profiles import load_profile
     from gpuhealth.runner import GradeOptions, grade_card
+    from gpuhealth.signing import default_key_file, find_key, load_key
 
     if demo:
         backend, sim_card = "sim", sim_card or DEMO_CARD
@@ -199,12 +216,14 @@ def grade(
     chosen = preset(preset_name)
     count = 1 if backend == "sim" or sim_card else _cuda_count()
     indexes = parse_gpus(gpus, count)
+    # a key named on purpose must exist; the default one is used when it does
+    signer = load_key(key_file) if key_file else find_key()
     graded: list[GradedCard] = []
     for index in indexes:
         target = out_dir / f"gpu{index}" if out_dir and len(indexes) > 1 else out_dir
         card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
         try:
-            options = GradeOptions(chosen, policy, profile, target, allow_busy)
+            options = GradeOptions(chosen, policy, profile, target, allow_busy, signer=signer)
             with _progress(quiet, f"GPU {index}") as callback:
                 result = grade_card(card, options, callback)
         finally:
@@ -214,6 +233,18 @@ def grade(
             _print_grade(result)
         if result.record.interrupted and "Ctrl-C" in result.record.interrupted:
             break
+    if signer is not None:
+        click.echo(
+            f"gpuhealth: signed {len(graded)} report(s) with key {signer.fingerprint} "
+            f"({signer.path})",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"gpuhealth: reports not signed: no signing key at {default_key_file()} "
+            "(create one: gpuhealth keys generate)",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps([_summary(g) for g in graded], indent=1))
     sys.exit(exit_code_for([g.record for g in graded]))
@@ -262,6 +293,7 @@ def _summary(result: GradedCard) -> dict[str, Any]:
         if g
         else [],
         "complete": record.complete,
+        "signed_by": record.signature.key_fingerprint if record.signature else None,
         "out_dir": str(result.out_dir),
     }
 
@@ -315,10 +347,11 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["html", "md", "json"]),
+    type=click.Choice(["html", "md", "json", "pdf"]),
     default="html",
     show_default=True,
-    help="html: the certificate; md: Markdown; json: the canonical run record.",
+    help="html: the certificate; md: Markdown; json: the canonical run record; pdf: the "
+    "certificate printed by a headless Chromium on PATH (default -o: report.pdf beside RUN_JSON).",
 )
 @click.option(
     "-o",
@@ -332,6 +365,7 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
     help="Judge the stored measurements again (current profile and policy).",
 )
 @judging_options("With --regrade: ")
+@key_file_option
 def report(
     run_json: Path,
     fmt: str,
@@ -339,8 +373,13 @@ def report(
     regrade: bool,
     profile_path: Path | None,
     policy_path: Path | None,
+    key_file: Path | None,
 ) -> None:
-    """Render a stored run record again, with no GPU (byte for byte the same report)."""
+    """Render a stored run record again, with no GPU (byte for byte the same report).
+
+    The record's signature is kept. With --regrade the content changes, so the old signature is
+    dropped and the record signed again when a signing key exists (--key-file, or the default).
+    """
     from gpuhealth.models import record_from_json
     from gpuhealth.report import render
 
@@ -350,9 +389,16 @@ def report(
         raise InputError(str(run_json), None, f"cannot read the file ({exc})") from exc
     record = record_from_json(text, str(run_json))
     if regrade:
-        record = _regrade(record, profile_path, policy_path)
-    elif profile_path or policy_path:
-        raise InputError("--profile/--policy", None, "only take effect with --regrade")
+        record = _resign(_regrade(record, profile_path, policy_path), key_file)
+    elif profile_path or policy_path or key_file:
+        raise InputError("--profile/--policy/--key-file", None, "only take effect with --regrade")
+    if fmt == "pdf":
+        from gpuhealth.pdf import record_to_pdf
+
+        target = output or run_json.with_name("report.pdf")
+        record_to_pdf(record, target)
+        click.echo(f"wrote {target}")
+        return
     rendered = render(record, fmt)  # type: ignore[arg-type]  # click.Choice checked it
     if output:
         output.write_text(rendered, encoding="utf-8")
@@ -371,6 +417,23 @@ def _regrade(record: RunRecord, profile_path: Path | None, policy_path: Path | N
         else match_profile(record.identity, builtin_profiles())
     )
     return judge(replace(record, analysis=None, grade=None), profile, load_policy(policy_path))
+
+
+def _resign(record: RunRecord, key_file: Path | None) -> RunRecord:
+    """A regraded record: its old signature no longer holds; signed again when a key exists."""
+    from gpuhealth.signing import default_key_file, find_key, load_key, sign_record, unsigned
+
+    signer = load_key(key_file) if key_file else find_key()
+    if signer is None:
+        if record.signature is not None:
+            click.echo(
+                f"gpuhealth: the old signature was dropped (the grade changed) and no signing key "
+                f"exists at {default_key_file()} to sign again (gpuhealth keys generate)",
+                err=True,
+            )
+        return unsigned(record)
+    click.echo(f"gpuhealth: regraded record signed with key {signer.fingerprint}", err=True)
+    return sign_record(record, signer)
 
 
 @main.group()
@@ -475,3 +538,152 @@ def profile_build(
         f"wrote {output}: {p.name}, {p.cards} card(s) from {len(runs)} run(s), "
         f"{len(p.metrics)} metrics" + (", spreads are priors" if p.spread_is_prior else "")
     )
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys: gpuhealth signs every report it writes when a key exists.
+
+    The private key is a PEM file (PKCS#8), owner-only (0600, folder 0700), by default
+    <app dir>/keys/signing.key (GPUHEALTH_CONFIG_DIR moves the app dir, GPUHEALTH_KEY_FILE the key
+    file). It is unencrypted unless GPUHEALTH_KEY_PASSPHRASE is set when it is generated; then that
+    passphrase must be set whenever the key is used. A key file others can read is refused.
+    """
+
+
+@keys.command("generate")
+@key_file_option
+@click.option("--force", is_flag=True, help="Replace an existing key (the old one is lost).")
+def keys_generate(key_file: Path | None, force: bool) -> None:
+    """Create a signing key. Never overwrites an existing key without --force."""
+    from gpuhealth.signing import PASSPHRASE_ENV, default_key_file, generate_key
+
+    key = generate_key(key_file or default_key_file(), force)
+    protection = (
+        f"encrypted with ${PASSPHRASE_ENV}"
+        if os.environ.get(PASSPHRASE_ENV)
+        else f"unencrypted, owner-only; set {PASSPHRASE_ENV} before generating to encrypt it"
+    )
+    click.echo(f"generated signing key {key.fingerprint}")
+    click.echo(f"  private key: {key.path} ({protection})")
+    click.echo(f"  public key:  {key.public_b64}")
+    click.echo(
+        "  give buyers the public key: gpuhealth keys export-public -o gpuhealth-signing.pub"
+    )
+
+
+@keys.command("show")
+@key_file_option
+def keys_show(key_file: Path | None) -> None:
+    """Show the signing key: fingerprint, public key and file; and the pinned keys."""
+    from gpuhealth.signing import default_key_file, load_key, pinned_file, pinned_fingerprints
+
+    key = load_key(key_file or default_key_file())
+    click.echo(f"fingerprint: {key.fingerprint}")
+    click.echo(f"public key:  {key.public_b64}")
+    click.echo(f"file:        {key.path}")
+    pinned = pinned_fingerprints()
+    click.echo(f"pinned keys: {len(pinned)} ({pinned_file()})")
+
+
+@keys.command("export-public")
+@key_file_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of standard output.",
+)
+def keys_export_public(key_file: Path | None, output: Path | None) -> None:
+    """Write the public key as a small PEM file ("BEGIN PUBLIC KEY").
+
+    The standard SubjectPublicKeyInfo form; it holds nothing secret. Give it to buyers: they
+    check reports with `gpuhealth verify REPORT --key FILE`, or trust it for good with
+    `gpuhealth keys pin FILE`. OpenSSL reads it too (openssl pkey -pubin -in FILE -text).
+    """
+    from gpuhealth.signing import default_key_file, load_key
+
+    key = load_key(key_file or default_key_file())
+    if output:
+        output.write_text(key.public_pem(), encoding="ascii")
+        click.echo(f"wrote {output}: public key {key.fingerprint}", err=True)
+    else:
+        click.echo(key.public_pem(), nl=False)
+
+
+@keys.command("pin")
+@click.argument("public_key", metavar="PUBKEY")
+def keys_pin(public_key: str) -> None:
+    """Trust a signer: verify then checks reports against the pinned keys.
+
+    PUBKEY: a public key file (the PEM from `keys export-public`), the base64 raw key, or a
+    fingerprint SHA256:<32 hex digits>. Pinned fingerprints live in <app dir>/keys/pinned, one a
+    line.
+    """
+    from gpuhealth.signing import pin, pinned_file, public_key_fingerprint
+
+    fingerprint = public_key_fingerprint(public_key, "PUBKEY")
+    note = public_key if Path(public_key).is_file() else ""
+    if pin(fingerprint, note):
+        click.echo(f"pinned {fingerprint} in {pinned_file()}")
+    else:
+        click.echo(f"{fingerprint} is pinned already ({pinned_file()})")
+
+
+@main.command()
+@click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "public_key",
+    metavar="PUBKEY",
+    help="The signer's public key (PEM file, base64 key or SHA256: fingerprint); "
+    "default: the pinned keys.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="On the machine with the card: same serial and UUID, counters no worse, and a quick "
+    "re-measurement (bandwidth, fp32, gemm) consistent with the report (two-sided, "
+    "Holm-adjusted, alpha 0.01).",
+)
+@backend_options
+def verify(
+    report_path: Path,
+    public_key: str | None,
+    as_json: bool,
+    recheck: bool,
+    backend: str,
+    sim_card: str | None,
+) -> None:
+    """Check a report: integrity, signature, signer, and that its grade follows.
+
+    REPORT is run.json or report.html. In report.html only the embedded run record is signed and
+    checked, not the page's visible text: read the verdict here, not the page. Each check prints
+    pass, fail or skipped with why. The signer is checked against --key, else the pinned keys
+    (gpuhealth keys pin); with neither it is skipped and the output says "signer not checked".
+
+    Exit codes: 0 valid (every check passed or was skipped), 1 invalid (tampered, wrong signer,
+    grade not following from the findings or measurements; with --recheck: another card, worse
+    counters or different performance), 2 unreadable (not a report, no embedded record, bad JSON)
+    or a usage error, 3 --recheck found no usable GPU, 4 unsigned (valid but no signature).
+    """
+    from gpuhealth.signing import public_key_fingerprint
+    from gpuhealth.verify import format_text, open_card, verify_report
+    from gpuhealth.verify import recheck as recheck_card
+
+    if not recheck and (sim_card is not None or backend != "auto"):
+        raise InputError("--backend/--sim-card", None, "only take effect with --recheck")
+    wanted = public_key_fingerprint(public_key, "--key") if public_key else None
+    result = verify_report(report_path, wanted)
+    if recheck and result.record is not None:
+        card = open_card(result.record, backend, sim_card)
+        try:
+            result = recheck_card(result, card)
+        finally:
+            card.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        click.echo(format_text(result), nl=False)
+    sys.exit(result.exit_code)

@@ -5,6 +5,16 @@ Exit codes (documented in the README):
   1  at least one card graded D or F
   2  usage error: bad command-line value or a bad input file (sim card, policy, profile, record)
   3  at least one card INCOMPLETE, or the environment is unusable (no GPU, no driver, no CuPy)
+
+`gpuhealth verify` (gpuhealth/verify.py) gives the same numbers its own meanings:
+  0  valid: every check passed (the signer was checked when --key was given or keys are pinned;
+     otherwise the output says "signer not checked")
+  1  invalid: a check failed (changed after signing, wrong signer, grade not following from the
+     findings or measurements; with --recheck: another card, worse counters, measures differently)
+  2  unreadable: not a report, no embedded record, bad JSON, an unknown schema version (and usage
+     errors, as everywhere)
+  3  --recheck could not use the card (no GPU, no driver, no CuPy)
+  4  unsigned: readable and valid, but the record carries no signature
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ EXIT_OK = 0
 EXIT_BAD_CARD = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
+EXIT_UNSIGNED = 4  # gpuhealth verify only
 
 
 class GpuHealthError(Exception):

@@ -319,6 +319,17 @@ class Grade:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """An Ed25519 signature over the record's canonical bytes (gpuhealth/signing.py)."""
+
+    algorithm: str  # "ed25519"
+    public_key: str  # base64 of the raw 32-byte public key
+    key_fingerprint: str  # "SHA256:" + hex of sha256(raw public key), first 32 hex digits
+    value: str  # base64 of the signature over the canonical bytes
+    signed_at: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True)
 class RunRecord:
     schema_version: int
     tool_version: str
@@ -340,6 +351,7 @@ class RunRecord:
     wall_time_s: float | None = None
     analysis: Analysis | None = None
     grade: Grade | None = None
+    signature: Signature | None = None  # signed with the rest, except signature.value
 
     def test(self, name: str) -> TestResult | None:
         return next((t for t in self.tests if t.name == name), None)
@@ -362,6 +374,11 @@ def record_from_json(text: str, source: str = "run record") -> RunRecord:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, None, f"not JSON ({exc.msg} at line {exc.lineno})") from exc
+    return record_from_data(data, source)
+
+
+def record_from_data(data: object, source: str = "run record") -> RunRecord:
+    """Validate an already parsed record (json.loads of run.json): InputError when it is bad."""
     if not isinstance(data, dict):
         raise InputError(source, None, "expected a JSON object (a gpuhealth run record)")
     version = data.get("schema_version")

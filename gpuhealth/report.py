@@ -15,7 +15,7 @@ import math
 import os
 import statistics
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,9 +27,11 @@ from markupsafe import Markup
 from gpuhealth import charts
 from gpuhealth.models import (
     CardIdentity,
+    Grade,
     HealthCounters,
     MemoryMismatch,
     Metric,
+    MetricComparison,
     RunRecord,
     Scalar,
     SoakSummary,
@@ -338,6 +340,65 @@ def metric_stats(metric: Metric) -> MetricStats:
     )
 
 
+@dataclass(frozen=True)
+class PolicyView:
+    name: str
+    version: str | None
+    sha256: str
+
+
+def policy_view(grade: Grade | None) -> PolicyView | None:
+    """The grading policy as the grade names it: "name vVERSION" split back into its parts."""
+    if grade is None:
+        return None
+    name, sep, version = grade.policy.rpartition(" v")
+    if not sep or not name or not version:
+        return PolicyView(grade.policy, None, grade.policy_sha256)
+    return PolicyView(name, version, grade.policy_sha256)
+
+
+@dataclass(frozen=True)
+class SignatureView:
+    algorithm: str
+    key_fingerprint: str
+    public_key: str
+    value: str
+    signed_at: str
+
+
+_ALGORITHM_NAMES = {"ed25519": "Ed25519"}
+
+
+def signature_view(record: RunRecord) -> SignatureView | None:
+    """What the record says about its signature (None: not signed). Shown, never checked here:
+    checking is `gpuhealth verify`'s job, and a certificate can claim anything."""
+    signature = getattr(record, "signature", None)
+    if signature is None:
+        return None
+
+    def text(name: str) -> str:
+        value = getattr(signature, name, None)
+        return NA if value is None or value == "" else str(value)
+
+    algorithm = text("algorithm")
+    return SignatureView(
+        algorithm=_ALGORITHM_NAMES.get(algorithm.lower(), algorithm),
+        key_fingerprint=text("key_fingerprint"),
+        public_key=text("public_key"),
+        value=text("value"),
+        signed_at=text("signed_at"),
+    )
+
+
+def reference_sources(comparisons: Sequence[MetricComparison]) -> list[str]:
+    """Distinct reference sources in order of first use: printed once as numbered notes."""
+    sources: list[str] = []
+    for c in comparisons:
+        if c.reference is not None and c.reference.source not in sources:
+            sources.append(c.reference.source)
+    return sources
+
+
 # --- environments and rendering -----------------------------------------------------------------
 
 _FILTERS: dict[str, Callable[..., Any]] = {
@@ -361,6 +422,7 @@ _GLOBALS: dict[str, Any] = {
     "counter_rows": counter_rows,
     "soak_rows": soak_rows,
     "metric_stats": metric_stats,
+    "reference_sources": reference_sources,
     "metric_chart": charts.metric_svg,
     "timeline_chart": charts.timeline_svg,
     "max_listed": MAX_LISTED_ERRORS,
@@ -427,6 +489,8 @@ def _context(record: RunRecord) -> dict[str, Any]:
         "simulated": record.backend == "sim" or record.identity.backend == "sim",
         "soak_test": soak_test,
         "slowdown_c": slowdown,
+        "policy": policy_view(record.grade),
+        "signature": signature_view(record),
     }
 
 

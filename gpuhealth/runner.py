@@ -1,4 +1,4 @@
-"""Grade one card: identify, pre-check, run the stress tests, journal, judge, write the reports.
+"""Grade one card: identify, pre-check, run the stress tests, journal, judge, sign, write reports.
 
 The run record is journaled to run.json (atomically) after every test, so a crash, Ctrl-C or a
 lost card leaves a readable record of everything measured so far, never nothing.
@@ -32,6 +32,7 @@ from gpuhealth.models import (
 from gpuhealth.presets import Preset
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.report import write_reports
+from gpuhealth.signing import SigningKey, sign_record
 from gpuhealth.stresstests import all_tests
 from gpuhealth.stresstests.base import TestContext, execute
 
@@ -51,6 +52,9 @@ class GradeOptions:
     allow_busy: bool = False
     # False: nothing is journaled or written (evaluations that grade thousands of sim cards).
     write_files: bool = True
+    # Signs the judged record before run.json, report.html and report.md are written (all three
+    # then carry the signature). None: the reports are unsigned.
+    signer: SigningKey | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ def grade_card(
         tests, lost, interrupted = _run_tests(backend, options, t0, record, journal_dir, progress)
     record = _close(backend, record, tests, lost, interrupted, t0)
     record = judge(record, profile, options.policy)
+    if options.signer is not None:
+        record = sign_record(record, options.signer)
     if options.write_files:
         write_reports(record, out_dir)
     return GradedCard(record, out_dir)

@@ -18,6 +18,21 @@ from gpuhealth.backends.sim import SimBackend
 from gpuhealth.backends.simcards import load_card
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's gpuhealth settings (~/.config/gpuhealth: the signing
+    key, the pinned keys): the whole session gets an empty settings folder of its own."""
+    names = ("GPUHEALTH_CONFIG_DIR", "GPUHEALTH_KEY_FILE", "GPUHEALTH_KEY_PASSPHRASE")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ["GPUHEALTH_CONFIG_DIR"] = str(tmp_path_factory.mktemp("gpuhealth-config"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def write_card(tmp_path: Path) -> Callable[..., Path]:
     """write_card(faults_toml, model=..., header=..., name=...) -> path of a card spec file."""
