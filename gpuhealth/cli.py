@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -23,7 +23,8 @@ from gpuhealth.models import RunRecord
 from gpuhealth.presets import PRESETS
 
 if TYPE_CHECKING:
-    from gpuhealth.runner import GradedCard
+    from gpuhealth.runner import GradedCard, StopFlag
+    from gpuhealth.signing import SigningKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,13 +54,14 @@ def main() -> None:
     """
 
 
+SIM_CARD_HELP = (
+    "Simulated card: a built-in model (h100-sxm5-80gb, h200-sxm-141gb) "
+    "or a card spec .toml file. Implies --backend sim."
+)
+
+
 def backend_options(func: F) -> F:
-    func = click.option(
-        "--sim-card",
-        metavar="NAME|PATH",
-        help="Simulated card: a built-in model (h100-sxm5-80gb, h200-sxm-141gb) "
-        "or a card spec .toml file. Implies --backend sim.",
-    )(func)
+    func = click.option("--sim-card", metavar="NAME|PATH", help=SIM_CARD_HELP)(func)
     func = click.option(
         "--backend",
         type=click.Choice(["auto", "cuda", "sim"]),
@@ -145,7 +147,21 @@ def parse_gpus(value: str, count: int) -> list[int]:
 
 
 @main.command()
-@backend_options
+@click.option(
+    "--sim-card",
+    "sim_cards",
+    metavar="NAME|PATH",
+    multiple=True,
+    help=SIM_CARD_HELP + " Give it several times for several simulated GPUs: the first is GPU 0, "
+    "the next GPU 1, and so on (then --gpus defaults to all of them).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "cuda", "sim"]),
+    default="auto",
+    show_default=True,
+    help="auto = the real GPU when NVML finds one.",
+)
 @click.option("--demo", is_flag=True, help="Grade a healthy simulated H100 (no GPU needed).")
 @click.option("--quick", "preset_name", flag_value="quick", help="Short run (about a minute).")
 @click.option(
@@ -163,7 +179,11 @@ def parse_gpus(value: str, count: int) -> list[int]:
     help="Test preset.",
 )
 @click.option(
-    "--gpus", default="0", show_default=True, metavar="all|0,2,5", help="Which GPUs to grade."
+    "--gpus",
+    metavar="all|0,2,5",
+    help="Which GPUs to grade (default: GPU 0, or every --sim-card given). Several are graded at "
+    "once, one worker process per GPU, each watched by a watchdog: a worker that hangs, crashes "
+    "or loses its card leaves its card INCOMPLETE with what it had measured; the others finish.",
 )
 @click.option(
     "--out",
@@ -183,10 +203,10 @@ def parse_gpus(value: str, count: int) -> list[int]:
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
     backend: str,
-    sim_card: str | None,
+    sim_cards: tuple[str, ...],
     demo: bool,
     preset_name: str,
-    gpus: str,
+    gpus: str | None,
     out_dir: Path | None,
     profile_path: Path | None,
     policy_path: Path | None,
@@ -199,44 +219,59 @@ def grade(
 
     When a signing key exists (gpuhealth keys generate), every record is signed before run.json,
     report.html and report.md are written, so that all three carry the signature.
+
+    SIGTERM or Ctrl-C stops every card at its next kernel: each record is written INCOMPLETE
+    with the tests it had finished (`gpuhealth resume RUN_DIR` runs the rest later).
     """
-    from gpuhealth.backends import DEMO_CARD, open_backend
-    from gpuhealth.grading import load_policy
-    from gpuhealth.presets import preset
-    from gpuhealth.profiles import load_profile
-    from gpuhealth.runner import GradeOptions, grade_card
-    from gpuhealth.signing import default_key_file, find_key, load_key
+    from gpuhealth.backends import DEMO_CARD
+    from gpuhealth.signing import find_key, load_key
 
     if demo:
-        backend, sim_card = "sim", sim_card or DEMO_CARD
-    if backend == "sim" and sim_card is None:
-        sim_card = DEMO_CARD
-    policy = load_policy(policy_path)
-    profile = load_profile(profile_path) if profile_path else None
-    chosen = preset(preset_name)
-    count = 1 if backend == "sim" or sim_card else _cuda_count()
-    indexes = parse_gpus(gpus, count)
+        backend, sim_cards = "sim", sim_cards or (DEMO_CARD,)
+    if backend == "sim" and not sim_cards:
+        sim_cards = (DEMO_CARD,)
+    count = len(sim_cards) if sim_cards else _cuda_count()
+    indexes = parse_gpus(gpus or ("all" if len(sim_cards) > 1 else "0"), count)
     # a key named on purpose must exist; the default one is used when it does
     signer = load_key(key_file) if key_file else find_key()
-    graded: list[GradedCard] = []
-    for index in indexes:
-        target = out_dir / f"gpu{index}" if out_dir and len(indexes) > 1 else out_dir
-        card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
-        try:
-            options = GradeOptions(chosen, policy, profile, target, allow_busy, signer=signer)
-            with _progress(quiet, f"GPU {index}") as callback:
-                result = grade_card(card, options, callback)
-        finally:
-            card.close()
-        graded.append(result)
-        if not as_json:
-            _print_grade(result)
-        if result.record.interrupted and "Ctrl-C" in result.record.interrupted:
-            break
+    if len(indexes) == 1:
+        sim_card = sim_cards[indexes[0]] if sim_cards else None
+        graded = [
+            _grade_here(
+                backend,
+                indexes[0],
+                sim_card,
+                preset_name,
+                out_dir,
+                profile_path,
+                policy_path,
+                allow_busy,
+                signer,
+                as_json,
+                quiet,
+            )
+        ]
+        failed: list[tuple[int, str]] = []
+    else:
+        graded, failed = _grade_fleet(
+            backend, indexes, sim_cards, preset_name, out_dir, profile_path, policy_path,
+            allow_busy, signer, as_json, quiet,
+        )  # fmt: skip
+    _signed_note(signer, len(graded))
+    if as_json:
+        rows = [_summary(g) for g in graded]
+        rows += [{"gpu": gpu, "grade": "INCOMPLETE", "error": why} for gpu, why in failed]
+        click.echo(json.dumps(sorted(rows, key=lambda r: r["gpu"]), indent=1))
+    code = exit_code_for([g.record for g in graded])
+    sys.exit(EXIT_INCOMPLETE if failed else code)
+
+
+def _signed_note(signer: SigningKey | None, count: int) -> None:
+    from gpuhealth.signing import default_key_file
+
     if signer is not None:
         click.echo(
-            f"gpuhealth: signed {len(graded)} report(s) with key {signer.fingerprint} "
-            f"({signer.path})",
+            f"gpuhealth: signed {count} report(s) with key {signer.fingerprint} ({signer.path})",
             err=True,
         )
     else:
@@ -245,9 +280,132 @@ def grade(
             "(create one: gpuhealth keys generate)",
             err=True,
         )
-    if as_json:
-        click.echo(json.dumps([_summary(g) for g in graded], indent=1))
-    sys.exit(exit_code_for([g.record for g in graded]))
+
+
+def _grade_here(
+    backend: str,
+    index: int,
+    sim_card: str | None,
+    preset_name: str,
+    out_dir: Path | None,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    allow_busy: bool,
+    signer: SigningKey | None,
+    as_json: bool,
+    quiet: bool,
+) -> GradedCard:
+    """One GPU, graded in this process (no worker: the common case costs nothing extra)."""
+    from gpuhealth.backends import open_backend
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.profiles import load_profile
+    from gpuhealth.runner import GradeOptions, StopFlag, grade_card
+
+    policy = load_policy(policy_path)
+    profile = load_profile(profile_path) if profile_path else None
+    options = GradeOptions(preset(preset_name), policy, profile, out_dir, allow_busy, signer=signer)
+    card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
+    stop = StopFlag()
+    try:
+        with _stop_on_signals(stop), _progress(quiet, f"GPU {index}") as callback:
+            result = grade_card(card, options, callback, stop)
+    finally:
+        card.close()
+    if not as_json:
+        _print_grade(result)
+    return result
+
+
+def _grade_fleet(
+    backend: str,
+    indexes: list[int],
+    sim_cards: tuple[str, ...],
+    preset_name: str,
+    out_dir: Path | None,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    allow_busy: bool,
+    signer: SigningKey | None,
+    as_json: bool,
+    quiet: bool,
+) -> tuple[list[GradedCard], list[tuple[int, str]]]:
+    """Several GPUs at once: one supervised worker process per GPU (gpuhealth/fleet.py)."""
+    from gpuhealth.backends.simcards import load_card
+    from gpuhealth.fleet import Supervisor, WorkerSpec, options_for
+    from gpuhealth.presets import preset
+
+    preset(preset_name)  # bad values are refused here, once, before any worker starts
+    for name in {sim_cards[i] for i in indexes} if sim_cards else ():
+        load_card(name)
+    specs = [
+        WorkerSpec(
+            gpu=index,
+            backend="sim" if sim_cards else backend,
+            sim_card=sim_cards[index] if sim_cards else None,
+            out_dir=out_dir / f"gpu{index}" if out_dir else None,
+            preset=preset_name,
+            policy_path=policy_path,
+            profile_path=profile_path,
+            allow_busy=allow_busy,
+            key_path=signer.path if signer else None,
+        )
+        for index in indexes
+    ]
+    options_for(specs[0])  # the policy, profile and key load: a bad one is one error, here
+    with _fleet_progress(quiet, indexes) as on_event:
+        supervisor = Supervisor(specs, on_event)
+        with _stop_on_signals(supervisor):
+            outcomes = supervisor.run()
+    graded = [o.graded for o in outcomes if o.graded is not None]
+    failed = [(o.gpu, o.error or "no record") for o in outcomes if o.graded is None]
+    if not as_json:
+        for outcome in outcomes:
+            if outcome.graded is not None:
+                _print_grade(outcome.graded)
+            else:
+                click.echo(f"GPU {outcome.gpu}: INCOMPLETE, no record: {outcome.error}")
+    return graded, failed
+
+
+class _Stoppable(Protocol):
+    def stop(self, signum: int) -> None: ...
+
+
+@contextmanager
+def _stop_on_signals(target: StopFlag | _Stoppable) -> Iterator[None]:
+    """SIGTERM and Ctrl-C (SIGINT) ask for a stop, honoured at the next kernel; each card's record
+    is then written INCOMPLETE. A second Ctrl-C in a single-card grade interrupts at once."""
+    import signal
+    import threading
+
+    from gpuhealth.runner import StopFlag, stop_reason
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if isinstance(target, StopFlag):
+            if asked and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            target.request(stop_reason(signum))
+        else:
+            target.stop(signum)
+        asked.append(signum)
+        click.echo(
+            f"gpuhealth: {stop_reason(signum)}: stopping at the next kernel, writing what was "
+            "measured",
+            err=True,
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _cuda_count() -> int:
@@ -340,6 +498,127 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
                 console.print(f"{label}: {test} {result.status} ({result.duration_s:.1f} s)")
 
         yield update
+
+
+@contextmanager
+def _fleet_progress(quiet: bool, indexes: list[int]) -> Iterator[Callable[..., None] | None]:
+    """One row per GPU on one screen: its current test, tests done, elapsed time."""
+    if quiet:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gpuhealth.fleet import FleetEvent
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        rows = {gpu: bar.add_task(f"GPU {gpu}: starting", total=None) for gpu in indexes}
+
+        def update(event: FleetEvent) -> None:
+            row, label = rows[event.gpu], f"GPU {event.gpu}"
+            if event.kind == "start":
+                bar.update(
+                    row, total=event.total, completed=event.index,
+                    description=f"{label}: {event.test}",
+                )  # fmt: skip
+            elif event.kind == "end":
+                bar.update(row, completed=event.index + 1)
+                console.print(f"{label}: {event.test} {event.status} ({event.duration_s:.1f} s)")
+            elif event.kind == "done":
+                bar.update(row, description=f"{label}: finished")
+            elif event.kind == "failed":
+                bar.update(row, description=f"{label}: INCOMPLETE")
+                console.print(f"{label}: [bold red]INCOMPLETE[/]: {event.message}")
+
+        yield update
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--close",
+    is_flag=True,
+    help="Measure nothing: close the record as INCOMPLETE (its missing tests marked not run), "
+    "then judge, sign and write its reports.",
+)
+@backend_options
+@judging_options("")
+@click.option(
+    "--allow-busy",
+    is_flag=True,
+    help="Measure even if other processes hold the card (results flagged).",
+)
+@key_file_option
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def resume(
+    run_dir: Path,
+    close: bool,
+    backend: str,
+    sim_card: str | None,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    allow_busy: bool,
+    key_file: Path | None,
+    quiet: bool,
+) -> None:
+    """Finish an interrupted grade: run its missing tests, then judge it all.
+
+    RUN_DIR is the run folder (or its run.json) of a record left INCOMPLETE by SIGTERM, Ctrl-C, a
+    killed worker or a lost card. The card is opened as the record says (backend, GPU index, a
+    simulated card by its model; --backend/--sim-card name it otherwise) and refused when its
+    serial or UUID differ from the record's. The tests already finished are kept; the record,
+    report.html and report.md are rewritten in RUN_DIR. A truncated or corrupt run.json is
+    reported with the file's name (exit 2), never used. Exit codes as for grade.
+    """
+    from gpuhealth.backends import open_backend
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.profiles import load_profile
+    from gpuhealth.runner import (
+        GradeOptions,
+        StopFlag,
+        close_journal,
+        finish,
+        read_journal,
+        resume_card,
+    )
+    from gpuhealth.signing import find_key, load_key
+
+    path = run_dir / "run.json" if run_dir.is_dir() else run_dir
+    record = read_journal(path)
+    if record.complete:
+        raise InputError(str(path), "complete", "the record is complete: nothing to resume")
+    signer = load_key(key_file) if key_file else find_key()
+    profile = load_profile(profile_path) if profile_path else None
+    options = GradeOptions(
+        preset(record.preset), load_policy(policy_path), profile, path.parent, allow_busy,
+        signer=signer,
+    )  # fmt: skip
+    if close:
+        why = record.interrupted or "closed by gpuhealth resume --close"
+        graded = finish(close_journal(record, why), path.parent, options)
+    else:
+        name = backend if backend != "auto" or sim_card else record.backend
+        card_name = sim_card or (record.identity.sim_card if name == "sim" else None)
+        card = open_backend(name, record.identity.index, card_name)  # type: ignore[arg-type]
+        stop = StopFlag()
+        try:
+            label = f"GPU {record.identity.index}"
+            with _stop_on_signals(stop), _progress(quiet, label) as callback:
+                graded = resume_card(card, record, path.parent, options, callback, stop)
+        finally:
+            card.close()
+    _print_grade(graded)
+    _signed_note(signer, 1)
+    sys.exit(exit_code_for([graded.record]))
 
 
 @main.command()

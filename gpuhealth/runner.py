@@ -1,35 +1,44 @@
 """Grade one card: identify, pre-check, run the stress tests, journal, judge, sign, write reports.
 
-The run record is journaled to run.json (atomically) after every test, so a crash, Ctrl-C or a
-lost card leaves a readable record of everything measured so far, never nothing.
+The run record is journaled to run.json (atomically, fsync'ed) after every test, so a crash,
+Ctrl-C or a lost card leaves a readable record of everything measured so far, never nothing.
+
+A stop (SIGTERM, Ctrl-C, the fleet supervisor: a StopFlag) is honoured at the next backend call:
+the test in progress is abandoned (a test cut short is not judged) and recorded as not run, the
+record closed as INCOMPLETE with `interrupted` saying why. `resume_card` runs the tests a record
+is missing on the same card (same serial and UUID) and judges the whole record again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, cast
 
 from gpuhealth import __version__
 from gpuhealth.analysis import judge
 from gpuhealth.backends.base import Backend
-from gpuhealth.errors import DeviceLost
+from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError
 from gpuhealth.grading import Policy
 from gpuhealth.models import (
     SCHEMA_VERSION,
+    CardIdentity,
     HealthCounters,
     Precheck,
     ProcessInfo,
     RunRecord,
     TestResult,
+    record_from_json,
     record_to_json,
 )
-from gpuhealth.presets import Preset
+from gpuhealth.presets import Preset, preset
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.report import write_reports
 from gpuhealth.signing import SigningKey, sign_record
@@ -41,6 +50,91 @@ ProgressCallback = Callable[[str, int, int, TestResult | None], None]
 
 
 DEFAULT_RUNS_DIR = Path("gpuhealth-runs")
+RESUME_GAP_S = 60.0  # resumed tests' times start this long after the record's last test ended
+STOP_REASONS = {
+    int(signal.SIGTERM): "stopped by SIGTERM",
+    int(signal.SIGINT): "interrupted (Ctrl-C)",
+    int(signal.SIGHUP): "stopped by SIGHUP",
+}
+
+
+def stop_reason(signum: int) -> str:
+    return STOP_REASONS.get(signum, f"stopped by signal {signum}")
+
+
+class StopRequested(BaseException):
+    """Raised at the next backend call once a stop is requested. A BaseException, so that no
+    handler of card errors (execute() catches DeviceError) takes it for a failure of the card."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StopFlag:
+    """Why the run should stop, if it should: set by a signal handler (request), by the fleet
+    supervisor through a shared integer (a signal number; multiprocessing.Value), or found when
+    the supervising process has died (the worker's parent pid changed)."""
+
+    def __init__(self, shared: Any = None, parent_pid: int | None = None) -> None:
+        self._reason: str | None = None
+        self._shared = shared
+        self._parent_pid = parent_pid
+
+    def request(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = reason
+
+    def reason(self) -> str | None:
+        if self._reason is None:
+            if self._shared is not None and self._shared.value:
+                self._reason = stop_reason(int(self._shared.value))
+            elif self._parent_pid is not None and os.getppid() != self._parent_pid:
+                self._reason = "stopped: the supervising gpuhealth process died"
+        return self._reason
+
+
+# Backend calls that tidy up or only read state: never interrupted by a stop.
+_UNSTOPPABLE = frozenset(
+    {
+        "close",
+        "free",
+        "end_test",
+        "start_telemetry",
+        "stop_telemetry",
+        "drain_telemetry",
+        "telemetry",
+        "clock_s",
+        "counters",
+        "xid_events",
+        "identity",
+        "device_info",
+        "processes",
+        "memory_free_bytes",
+    }
+)
+
+
+class _StoppableBackend:
+    """The backend as the tests see it: every work call first checks the stop flag."""
+
+    def __init__(self, inner: Backend, stop: StopFlag) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in _UNSTOPPABLE or not callable(attr):
+            return attr
+        stop = self._stop
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            why = stop.reason()
+            if why:
+                raise StopRequested(why)
+            return attr(*args, **kwargs)
+
+        return guarded
 
 
 @dataclass(frozen=True)
@@ -73,7 +167,8 @@ def run_id_for(started_at: str, serial: str | None, index: int) -> str:
 
 
 def journal(record: RunRecord, out_dir: Path) -> None:
-    """Write run.json atomically: the old file stays until the new one is complete."""
+    """Write run.json atomically (temp file, fsync, rename, fsync of the folder): the old file
+    stays until the new one is complete."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".run.json.", dir=out_dir)
     try:
@@ -85,6 +180,17 @@ def journal(record: RunRecord, out_dir: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(out_dir)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a power cut after it keeps the new run.json)."""
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def prechecks(processes: tuple[ProcessInfo, ...], allow_busy: bool) -> tuple[Precheck, ...]:
@@ -110,9 +216,15 @@ def prechecks(processes: tuple[ProcessInfo, ...], allow_busy: bool) -> tuple[Pre
 
 
 def grade_card(
-    backend: Backend, options: GradeOptions, progress: ProgressCallback | None = None
+    backend: Backend,
+    options: GradeOptions,
+    progress: ProgressCallback | None = None,
+    stop: StopFlag | None = None,
+    on_open: Callable[[Path], None] | None = None,
 ) -> GradedCard:
-    """Run the whole suite on one card; judge, write and return its record."""
+    """Run the whole suite on one card; judge, write and return its record.
+
+    on_open is called with the run folder once it is known, before the first journal write."""
     t0 = backend.clock_s()
     started_at = utc_now()
     identity = backend.identity()
@@ -127,7 +239,8 @@ def grade_card(
         identity=identity,
     )
     out_dir = options.out_dir or DEFAULT_RUNS_DIR / record.run_id
-    profile = options.profile or match_profile(identity, builtin_profiles())
+    if on_open is not None:
+        on_open(out_dir)
     counters_before = backend.counters()
     processes = backend.processes()
     checks = prechecks(processes, options.allow_busy)
@@ -141,8 +254,17 @@ def grade_card(
         journal_dir = out_dir if options.write_files else None
         if journal_dir:
             journal(record, journal_dir)
-        tests, lost, interrupted = _run_tests(backend, options, t0, record, journal_dir, progress)
-    record = _close(backend, record, tests, lost, interrupted, t0)
+        tests, lost, interrupted = _run_tests(
+            backend, options, t0, record, journal_dir, progress, stop
+        )
+    record = _close(backend, record, tests, lost, interrupted, t0, t0)
+    return finish(record, out_dir, options)
+
+
+def finish(record: RunRecord, out_dir: Path, options: GradeOptions) -> GradedCard:
+    """Judge a closed record, sign it when there is a key, write run.json and the reports."""
+    profile = options.profile or match_profile(record.identity, builtin_profiles())
+    record = replace(record, analysis=None, grade=None, signature=None)
     record = judge(record, profile, options.policy)
     if options.signer is not None:
         record = sign_record(record, options.signer)
@@ -154,21 +276,35 @@ def grade_card(
 def _run_tests(
     backend: Backend,
     options: GradeOptions,
-    t0: float,
+    run_start_s: float,
     record: RunRecord,
     journal_dir: Path | None,
     progress: ProgressCallback | None,
+    stop: StopFlag | None = None,
+    done: dict[str, TestResult] | None = None,
 ) -> tuple[list[TestResult], bool, str | None]:
+    """Run the suite's tests (those not in `done`, whose results are kept in suite order)."""
     info = backend.device_info()
     suite = all_tests()
     tests: list[TestResult] = []
+    worker = backend if stop is None else cast(Backend, _StoppableBackend(backend, stop))
     backend.start_telemetry(options.preset.telemetry_interval_s)
     try:
         for index, test in enumerate(suite):
+            if done and test.name in done:
+                tests.append(done[test.name])
+                continue
+            why = stop.reason() if stop is not None else None
+            if why:
+                return tests, False, f"{why} before {test.name}"
             if progress:
                 progress(test.name, index, len(suite), None)
-            ctx = TestContext(backend, info, options.preset, t0, options.preset.budget_s(test.name))
-            executed = execute(test, ctx)
+            budget = options.preset.budget_s(test.name)
+            ctx = TestContext(worker, info, options.preset, run_start_s, budget)
+            try:
+                executed = execute(test, ctx)
+            except StopRequested as stopped:  # the test cut short is not kept: it did not run
+                return tests, False, f"{stopped.reason} during {test.name}"
             tests.append(executed.result)
             if progress:
                 progress(test.name, index, len(suite), executed.result)
@@ -184,21 +320,28 @@ def _run_tests(
     return tests, False, None
 
 
+def _not_run(tests: list[TestResult], why: str | None) -> list[TestResult]:
+    done = {t.name for t in tests}
+    missing = [
+        TestResult(name=test.name, status="not_run", message=why or "not started")
+        for test in all_tests()
+        if test.name not in done
+    ]
+    return tests + missing
+
+
 def _close(
     backend: Backend,
     record: RunRecord,
     tests: list[TestResult],
     lost: bool,
     interrupted: str | None,
-    t0: float,
+    run_start_s: float,
+    session_start_s: float,
+    wall_before_s: float = 0.0,
 ) -> RunRecord:
     """Fill in what did not run, the counters after, Xid events, and the times."""
-    done = {t.name for t in tests}
-    for test in all_tests():
-        if test.name not in done:
-            tests.append(
-                TestResult(name=test.name, status="not_run", message=interrupted or "not started")
-            )
+    tests = _not_run(tests, interrupted)
     counters_after: HealthCounters | None = None
     xids = record.xid_events
     if not lost:
@@ -207,7 +350,9 @@ def _close(
         except DeviceLost:
             lost = True
     with contextlib.suppress(DeviceLost):  # the events seen so far are kept
-        xids = xids + tuple(replace(x, t_s=round(x.t_s - t0, 4)) for x in backend.xid_events())
+        xids = xids + tuple(
+            replace(x, t_s=round(x.t_s - run_start_s, 4)) for x in backend.xid_events()
+        )
     return replace(
         record,
         tests=tuple(tests),
@@ -216,5 +361,116 @@ def _close(
         complete=interrupted is None and not lost,
         interrupted=interrupted,
         finished_at=utc_now(),
-        wall_time_s=round(backend.clock_s() - t0, 3),
+        wall_time_s=round(wall_before_s + backend.clock_s() - session_start_s, 3),
     )
+
+
+def close_journal(record: RunRecord, why: str) -> RunRecord:
+    """Close a journal whose writer is gone (killed, hung, crashed): every test it had finished
+    is kept, the others are marked not run, and the record is INCOMPLETE with `why`. A record
+    the writer had already finished is returned as it is."""
+    if record.finished_at is not None and record.grade is not None:
+        return record
+    return replace(
+        record,
+        tests=tuple(_not_run(list(record.tests), why)),
+        complete=False,
+        interrupted=why,
+        finished_at=utc_now(),
+        analysis=None,
+        grade=None,
+        signature=None,
+    )
+
+
+def read_journal(path: Path) -> RunRecord:
+    """A run.json, validated: a truncated, corrupt or foreign file raises InputError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), None, f"cannot read the run record ({exc})") from exc
+    if not text.strip():
+        raise InputError(str(path), None, "empty file: expected a gpuhealth run record")
+    return record_from_json(text, str(path))
+
+
+def missing_tests(record: RunRecord) -> list[str]:
+    """The tests a resume runs: those not run, and the one a lost card was in."""
+    lost_in = None
+    if record.interrupted and record.interrupted.startswith("card lost during "):
+        lost_in = record.interrupted.removeprefix("card lost during ").split(":")[0]
+    return [t.name for t in record.tests if t.status == "not_run" or t.name == lost_in] + [
+        test.name for test in all_tests() if record.test(test.name) is None
+    ]
+
+
+def same_card(recorded: RunRecord, found: CardIdentity, source: str) -> None:
+    """Refuse another card: the serial and the UUID must be those of the record."""
+    mine = recorded.identity
+    for field in ("serial", "uuid"):
+        want, got = getattr(mine, field), getattr(found, field)
+        if want is not None and got is not None and want != got:
+            raise InputError(
+                source,
+                f"identity.{field}",
+                f"the record is of {field} {want}, but GPU {found.index} ({found.backend}) is "
+                f"{field} {got}: another card (name the graded card with --backend/--sim-card)",
+            )
+    if recorded.backend != found.backend:
+        raise InputError(
+            source,
+            "backend",
+            f"the record was measured on the {recorded.backend} backend, not {found.backend}",
+        )
+
+
+def resume_card(
+    backend: Backend,
+    record: RunRecord,
+    out_dir: Path,
+    options: GradeOptions,
+    progress: ProgressCallback | None = None,
+    stop: StopFlag | None = None,
+) -> GradedCard:
+    """Run the tests an interrupted record is missing on the same card, then judge it all."""
+    source = str(out_dir / "run.json")
+    same_card(record, backend.identity(), source)
+    todo = set(missing_tests(record))
+    if not todo:
+        raise InputError(source, None, "no test is missing: nothing to resume")
+    checks = prechecks(backend.processes(), options.allow_busy)
+    if any(c.status == "fail" for c in checks):
+        raise EnvironmentUnusable(checks[0].message)
+    options = replace(options, preset=preset(record.preset))
+    kept = {t.name: t for t in record.tests if t.name not in todo}
+    ended = max((t.started_s + t.duration_s for t in kept.values()), default=0.0)
+    t0 = backend.clock_s()
+    run_start = t0 - (ended + RESUME_GAP_S)
+    note = Precheck(
+        "resumed",
+        "ok",
+        f"{', '.join(sorted(todo))} run at {utc_now()} by gpuhealth resume "
+        f"(after: {record.interrupted or 'an unfinished record'})",
+    )
+    extra = tuple(c for c in checks if c.status != "ok")
+    base = replace(
+        record,
+        tests=tuple(kept.values()),
+        prechecks=(*record.prechecks, note, *extra),
+        complete=False,
+        interrupted=None,
+        finished_at=None,
+        analysis=None,
+        grade=None,
+        signature=None,
+    )
+    journal_dir = out_dir if options.write_files else None
+    if journal_dir:
+        journal(base, journal_dir)
+    tests, lost, interrupted = _run_tests(
+        backend, options, run_start, base, journal_dir, progress, stop, kept
+    )
+    closed = _close(
+        backend, base, tests, lost, interrupted, run_start, t0, record.wall_time_s or 0.0
+    )
+    return finish(closed, out_dir, options)

@@ -397,6 +397,22 @@ def test_lost_at_loses_the_card_in_that_test_only(sim: Sim) -> None:
     assert [x.code for x in card.xid_events()] == [79]
 
 
+@covers("hang_at")
+def test_hang_at_never_returns_in_that_test_only(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Hung(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        raise Hung(seconds)  # instead of sleeping forever
+
+    card = sim('hang_at = "fp32"')
+    monkeypatch.setattr("gpuhealth.backends.sim.time.sleep", sleep)
+    for test in (BandwidthTest(), MemtestTest()):
+        assert run_stress(card, test).result.status == "passed"
+    with pytest.raises(Hung):
+        run_stress(card, Fp32Test())
+
+
 @covers("other_process")
 def test_other_process(sim: Sim) -> None:
     healthy = sim()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,8 @@ from gpuhealth.patterns import MemPattern, expected_words, word_digest
 WINDOW_BYTES = 1 << 20  # dense host window of a large buffer (the soak reads it ~1000 times)
 DENSE_BYTES = 16 << 20  # buffers up to this size are held whole
 GEMM_BLOCK = (8, 64)
-LOST_AFTER_KERNELS = 3  # lost_at: the card falls off the bus at this kernel of the named test
+LOST_AFTER_KERNELS = 3  # lost_at / hang_at: the card falls off the bus / hangs at this kernel
+HANG_SLEEP_S = 3600.0
 ALLOC_ALIGN = 2 << 20
 SIM_FMA_STEPS = 256  # the sim evaluates this many steps of the map; threads are only compared
 SUSTAINED_AFTER_S = 0.25  # FP16 GEMMs back to back for longer than this run at the capped rate
@@ -348,12 +350,18 @@ class SimBackend:
             self._lost = True
             self._xid.append(XidEvent(self._now_s, 79, "GPU has fallen off the bus"))
             self._check_alive("kernel launch")
+        hang_here = self._faults.hang_at is not None and self._faults.hang_at == self._test
+        if hang_here and self._kernels_in_test >= LOST_AFTER_KERNELS:
+            while True:  # a kernel that never returns: only killing the process ends it
+                time.sleep(HANG_SLEEP_S)
         noise = self._model.performance.noise_rel
         seconds *= max(0.5, 1.0 + noise * float(self._rng.standard_normal()))
         self._advance(seconds, demand_w)
         return seconds
 
     def _advance(self, seconds: float, demand_w: float | None) -> None:
+        if self.card.wall_time_scale > 0 and seconds > 0:
+            time.sleep(seconds * self.card.wall_time_scale)
         end = self._now_s + seconds
         while True:
             if self._interval_s is not None and self._next_sample_s <= self._now_s:

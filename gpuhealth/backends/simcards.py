@@ -173,6 +173,9 @@ class Faults(StrictModel):
     thermal_resistance_scale: float = Field(default=1.0, gt=0, le=10)
     power_limit_w: float | None = Field(default=None, gt=0)
     lost_at: TestName | None = None
+    # The card stops answering during that test: a kernel that never returns (the fleet
+    # supervisor's watchdog must kill the worker).
+    hang_at: TestName | None = None
     other_process: OtherProcess | bool | None = None
     xid: tuple[XidAt, ...] = ()
     # Between-card variation of a healthy population (relative offset of every rate).
@@ -187,6 +190,9 @@ class CardSpec(StrictModel):
     uuid: str | None = None
     name: str | None = None
     seed: int = 0
+    # Real seconds slept per simulated device second (0: as fast as the CPU allows). With it a
+    # card's wall time is dominated by its device time, as on a real GPU (fleet tests, benchmarks).
+    wall_time_scale: float = Field(default=0.0, ge=0, le=10)
     faults: Faults = Faults()
 
 
@@ -200,6 +206,7 @@ class SimCard(StrictModel):
     seed: int
     faults: Faults
     source: str
+    wall_time_scale: float = 0.0
 
 
 def builtin_models() -> list[str]:
@@ -245,4 +252,5 @@ def load_card(name_or_path: str) -> SimCard:
         seed=spec.seed,
         faults=spec.faults,
         source=source,
+        wall_time_scale=spec.wall_time_scale,
     )
