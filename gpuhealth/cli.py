@@ -199,6 +199,13 @@ def parse_gpus(value: str, count: int) -> list[int]:
     help="Measure even if other processes hold the card (results flagged).",
 )
 @key_file_option
+@click.option(
+    "--db",
+    metavar="URL|PATH",
+    help="Results database each graded record is added to (default: $GPUHEALTH_DB, else "
+    "results.sqlite in the config folder; postgresql://... for PostgreSQL).",
+)
+@click.option("--no-db", is_flag=True, help="Do not add the records to a results database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the grades as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
@@ -212,6 +219,8 @@ def grade(
     policy_path: Path | None,
     allow_busy: bool,
     key_file: Path | None,
+    db: str | None,
+    no_db: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -258,12 +267,31 @@ def grade(
             allow_busy, signer, as_json, quiet,
         )  # fmt: skip
     _signed_note(signer, len(graded))
+    if not no_db:
+        _store_records([g for g in graded], db)
     if as_json:
         rows = [_summary(g) for g in graded]
         rows += [{"gpu": gpu, "grade": "INCOMPLETE", "error": why} for gpu, why in failed]
         click.echo(json.dumps(sorted(rows, key=lambda r: r["gpu"]), indent=1))
     code = exit_code_for([g.record for g in graded])
     sys.exit(EXIT_INCOMPLETE if failed else code)
+
+
+def _store_records(graded: list[GradedCard], db: str | None) -> None:
+    """Add the records to the results database; when it cannot be reached they stay in their run
+    folders (the grade's exit code does not change) and `gpuhealth sync` adds them later."""
+    from gpuhealth.store import StoreError, StoreUnavailable, save_record
+
+    try:
+        for result in graded:
+            save_record(result.record, db)
+    except (StoreUnavailable, StoreError) as error:
+        folders = " ".join(str(g.out_dir) for g in graded)
+        click.echo(
+            f"gpuhealth: warning: {error.one_line()}; the results are kept in {folders} "
+            "(add them later: gpuhealth sync FOLDER)",
+            err=True,
+        )
 
 
 def _signed_note(signer: SigningKey | None, count: int) -> None:
@@ -966,3 +994,13 @@ def verify(
     else:
         click.echo(format_text(result), nl=False)
     sys.exit(result.exit_code)
+
+
+def _register_store_commands() -> None:
+    # history, fleet summary, sync and store live in their own module (cli_store.py)
+    from gpuhealth.cli_store import register
+
+    register(main)
+
+
+_register_store_commands()
