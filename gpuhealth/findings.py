@@ -55,7 +55,7 @@ def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
                     value="skipped",
                 )
             )
-        if test.status == "error":
+        if test.status == "error" and not _stopped_by_thermal_guard(test):
             found.append(
                 Finding(
                     "test_not_measured",
@@ -112,6 +112,14 @@ def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
                     )
                 )
     return found
+
+
+def _stopped_by_thermal_guard(test: TestResult) -> bool:
+    """A soak the thermal guard stopped measured what matters: the card cannot hold the load
+    below its slowdown temperature. soak_findings reports that (thermal_guard, D: repair the
+    cooling); it is not an INCOMPLETE measurement, and it is not a pass either."""
+    stopped = test.parameters.get("stopped_early")
+    return test.name == "soak" and isinstance(stopped, str) and "temperature" in stopped
 
 
 def run_findings(record: RunRecord) -> list[Finding]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from simkit import H100, H200, card_toml, run_stress
+from simkit import H100, H200, card_toml, invoke, run_stress
 
 from gpuhealth.analysis import judge
 from gpuhealth.backends.sim import SimBackend
@@ -269,3 +269,22 @@ def test_report_shows_the_range(tmp: Path) -> None:
         assert "95 % range" in text and "Thermal fit: residual (RMS)" in text
         assert "Memory temperature headroom" in text
     assert s.memory_temperature_headroom_c is not None and s.memory_temperature_headroom_c > 20
+
+
+def test_a_card_the_guard_stops_before_its_first_iteration_is_d_not_incomplete(
+    tmp_path: Path,
+) -> None:
+    """Thermal resistance 2.1x on an H200: the guard stops the soak within its first iteration.
+    That is a measured cooling failure (D, repair first), not a test that could not measure."""
+    spec = tmp_path / "hot.toml"
+    spec.write_text(card_toml("thermal_resistance_scale = 2.1", model=H200), encoding="utf-8")
+    out = tmp_path / "run"
+    result = invoke("grade", "--quiet", "--no-db", "--sim-card", str(spec), "--out", str(out))
+    assert result.exit_code == 1, result.output
+    record = record_from_json((out / "run.json").read_text(encoding="utf-8"))
+    soak = record.test("soak")
+    assert soak is not None and soak.status == "error"  # no iteration finished: no throughput
+    assert record.grade is not None and record.grade.letter == "D"
+    assert record.grade.reasons[0].rule == "thermal-guard"
+    assert record.analysis is not None
+    assert "test_not_measured" not in [f.code for f in record.analysis.findings]
