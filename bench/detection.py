@@ -296,10 +296,11 @@ def run_model(
         )
     healthy = grades[0]
     n_h = sum(healthy.values())
-    lines.append(
-        f"healthy graded F: {healthy['F']}/{n_h} = {healthy['F'] / n_h:.2%} "
-        f"(95% upper bound {upper_95(healthy['F'], n_h):.2%}; goal <= 0.1%)"
-    )
+    if n_h:
+        lines.append(
+            f"healthy graded F: {healthy['F']}/{n_h} = {healthy['F'] / n_h:.2%} "
+            f"(95% upper bound {upper_95(healthy['F'], n_h):.2%}; goal <= 0.1%)"
+        )
     lines.append(
         "time per card: simulated measurement median "
         f"{statistics.median(measure_s) * 1000:.0f} ms; analysis + grading of the record median "
