@@ -31,6 +31,7 @@ from gpuhealth.models import (
     SCHEMA_VERSION,
     CardIdentity,
     HealthCounters,
+    Metric,
     Precheck,
     ProcessInfo,
     RunRecord,
@@ -43,7 +44,7 @@ from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.report import write_reports
 from gpuhealth.signing import SigningKey, sign_record
 from gpuhealth.stresstests import all_tests
-from gpuhealth.stresstests.base import TestContext, execute
+from gpuhealth.stresstests.base import Outcome, TestContext, execute
 
 ProgressCallback = Callable[[str, int, int, TestResult | None], None]
 """Called with (test name, index, total, result or None when starting)."""
@@ -301,10 +302,14 @@ def _run_tests(
                 progress(test.name, index, len(suite), None)
             budget = options.preset.budget_s(test.name)
             ctx = TestContext(worker, info, options.preset, run_start_s, budget)
+            partial: list[TestResult] = []  # the last progress a long test journaled
+            if journal_dir:
+                ctx.checkpoint = _checkpointer(record, tests, journal_dir, test.name, partial)
             try:
                 executed = execute(test, ctx)
-            except StopRequested as stopped:  # the test cut short is not kept: it did not run
-                return tests, False, f"{stopped.reason} during {test.name}"
+            except StopRequested as stopped:
+                # the test cut short is not a result, but what it measured so far is kept
+                return tests + partial[-1:], False, f"{stopped.reason} during {test.name}"
             tests.append(executed.result)
             if progress:
                 progress(test.name, index, len(suite), executed.result)
@@ -320,8 +325,43 @@ def _run_tests(
     return tests, False, None
 
 
+def _checkpointer(
+    record: RunRecord,
+    tests: list[TestResult],
+    journal_dir: Path,
+    name: str,
+    partial: list[TestResult],
+) -> Callable[[TestContext, Outcome, tuple[Metric, ...]], None]:
+    """Journal a long test's progress as a not-run test holding what it measured so far: if the
+    worker dies, the record keeps it (and resume runs the test again)."""
+
+    def save(ctx: TestContext, outcome: Outcome, extra: tuple[Metric, ...]) -> None:
+        now_s = ctx.backend.clock_s()
+        result = TestResult(
+            name=name,
+            status="not_run",
+            started_s=round(ctx.started_s - ctx.run_start_s, 4),
+            duration_s=round(now_s - ctx.started_s, 4),
+            gpu_busy_s=round(ctx.busy_s, 6),
+            time_budget_s=ctx.budget_s,
+            parameters=dict(outcome.parameters),
+            metrics=tuple(outcome.metrics) + extra,
+            telemetry=tuple(ctx.telemetry),
+            message=f"cut short after {now_s - ctx.started_s:.1f} s: what it measured until then",
+        )
+        partial[:] = [result]
+        journal(replace(record, tests=(*tests, result)), journal_dir)
+
+    return save
+
+
 def _not_run(tests: list[TestResult], why: str | None) -> list[TestResult]:
     done = {t.name for t in tests}
+    # a test cut short keeps what it measured; its message says why it did not finish
+    tests = [
+        replace(t, message=f"{why}; {t.message}") if t.status == "not_run" and why else t
+        for t in tests
+    ]
     missing = [
         TestResult(name=test.name, status="not_run", message=why or "not started")
         for test in all_tests()

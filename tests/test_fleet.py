@@ -139,8 +139,8 @@ def test_a_worker_killed_mid_soak_leaves_its_card_incomplete_and_the_others_fini
         tmp_path, *["--sim-card", H100] * 3, "--sim-card", str(slow), "--out", str(out)
     )
     victim = out / "gpu3"
-    wait_for(lambda: journaled_tests(victim) == 5, "GPU 3 to finish gemm")
-    time.sleep(0.5)  # into the soak (15 s of wall time on this card)
+    # into the soak (15 s of wall time on this card) until its progress has been journaled once
+    wait_for(lambda: journaled_tests(victim) == 6, "GPU 3's soak to journal its progress")
     pid = int((victim / PID_FILE).read_text(encoding="ascii"))
     os.kill(pid, signal.SIGKILL)
     code, stdout, _ = finish(grade)
@@ -150,6 +150,10 @@ def test_a_worker_killed_mid_soak_leaves_its_card_incomplete_and_the_others_fini
         assert record.complete and record.grade and record.grade.letter == "A"
     killed = read(victim)
     assert assert_kept_then_not_run(killed, "SIGKILL") == 5  # every test finished before the kill
+    soak = killed.test("soak")  # and the soak's iterations until its last checkpoint
+    iterations = soak.metric("iteration_tflops") if soak else None
+    assert soak is not None and soak.telemetry and iterations and len(iterations.values) >= 1
+    assert "what it measured until then" in (soak.message or "")
     assert "during soak" in (killed.interrupted or "")
     assert killed.identity.serial == "SIM-SLOW-0003"
     assert not (victim / PID_FILE).exists()

@@ -7,6 +7,7 @@ raises gpuhealth.errors on failure; execute() turns either into a TestResult.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -24,6 +25,7 @@ from gpuhealth.models import (
 from gpuhealth.presets import Preset
 
 MIN_REPETITIONS = 3
+CHECKPOINT_WALL_S = 5.0  # journal a long test's progress this often (wall time)
 
 
 @dataclass
@@ -51,6 +53,20 @@ class TestContext:
     busy_s: float = 0.0
     telemetry: list[TelemetrySample] = field(default_factory=list)
     buffers: list[DeviceBuffer] = field(default_factory=list)
+    # Called with what a long test has measured so far (the runner journals it), so that a
+    # worker killed mid-soak leaves its iterations on disk. At most every CHECKPOINT_WALL_S.
+    checkpoint: Callable[[TestContext, Outcome, tuple[Metric, ...]], None] | None = None
+    _last_checkpoint_wall_s: float = 0.0
+
+    def save_progress(self, outcome: Outcome, partial: tuple[Metric, ...] = ()) -> None:
+        """Offer the measurements so far (partial: metrics not yet in the outcome)."""
+        if self.checkpoint is None:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint_wall_s < CHECKPOINT_WALL_S:
+            return
+        self._last_checkpoint_wall_s = now
+        self.checkpoint(self, outcome, partial)
 
     def timed(self, seconds: float) -> float:
         """Count a kernel's device time as busy time and pass it through."""

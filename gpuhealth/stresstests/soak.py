@@ -100,6 +100,13 @@ class SoakTest:
             digests.append(backend.word_hash(c, n * n * 2))
             tflops.append(flops / seconds / 1e12)
             times.append(round(backend.clock_s() - ctx.run_start_s, 4))
+            ctx.save_progress(
+                outcome,
+                (
+                    Metric("iteration_tflops", "TFLOP/s", tuple(tflops)),
+                    Metric("iteration_end_s", "s", tuple(times), False),
+                ),
+            )
             if ctx.over_budget():
                 stopped = f"time budget of {ctx.budget_s:.0f} s spent"
         outcome.metrics.append(Metric("iteration_tflops", "TFLOP/s", tuple(tflops)))
@@ -171,6 +178,13 @@ class SoakTest:
             if seconds > 0 and not stopped:  # a chunk cut short by the guard is not kept
                 rates.append(round(nbytes * count / seconds / 1e9, 3))
                 ends.append(round(backend.clock_s() - ctx.run_start_s, 4))
+                ctx.save_progress(
+                    outcome,
+                    (
+                        Metric("memory_phase_gbs", "GB/s", tuple(rates)),
+                        Metric("memory_phase_chunk_end_s", "s", tuple(ends), False),
+                    ),
+                )
             if not stopped and ctx.over_budget():
                 stopped = f"time budget of {ctx.budget_s:.0f} s spent"
         outcome.metrics.append(Metric("memory_phase_gbs", "GB/s", tuple(rates)))
