@@ -268,7 +268,7 @@ def grade(
         )  # fmt: skip
     _signed_note(signer, len(graded))
     if not no_db:
-        _store_records([g for g in graded], db)
+        _store_records(graded, db)
     if as_json:
         rows = [_summary(g) for g in graded]
         rows += [{"gpu": gpu, "grade": "INCOMPLETE", "error": why} for gpu, why in failed]
@@ -500,10 +500,8 @@ def _print_grade(result: GradedCard) -> None:
 
 
 @contextmanager
-def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
-    if quiet:
-        yield None
-        return
+def _progress_bar() -> Iterator[tuple[Any, Any]]:
+    """rich's progress display on stderr (one bar per task) and its console, for messages."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -516,6 +514,15 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
         console=console,
         transient=True,
     ) as bar:
+        yield bar, console
+
+
+@contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
+    if quiet:
+        yield None
+        return
+    with _progress_bar() as (bar, console):
         task = bar.add_task(label, total=None)
 
         def update(test: str, index: int, total: int, result: Any) -> None:
@@ -534,20 +541,9 @@ def _fleet_progress(quiet: bool, indexes: list[int]) -> Iterator[Callable[..., N
     if quiet:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from gpuhealth.fleet import FleetEvent
 
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with _progress_bar() as (bar, console):
         rows = {gpu: bar.add_task(f"GPU {gpu}: starting", total=None) for gpu in indexes}
 
         def update(event: FleetEvent) -> None:
@@ -687,14 +683,11 @@ def report(
     The record's signature is kept. With --regrade the content changes, so the old signature is
     dropped and the record signed again when a signing key exists (--key-file, or the default).
     """
+    from gpuhealth.datafiles import read_text_file
     from gpuhealth.models import record_from_json
     from gpuhealth.report import render
 
-    try:
-        text = run_json.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(run_json), None, f"cannot read the file ({exc})") from exc
-    record = record_from_json(text, str(run_json))
+    record = record_from_json(read_text_file(run_json), str(run_json))
     if regrade:
         record = _resign(_regrade(record, profile_path, policy_path), key_file)
     elif profile_path or policy_path or key_file:

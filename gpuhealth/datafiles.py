@@ -45,7 +45,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def read_toml_with_text(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed file and its text (for line numbers in later validation errors)."""
-    text = _read_text(path)
+    text = read_text_file(path)
     return parse_toml(text, str(path)), text
 
 
@@ -70,11 +70,12 @@ def validate(
 
 
 def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
-    text = _read_text(path)
+    text = read_text_file(path)
     return validate(model, parse_toml(text, str(path)), str(path), text)
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
+    """A user's file as text, or InputError naming it (not found / cannot be read)."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from gpuhealth.datafiles import read_text_file
 from gpuhealth.errors import EnvironmentUnusable, InputError
 from gpuhealth.models import RunRecord
 from gpuhealth.report import render
@@ -115,7 +116,7 @@ def render_pdf(
         source = html_path.resolve()
         if paper is not None:
             source = work / "certificate.html"
-            source.write_text(_with_paper(_read(html_path), paper), encoding="utf-8")
+            source.write_text(_with_paper(read_text_file(html_path), paper), encoding="utf-8")
         printed = work / "certificate.pdf"
         command = browser_command(
             executable,
@@ -140,13 +141,6 @@ def record_to_pdf(record: RunRecord, pdf_path: Path, *, paper: Paper | None = No
         html_path = Path(tmp) / "report.html"
         html_path.write_text(render(record, "html"), encoding="utf-8")
         return render_pdf(html_path, pdf_path, paper=paper)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
 
 
 def _with_paper(html: str, paper: Paper) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuhealth import stats
-from gpuhealth.datafiles import parse_toml, validate
+from gpuhealth.datafiles import parse_toml, read_text_file, validate
 from gpuhealth.efficiency import efficiency_test
 from gpuhealth.errors import InputError
 from gpuhealth.models import RunRecord, record_from_json
@@ -78,13 +78,7 @@ class Built:
 def load_runs(paths: Sequence[Path]) -> list[SourceRun]:
     runs = []
     for path in paths:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise InputError(str(path), None, "file not found") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
-        runs.append(SourceRun(str(path), record_from_json(text, str(path))))
+        runs.append(SourceRun(str(path), record_from_json(read_text_file(path), str(path))))
     return runs
 
 
