@@ -7,7 +7,6 @@ Exit codes: 0 every card graded A, B or C; 1 at least one D or F; 2 usage error 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,13 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from gpuhealth import __version__
+from gpuhealth.cli_keys import key_file_option
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, GpuHealthError, InputError
 from gpuhealth.models import RunRecord
 from gpuhealth.presets import PRESETS
 
 if TYPE_CHECKING:
+    from gpuhealth.keys import SigningKey
     from gpuhealth.runner import GradedCard, StopFlag
-    from gpuhealth.signing import SigningKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,15 +95,6 @@ def devices(backend: str, sim_card: str | None, as_json: bool) -> None:
             f"GPU {card.index}: {card.name} ({memory}) serial {card.serial or 'n/a'} "
             f"uuid {card.uuid or 'n/a'} bus {card.pci_bus_id or 'n/a'} [{card.backend}]"
         )
-
-
-def key_file_option(func: F) -> F:
-    return click.option(
-        "--key-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Private signing key file (default: $GPUHEALTH_KEY_FILE, else "
-        "<app dir>/keys/signing.key; `gpuhealth keys show` prints where).",
-    )(func)
 
 
 def judging_options(prefix: str) -> Callable[[F], F]:
@@ -233,7 +224,7 @@ def grade(
     with the tests it had finished (`gpuhealth resume RUN_DIR` runs the rest later).
     """
     from gpuhealth.backends import DEMO_CARD
-    from gpuhealth.signing import find_key, load_key
+    from gpuhealth.keys import find_key, load_key
 
     if demo:
         backend, sim_cards = "sim", sim_cards or (DEMO_CARD,)
@@ -295,7 +286,7 @@ def _store_records(graded: list[GradedCard], db: str | None) -> None:
 
 
 def _signed_note(signer: SigningKey | None, count: int) -> None:
-    from gpuhealth.signing import default_key_file
+    from gpuhealth.keys import default_key_file
 
     if signer is not None:
         click.echo(
@@ -604,6 +595,7 @@ def resume(
     """
     from gpuhealth.backends import open_backend
     from gpuhealth.grading import load_policy
+    from gpuhealth.keys import find_key, load_key
     from gpuhealth.presets import preset
     from gpuhealth.profiles import load_profile
     from gpuhealth.runner import (
@@ -614,7 +606,6 @@ def resume(
         read_journal,
         resume_card,
     )
-    from gpuhealth.signing import find_key, load_key
 
     path = run_dir / "run.json" if run_dir.is_dir() else run_dir
     record = read_journal(path)
@@ -721,7 +712,8 @@ def _regrade(record: RunRecord, profile_path: Path | None, policy_path: Path | N
 
 def _resign(record: RunRecord, key_file: Path | None) -> RunRecord:
     """A regraded record: its old signature no longer holds; signed again when a key exists."""
-    from gpuhealth.signing import default_key_file, find_key, load_key, sign_record, unsigned
+    from gpuhealth.keys import default_key_file, find_key, load_key
+    from gpuhealth.signing import sign_record, unsigned
 
     signer = load_key(key_file) if key_file else find_key()
     if signer is None:
@@ -840,96 +832,6 @@ def profile_build(
     )
 
 
-@main.group()
-def keys() -> None:
-    """Signing keys: gpuhealth signs every report it writes when a key exists.
-
-    The private key is a PEM file (PKCS#8), owner-only (0600, folder 0700), by default
-    <app dir>/keys/signing.key (GPUHEALTH_CONFIG_DIR moves the app dir, GPUHEALTH_KEY_FILE the key
-    file). It is unencrypted unless GPUHEALTH_KEY_PASSPHRASE is set when it is generated; then that
-    passphrase must be set whenever the key is used. A key file others can read is refused.
-    """
-
-
-@keys.command("generate")
-@key_file_option
-@click.option("--force", is_flag=True, help="Replace an existing key (the old one is lost).")
-def keys_generate(key_file: Path | None, force: bool) -> None:
-    """Create a signing key. Never overwrites an existing key without --force."""
-    from gpuhealth.signing import PASSPHRASE_ENV, default_key_file, generate_key
-
-    key = generate_key(key_file or default_key_file(), force)
-    protection = (
-        f"encrypted with ${PASSPHRASE_ENV}"
-        if os.environ.get(PASSPHRASE_ENV)
-        else f"unencrypted, owner-only; set {PASSPHRASE_ENV} before generating to encrypt it"
-    )
-    click.echo(f"generated signing key {key.fingerprint}")
-    click.echo(f"  private key: {key.path} ({protection})")
-    click.echo(f"  public key:  {key.public_b64}")
-    click.echo(
-        "  give buyers the public key: gpuhealth keys export-public -o gpuhealth-signing.pub"
-    )
-
-
-@keys.command("show")
-@key_file_option
-def keys_show(key_file: Path | None) -> None:
-    """Show the signing key: fingerprint, public key and file; and the pinned keys."""
-    from gpuhealth.signing import default_key_file, load_key, pinned_file, pinned_fingerprints
-
-    key = load_key(key_file or default_key_file())
-    click.echo(f"fingerprint: {key.fingerprint}")
-    click.echo(f"public key:  {key.public_b64}")
-    click.echo(f"file:        {key.path}")
-    pinned = pinned_fingerprints()
-    click.echo(f"pinned keys: {len(pinned)} ({pinned_file()})")
-
-
-@keys.command("export-public")
-@key_file_option
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here instead of standard output.",
-)
-def keys_export_public(key_file: Path | None, output: Path | None) -> None:
-    """Write the public key as a small PEM file ("BEGIN PUBLIC KEY").
-
-    The standard SubjectPublicKeyInfo form; it holds nothing secret. Give it to buyers: they
-    check reports with `gpuhealth verify REPORT --key FILE`, or trust it for good with
-    `gpuhealth keys pin FILE`. OpenSSL reads it too (openssl pkey -pubin -in FILE -text).
-    """
-    from gpuhealth.signing import default_key_file, load_key
-
-    key = load_key(key_file or default_key_file())
-    if output:
-        output.write_text(key.public_pem(), encoding="ascii")
-        click.echo(f"wrote {output}: public key {key.fingerprint}", err=True)
-    else:
-        click.echo(key.public_pem(), nl=False)
-
-
-@keys.command("pin")
-@click.argument("public_key", metavar="PUBKEY")
-def keys_pin(public_key: str) -> None:
-    """Trust a signer: verify then checks reports against the pinned keys.
-
-    PUBKEY: a public key file (the PEM from `keys export-public`), the base64 raw key, or a
-    fingerprint SHA256:<32 hex digits>. Pinned fingerprints live in <app dir>/keys/pinned, one a
-    line.
-    """
-    from gpuhealth.signing import pin, pinned_file, public_key_fingerprint
-
-    fingerprint = public_key_fingerprint(public_key, "PUBKEY")
-    note = public_key if Path(public_key).is_file() else ""
-    if pin(fingerprint, note):
-        click.echo(f"pinned {fingerprint} in {pinned_file()}")
-    else:
-        click.echo(f"{fingerprint} is pinned already ({pinned_file()})")
-
-
 @main.command()
 @click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -968,7 +870,7 @@ def verify(
     counters or different performance), 2 unreadable (not a report, no embedded record, bad JSON)
     or a usage error, 3 --recheck found no usable GPU, 4 unsigned (valid but no signature).
     """
-    from gpuhealth.signing import public_key_fingerprint
+    from gpuhealth.keys import public_key_fingerprint
     from gpuhealth.verify import format_text, open_card, verify_report
     from gpuhealth.verify import recheck as recheck_card
 
@@ -989,11 +891,12 @@ def verify(
     sys.exit(result.exit_code)
 
 
-def _register_store_commands() -> None:
-    # history, fleet summary, sync and store live in their own module (cli_store.py)
-    from gpuhealth.cli_store import register
+def _register_command_groups() -> None:
+    # keys (cli_keys.py); history, fleet summary, sync and store (cli_store.py)
+    from gpuhealth import cli_keys, cli_store
 
-    register(main)
+    cli_keys.register(main)
+    cli_store.register(main)
 
 
-_register_store_commands()
+_register_command_groups()

@@ -95,9 +95,9 @@ class CardOutcome:
 
 def options_for(spec: WorkerSpec) -> GradeOptions:
     from gpuhealth.grading import load_policy
+    from gpuhealth.keys import load_key
     from gpuhealth.presets import preset
     from gpuhealth.profiles import load_profile
-    from gpuhealth.signing import load_key
 
     return GradeOptions(
         preset=preset(spec.preset),

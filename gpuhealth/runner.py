@@ -27,6 +27,7 @@ from gpuhealth.analysis import judge
 from gpuhealth.backends.base import Backend
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError
 from gpuhealth.grading import Policy
+from gpuhealth.keys import SigningKey
 from gpuhealth.models import (
     SCHEMA_VERSION,
     CardIdentity,
@@ -42,7 +43,7 @@ from gpuhealth.models import (
 from gpuhealth.presets import Preset, preset
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.report import write_reports
-from gpuhealth.signing import SigningKey, sign_record
+from gpuhealth.signing import sign_record
 from gpuhealth.stresstests import all_tests
 from gpuhealth.stresstests.base import Outcome, TestContext, execute
 

@@ -97,7 +97,7 @@ class StoreUnavailable(GpuHealthError):
 
 
 def default_db_path() -> Path:
-    from gpuhealth.signing import config_dir
+    from gpuhealth.keys import config_dir
 
     return config_dir() / DB_FILE
 

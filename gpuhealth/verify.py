@@ -55,10 +55,11 @@ from gpuhealth.errors import (
     InputError,
 )
 from gpuhealth.grading import Policy, grade, load_policy
+from gpuhealth.keys import pinned_fingerprints
 from gpuhealth.models import SCHEMA_VERSION, HealthCounters, RunRecord, record_from_data
 from gpuhealth.presets import PRESETS
 from gpuhealth.profiles import NOT_JUDGED, Profile, builtin_profiles, match_profile
-from gpuhealth.signing import check_signature, pinned_fingerprints
+from gpuhealth.signing import check_signature
 from gpuhealth.stresstests.bandwidth import BandwidthTest
 from gpuhealth.stresstests.base import StressTest, TestContext, execute
 from gpuhealth.stresstests.fp32 import Fp32Test

@@ -20,18 +20,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from simkit import GradedRuns, invoke
 
 from gpuhealth.errors import EXIT_OK, EXIT_USAGE, InputError
-from gpuhealth.models import RunRecord, record_from_json, record_to_json
-from gpuhealth.signing import (
+from gpuhealth.keys import (
     PASSPHRASE_ENV,
     SigningKey,
-    canonical_bytes,
-    check_signature,
     generate_key,
     load_key,
     pinned_fingerprints,
     public_key_fingerprint,
-    sign_record,
 )
+from gpuhealth.models import RunRecord, record_from_json, record_to_json
+from gpuhealth.signing import canonical_bytes, check_signature, sign_record
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 STORED = RUNS / "sim-stuck-bit-quick.json"

@@ -19,9 +19,10 @@ from simkit import card_toml, invoke
 
 import gpuhealth.verify as verify_module
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_OK, EXIT_UNSIGNED, EXIT_USAGE
+from gpuhealth.keys import SigningKey, generate_key
 from gpuhealth.models import Grade, RunRecord, record_from_json
 from gpuhealth.report import write_reports
-from gpuhealth.signing import SigningKey, generate_key, sign_record, unsigned
+from gpuhealth.signing import sign_record, unsigned
 from gpuhealth.verify import verify_report
 
 SERIAL = "SIM-VERIFY-A"

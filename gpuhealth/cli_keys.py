@@ -1,0 +1,120 @@
+"""The signing-key commands: keys generate|show|export-public|pin.
+
+cli.py adds them to its group with `register(main)`; errors are gpuhealth's own (InputError:
+exit 2),
+turned into one line by the main group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def key_file_option(func: F) -> F:
+    return click.option(
+        "--key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Private signing key file (default: $GPUHEALTH_KEY_FILE, else "
+        "<app dir>/keys/signing.key; `gpuhealth keys show` prints where).",
+    )(func)
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys: gpuhealth signs every report it writes when a key exists.
+
+    The private key is a PEM file (PKCS#8), owner-only (0600, folder 0700), by default
+    <app dir>/keys/signing.key (GPUHEALTH_CONFIG_DIR moves the app dir, GPUHEALTH_KEY_FILE the key
+    file). It is unencrypted unless GPUHEALTH_KEY_PASSPHRASE is set when it is generated; then that
+    passphrase must be set whenever the key is used. A key file others can read is refused.
+    """
+
+
+@keys.command("generate")
+@key_file_option
+@click.option("--force", is_flag=True, help="Replace an existing key (the old one is lost).")
+def keys_generate(key_file: Path | None, force: bool) -> None:
+    """Create a signing key. Never overwrites an existing key without --force."""
+    from gpuhealth.keys import PASSPHRASE_ENV, default_key_file, generate_key
+
+    key = generate_key(key_file or default_key_file(), force)
+    protection = (
+        f"encrypted with ${PASSPHRASE_ENV}"
+        if os.environ.get(PASSPHRASE_ENV)
+        else f"unencrypted, owner-only; set {PASSPHRASE_ENV} before generating to encrypt it"
+    )
+    click.echo(f"generated signing key {key.fingerprint}")
+    click.echo(f"  private key: {key.path} ({protection})")
+    click.echo(f"  public key:  {key.public_b64}")
+    click.echo(
+        "  give buyers the public key: gpuhealth keys export-public -o gpuhealth-signing.pub"
+    )
+
+
+@keys.command("show")
+@key_file_option
+def keys_show(key_file: Path | None) -> None:
+    """Show the signing key: fingerprint, public key and file; and the pinned keys."""
+    from gpuhealth.keys import default_key_file, load_key, pinned_file, pinned_fingerprints
+
+    key = load_key(key_file or default_key_file())
+    click.echo(f"fingerprint: {key.fingerprint}")
+    click.echo(f"public key:  {key.public_b64}")
+    click.echo(f"file:        {key.path}")
+    pinned = pinned_fingerprints()
+    click.echo(f"pinned keys: {len(pinned)} ({pinned_file()})")
+
+
+@keys.command("export-public")
+@key_file_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of standard output.",
+)
+def keys_export_public(key_file: Path | None, output: Path | None) -> None:
+    """Write the public key as a small PEM file ("BEGIN PUBLIC KEY").
+
+    The standard SubjectPublicKeyInfo form; it holds nothing secret. Give it to buyers: they
+    check reports with `gpuhealth verify REPORT --key FILE`, or trust it for good with
+    `gpuhealth keys pin FILE`. OpenSSL reads it too (openssl pkey -pubin -in FILE -text).
+    """
+    from gpuhealth.keys import default_key_file, load_key
+
+    key = load_key(key_file or default_key_file())
+    if output:
+        output.write_text(key.public_pem(), encoding="ascii")
+        click.echo(f"wrote {output}: public key {key.fingerprint}", err=True)
+    else:
+        click.echo(key.public_pem(), nl=False)
+
+
+@keys.command("pin")
+@click.argument("public_key", metavar="PUBKEY")
+def keys_pin(public_key: str) -> None:
+    """Trust a signer: verify then checks reports against the pinned keys.
+
+    PUBKEY: a public key file (the PEM from `keys export-public`), the base64 raw key, or a
+    fingerprint SHA256:<32 hex digits>. Pinned fingerprints live in <app dir>/keys/pinned, one a
+    line.
+    """
+    from gpuhealth.keys import pin, pinned_file, public_key_fingerprint
+
+    fingerprint = public_key_fingerprint(public_key, "PUBKEY")
+    note = public_key if Path(public_key).is_file() else ""
+    if pin(fingerprint, note):
+        click.echo(f"pinned {fingerprint} in {pinned_file()}")
+    else:
+        click.echo(f"{fingerprint} is pinned already ({pinned_file()})")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(keys)
