@@ -1,8 +1,7 @@
 """The signing-key commands: keys generate|show|export-public|pin.
 
 cli.py adds them to its group with `register(main)`; errors are gpuhealth's own (InputError:
-exit 2),
-turned into one line by the main group.
+exit 2), turned into one line by the main group.
 """
 
 from __future__ import annotations
