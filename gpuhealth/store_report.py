@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from gpuhealth import __version__
+from gpuhealth import __version__, csvsafe
 from gpuhealth.store import KEY_METRICS, CardHistory, FleetSummary
 
 NA = "n/a"
@@ -99,9 +98,13 @@ def summary_text(summary: FleetSummary) -> str:
 
 
 def summary_csv(summary: FleetSummary) -> str:
-    """Two sections in one CSV: counts (section=count) and worst cards (section=worst)."""
+    """Two sections in one CSV: counts (section=count) and worst cards (section=worst).
+
+    Written through `csvsafe.writer`: a model, serial or reason that a spreadsheet would run as
+    a formula gets a leading ' (see `csvsafe.csv_safe`); counts and remapped rows stay numbers.
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.writer(out, lineterminator="\n")
     writer.writerow(
         [
             "section",

@@ -25,7 +25,6 @@ from gpuhealth.keys import (
     SigningKey,
     generate_key,
     load_key,
-    pinned_fingerprints,
     public_key_fingerprint,
 )
 from gpuhealth.models import RunRecord, record_from_json, record_to_json
@@ -162,21 +161,6 @@ def test_export_public_and_the_ways_to_name_a_key(key: SigningKey, tmp_path: Pat
     for bad in ("not a key", base64.b64encode(b"short").decode(), "SHA256:1234"):
         with pytest.raises(InputError, match="expected a public key"):
             public_key_fingerprint(bad)
-
-
-def test_pin_adds_a_fingerprint_once(key: SigningKey, tmp_path: Path, own_settings: Path) -> None:
-    out = tmp_path / "seller.pub"
-    out.write_text(key.public_pem(), encoding="ascii")
-    first = invoke("keys", "pin", str(out))
-    assert first.exit_code == EXIT_OK and "pinned" in first.stdout
-    again = invoke("keys", "pin", key.fingerprint)
-    assert again.exit_code == EXIT_OK and "already" in again.stdout
-    assert pinned_fingerprints() == (key.fingerprint,)
-    pinned = own_settings / "keys" / "pinned"
-    assert pinned.read_text(encoding="utf-8").startswith(key.fingerprint)
-    pinned.write_text(pinned.read_text(encoding="utf-8") + "garbage\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"pinned:2: expected a fingerprint"):
-        pinned_fingerprints()
 
 
 # --- canonical bytes and signatures --------------------------------------------------------------
