@@ -1,3 +1,3 @@
 """gpuhealth: grade used NVIDIA GPUs for resale or recycling."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from gpuhealth import __version__, shipped, soak, stats
 from gpuhealth import findings as health
-from gpuhealth import soak, stats
 from gpuhealth.efficiency import efficiency_test
+from gpuhealth.evidence import evidence_findings
 from gpuhealth.grading import Policy, grade
 from gpuhealth.models import (
     Analysis,
+    Grade,
+    JudgedUnder,
     MetricComparison,
     ProfileRef,
     RunRecord,
@@ -107,6 +110,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         )
     found = (
         health.test_findings(record.tests)
+        + evidence_findings(record)
         + health.run_findings(record)
         + health.counter_findings(record.counters_before, record.counters_after)
         + health.identity_findings(record)
@@ -132,10 +136,34 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
 
 
 def judge(record: RunRecord, profile: Profile | None, policy: Policy) -> RunRecord:
-    """The record with its analysis and grade filled in (replacing any earlier judgement)."""
+    """The record with its analysis, grade and the rules behind them filled in (replacing any
+    earlier judgement). Under rules other than this version's shipped ones for the card's model,
+    the record also carries the grade those shipped rules give (the certificate shows both)."""
+    analysis, graded = assess(record, profile, policy)
+    default = shipped.current_release()
+    default_policy, default_profile = default.policy(), default.profile_for(record.identity)
+    same = policy.sha256 == default_policy.sha256 and _same_profile(profile, default_profile)
+    under = JudgedUnder(
+        policy=shipped.policy_file(policy),
+        profile=shipped.profile_file(profile),
+        judged_by=__version__,
+        shipped_grade=None if same else assess(record, default_profile, default_policy)[1],
+    )
+    return replace(record, analysis=analysis, grade=graded, rules=under)
+
+
+def assess(record: RunRecord, profile: Profile | None, policy: Policy) -> tuple[Analysis, Grade]:
+    """The analysis and grade of a record's measurements under one profile and policy."""
     analysis = analyse(record, profile, policy)
     note = None if profile is not None else no_profile_note(record)
-    return replace(record, analysis=analysis, grade=grade(analysis.findings, policy, note))
+    return analysis, grade(analysis.findings, policy, note)
+
+
+def _same_profile(used: Profile | None, default: Profile | None) -> bool:
+    if used is None or default is None:
+        return used is default
+    file = shipped.profile_file(used)
+    return file is not None and file.sha256 == default.text_sha256
 
 
 def no_profile_note(record: RunRecord) -> str:

@@ -845,9 +845,9 @@ def profile_build(
 @click.option(
     "--recheck",
     is_flag=True,
-    help="On the machine with the card: same serial and UUID, counters no worse, and a quick "
-    "re-measurement (bandwidth, fp32, gemm) consistent with the report (two-sided, "
-    "Holm-adjusted, alpha 0.01).",
+    help="On the machine with the card: same card (serial, UUID, model, memory), counters no "
+    "worse, a memory test over all allocatable memory, and a re-measurement consistent with "
+    "the report (two-sided, Holm-adjusted, alpha 0.01).",
 )
 @backend_options
 def verify(
@@ -858,21 +858,23 @@ def verify(
     backend: str,
     sim_card: str | None,
 ) -> None:
-    """Check a report: integrity, signature, signer, and that its grade follows.
+    """Check a report: "not proven" unless every check was made and held.
 
-    REPORT is run.json or report.html. In report.html only the embedded run record is signed and
-    checked, not the page's visible text: read the verdict here, not the page. Each check prints
-    pass, fail or skipped with why. The signer is checked against --key, else the pinned keys
-    (gpuhealth keys pin); with neither it is skipped and the output says "signer not checked".
+    REPORT is run.json or report.html (whose page must be exactly what its embedded record
+    renders). The first line is the verdict, the second what to do; then every check (pass, fail,
+    unproven, n/a) with why. The signer must be the --key given, else a pinned key (gpuhealth keys
+    pin); the grade is judged again from the signed measurements under the embedded rules and
+    under gpuhealth's shipped rules, and must be no better than the shipped rules give.
 
-    Exit codes: 0 valid (every check passed or was skipped), 1 invalid (tampered, wrong signer,
-    grade not following from the findings or measurements; with --recheck: another card, worse
-    counters or different performance), 2 unreadable (not a report, no embedded record, bad JSON)
-    or a usage error, 3 --recheck found no usable GPU, 4 unsigned (valid but no signature).
+    Exit codes: 0 VALID, 1 INVALID (changed, another signer, evidence missing, page differs,
+    grade better than the shipped rules give; with --recheck: another card, a memory error, worse
+    counters or different performance), 2 unreadable or usage error, 3 --recheck found no usable
+    GPU, 4 unsigned, 5 signer not trusted (no --key, not pinned), 6 trust store unreadable,
+    7 version not checkable, 8 grade not judgeable, 9 a simulated card.
     """
     from gpuhealth.keys import public_key_fingerprint
-    from gpuhealth.verify import format_text, open_card, verify_report
-    from gpuhealth.verify import recheck as recheck_card
+    from gpuhealth.recheck import open_card, recheck_card
+    from gpuhealth.verify import format_text, verify_report, with_recheck
 
     if not recheck and (sim_card is not None or backend != "auto"):
         raise InputError("--backend/--sim-card", None, "only take effect with --recheck")
@@ -881,7 +883,7 @@ def verify(
     if recheck and result.record is not None:
         card = open_card(result.record, backend, sim_card)
         try:
-            result = recheck_card(result, card)
+            result = with_recheck(result, recheck_card(result.record, card))
         finally:
             card.close()
     if as_json:

@@ -154,7 +154,9 @@ def keys_unpin(public_key: str) -> None:
 @key_file_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def keys_list(key_file: Path | None, as_json: bool) -> None:
-    """List the pinned keys (fingerprint and note) and your own signing key, if there is one.
+    """List the pinned keys and your own signing key, if there is one.
+
+    Each pinned key with its fingerprint and note.
 
     JSON: {"signing_key": {"fingerprint", "public_key", "file"} or null, "pinned_file",
     "pinned": [{"fingerprint", "note"}]}.

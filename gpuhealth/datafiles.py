@@ -75,9 +75,13 @@ def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
 
 
 def read_text_file(path: Path) -> str:
-    """A user's file as text, or InputError naming it (not found / cannot be read)."""
+    """A user's file as text, or InputError naming it (not found / cannot be read).
+
+    The bytes decoded as they are (no newline translation): a rules file embedded in a record
+    must be the file byte for byte, so that its sha256 is the file's.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError as exc:
         raise InputError(str(path), None, "file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -6,15 +6,22 @@ Exit codes (documented in the README):
   2  usage error: bad command-line value or a bad input file (sim card, policy, profile, record)
   3  at least one card INCOMPLETE, or the environment is unusable (no GPU, no driver, no CuPy)
 
-`gpuhealth verify` (gpuhealth/verify.py) gives the same numbers its own meanings:
-  0  valid: every check passed (the signer was checked when --key was given or keys are pinned;
-     otherwise the output says "signer not checked")
-  1  invalid: a check failed (changed after signing, wrong signer, grade not following from the
-     findings or measurements; with --recheck: another card, worse counters, measures differently)
-  2  unreadable: not a report, no embedded record, bad JSON, an unknown schema version (and usage
-     errors, as everywhere)
+`gpuhealth verify` (gpuhealth/verify.py) answers "not proven" unless every check was made and
+held, with one exit code per state (the README lists what a buyer does for each):
+  0  VALID: signature good, signer trusted, evidence complete, page and record agree, the grade
+     follows from the measurements and is no better than the shipped rules give; a real card
+  1  INVALID: proven wrong (changed, another signer, evidence missing, page differs from the
+     record, a grade better than the shipped rules give; with --recheck: another card, a memory
+     error, worse counters or different performance)
+  2  UNREADABLE: not a report, no embedded record, bad JSON (and usage errors, as everywhere)
   3  --recheck could not use the card (no GPU, no driver, no CuPy)
-  4  unsigned: readable and valid, but the record carries no signature
+  4  UNSIGNED: the record carries no signature
+  5  SIGNER NOT TRUSTED: a good signature by a key that is neither given (--key) nor pinned
+  6  TRUST STORE UNREADABLE: the pinned-keys file cannot be read or is unsafe
+  7  VERSION NOT CHECKABLE: a gpuhealth version or record format whose rules or evidence this
+     gpuhealth does not have
+  8  NOT JUDGEABLE: the grade could not be judged again (never judged, rules missing or broken)
+  9  SIMULATED CARD: every check held, but the record is of a simulated card, not a GPU
 """
 
 from __future__ import annotations
@@ -23,7 +30,13 @@ EXIT_OK = 0
 EXIT_BAD_CARD = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
-EXIT_UNSIGNED = 4  # gpuhealth verify only
+# gpuhealth verify only
+EXIT_UNSIGNED = 4
+EXIT_SIGNER_UNTRUSTED = 5
+EXIT_TRUST_STORE = 6
+EXIT_VERSION_UNCHECKABLE = 7
+EXIT_NOT_JUDGEABLE = 8
+EXIT_SIMULATED = 9
 
 
 class GpuHealthError(Exception):
@@ -90,3 +103,10 @@ class TimeBudgetExceeded(DeviceError):
 
 class NotApplicable(GpuHealthError):
     """A test that this card cannot run by design (e.g. tensor cores before compute 7.0)."""
+
+
+class TrustStoreError(GpuHealthError):
+    """The pinned-keys file (the verifier's trust store) cannot be read, does not parse, or others
+    may write it: nothing it says can be trusted, and "nothing pinned" would be a guess."""
+
+    exit_code = EXIT_TRUST_STORE

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from gpuhealth import tomlpos
-from gpuhealth.datafiles import StrictModel, read_toml_with_text, validate
+from gpuhealth.datafiles import StrictModel, parse_toml, read_text_file, validate
 from gpuhealth.errors import InputError
 from gpuhealth.models import Finding, Grade, GradeLetter, Reason
 from gpuhealth.resources import DATA_DIR
@@ -113,8 +113,9 @@ class PolicyFile(StrictModel):
 @dataclass(frozen=True)
 class Policy:
     spec: PolicyFile
-    sha256: str
+    sha256: str  # of text's UTF-8 bytes (the file's bytes)
     source: str
+    text: str  # the whole file: embedded in every record judged under it
 
     @property
     def label(self) -> str:
@@ -123,18 +124,26 @@ class Policy:
 
 def load_policy(path: Path | None = None) -> Policy:
     path = path or DEFAULT_POLICY
-    data, text = read_toml_with_text(path)
-    spec = validate(PolicyFile, data, str(path), text)
+    return policy_from_text(read_text_file(path), str(path))
+
+
+def policy_from_text(text: str, source: str) -> Policy:
+    """A policy from a file's text (a file, or the copy a record embeds); InputError if bad."""
+    spec = validate(PolicyFile, parse_toml(text, source), source, text)
     ids = [r.id for r in spec.rules]
     again = next((i for i, rule_id in enumerate(ids) if rule_id in ids[:i]), None)
     if again is not None:
         raise InputError(
-            str(path),
+            source,
             f"rules.{again}.id",
             f"rule id {ids[again]!r} is used twice",
             line=tomlpos.line_of(text, ("rules", again, "id")),
         )
-    return Policy(spec, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
+    return Policy(spec, text_sha256(text), source, text)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def grade(findings: tuple[Finding, ...], policy: Policy, note: str | None = None) -> Grade:

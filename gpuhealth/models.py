@@ -5,6 +5,11 @@ every repetition of every test, verification outcomes, telemetry) and, once judg
 the grade. JSON is the canonical form; `record_to_json` / `record_from_json` are the only way in and
 out, and `run_record_json_schema` gives the JSON Schema that validates it (shipped as
 gpuhealth/data/run-record.schema.json, kept equal by a test).
+
+Schema versions: 1 (gpuhealth 0.1.0) had no embedded rules; 2 (0.2.0) adds `rules`, the full text
+of the policy and profile the record was judged under. A version-1 record is migrated when read
+(`migrate`): it gains `rules = null` and nothing else changes, so its judgement and measurements
+read exactly as written; its signature is checked on the stored JSON, never on the migrated form.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from gpuhealth.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # older ones are migrated when read
 
 TestStatus = Literal["passed", "failed", "error", "skipped", "not_run"]
 """passed: measured and verified; failed: verification found wrong data; error: could not finish
@@ -319,6 +325,35 @@ class Grade:
 
 
 @dataclass(frozen=True)
+class RulesFile:
+    """A rules file (the grading policy or the reference profile) in full, as it was read."""
+
+    name: str  # a policy's "name vVERSION", a profile's key
+    sha256: str  # of the text's UTF-8 bytes: what `sha256sum FILE` prints for the file
+    text: str
+    # gpuhealth versions that shipped these exact bytes (gpuhealth/shipped.py); empty: a custom
+    # file. Written at grade time for the certificate; verify works it out again.
+    shipped_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JudgedUnder:
+    """The rules a record was judged under, signed with it: a buyer trusts gpuhealth's shipped
+    rules, not the seller's files, so verify judges the measurements again under both."""
+
+    policy: RulesFile
+    profile: RulesFile | None  # None: no profile (a model gpuhealth has no reference for)
+    judged_by: str  # the gpuhealth version that judged it; its shipped rules are the default
+    # The grade under that version's shipped policy and profile for this card's model, when the
+    # record was judged under other rules; None when these are those rules.
+    shipped_grade: Grade | None = None
+
+    @property
+    def custom(self) -> bool:
+        return self.shipped_grade is not None
+
+
+@dataclass(frozen=True)
 class Signature:
     """An Ed25519 signature over the record's canonical bytes (gpuhealth/signing.py)."""
 
@@ -327,6 +362,9 @@ class Signature:
     key_fingerprint: str  # "SHA256:" + hex of sha256(raw public key), first 32 hex digits
     value: str  # base64 of the signature over the canonical bytes
     signed_at: str  # ISO 8601 UTC
+    # How the signed bytes are made: "rfc8785" (JSON Canonicalization Scheme, from 0.2.0); absent
+    # in records signed by 0.1.0, whose bytes are Python's sorted compact JSON (signing.py).
+    canonicalization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +389,7 @@ class RunRecord:
     wall_time_s: float | None = None
     analysis: Analysis | None = None
     grade: Grade | None = None
+    rules: JudgedUnder | None = None  # set with the grade (None in migrated version-1 records)
     signature: Signature | None = None  # signed with the rest, except signature.value
 
     def test(self, name: str) -> TestResult | None:
@@ -382,12 +421,30 @@ def record_from_data(data: object, source: str = "run record") -> RunRecord:
     if not isinstance(data, dict):
         raise InputError(source, None, "expected a JSON object (a gpuhealth run record)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise InputError(source, "schema_version", f"expected {SCHEMA_VERSION}, found {version!r}")
+    if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
+        raise InputError(
+            source,
+            "schema_version",
+            f"expected one of {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}, found {version!r}"
+            + (" (written by a newer gpuhealth)" if _newer(version) else ""),
+        )
     try:
-        return _adapter().validate_python(data)
+        return _adapter().validate_python(migrate(data))
     except ValidationError as exc:
         raise validation_error_to_input_error(exc, source) from exc
+
+
+def _newer(version: object) -> bool:
+    return isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A parsed record of any readable schema version as the current version's JSON data."""
+    if data.get("schema_version") == 1:
+        # 1 -> 2: the embedded rules are new; a version-1 record was judged under rules it did
+        # not record, so it has none (verify says what that means for it).
+        data = {**data, "schema_version": 2, "rules": None}
+    return data
 
 
 def validation_error_to_input_error(exc: ValidationError, source: str) -> InputError:

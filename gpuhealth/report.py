@@ -24,7 +24,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from gpuhealth import charts
+from gpuhealth import __version__, charts, shipped
 from gpuhealth.models import (
     CardIdentity,
     Grade,
@@ -40,6 +40,7 @@ from gpuhealth.models import (
     record_to_json,
 )
 from gpuhealth.resources import reports_dir
+from gpuhealth.signing import record_sha256
 from gpuhealth.telemetry import CLOCKS_EVENT_REASONS, reason_names
 
 Format = Literal["html", "md", "json"]
@@ -390,6 +391,16 @@ def signature_view(record: RunRecord) -> SignatureView | None:
     )
 
 
+def rules_banner(record: RunRecord) -> str | None:
+    """The banner of a record judged under rules other than its gpuhealth version's shipped
+    ones for the card: both grades, said first (verify says the same)."""
+    rules, certified = record.rules, record.grade
+    if rules is None or rules.shipped_grade is None or certified is None:
+        return None
+    used = shipped.describe_rules(rules.policy, rules.profile)
+    return shipped.rules_banner(certified, used, rules.judged_by, rules.shipped_grade)
+
+
 def reference_sources(comparisons: Sequence[MetricComparison]) -> list[str]:
     """Distinct reference sources in order of first use: printed once as numbered notes."""
     sources: list[str] = []
@@ -491,6 +502,11 @@ def _context(record: RunRecord) -> dict[str, Any]:
         "slowdown_c": slowdown,
         "policy": policy_view(record.grade),
         "signature": signature_view(record),
+        "rules": record.rules,
+        "rules_banner": rules_banner(record),
+        "record_sha256": record_sha256(record),
+        # the page names the gpuhealth that rendered it: another version renders another page
+        "renderer_version": __version__,
     }
 
 

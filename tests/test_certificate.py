@@ -16,7 +16,7 @@ from test_report import bare_record, failing_record, healthy_record
 
 from gpuhealth import models, pdf, report
 from gpuhealth.errors import EnvironmentUnusable, InputError
-from gpuhealth.models import Finding, RunRecord, record_from_json, record_to_json
+from gpuhealth.models import SCHEMA_VERSION, Finding, RunRecord, record_from_json, record_to_json
 
 ATTACKS = (
     "<script>alert(1)</script>",
@@ -196,7 +196,7 @@ def test_identity_metrics_soak_policy_and_tool_are_shown() -> None:
     policy = html[html.index('<section id="policy"') : html.index('<section id="tool"')]
     assert "ab" * 32 in policy  # the whole sha256, not a prefix
     tool = html[html.index('<section id="tool"') : html.index('<section id="signature"')]
-    assert "0.1.0" in tool and "v1" in tool
+    assert "0.1.0" in tool and f"v{SCHEMA_VERSION}" in tool
     assert "[1] fleet-measured" in html  # the reference's source, once, as a note
 
 
@@ -232,7 +232,7 @@ def test_unsigned_record_says_so() -> None:
     assert "embedded" in block and "gpuhealth-run-record" in block  # what would be signed
     assert "<b>Not signed</b>" in html[: html.index('<section id="card"')]  # page 1 says it too
     md = report.render(record, "md")
-    assert "**Not signed.**" in md and "**Not signed**: see Signature below." in md
+    assert "**Not signed.**" in md and "**Not signed** (record SHA-256 " in md
 
 
 def test_signed_record_names_algorithm_key_date_and_how_to_verify() -> None:

@@ -81,7 +81,7 @@ def test_a_changed_value_is_not_equal(records: dict[str, str]) -> None:
 # --- bad input: one line naming the field --------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, "1", None])
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, "1", None, True])
 def test_other_schema_version_is_refused(records: dict[str, str], version: object) -> None:
     data = _data(records["healthy"])
     data["schema_version"] = version
@@ -90,6 +90,24 @@ def test_other_schema_version_is_refused(records: dict[str, str], version: objec
     assert caught.value.field == "schema_version"
     assert caught.value.source == "old.json"
     assert str(SCHEMA_VERSION) in caught.value.expected
+
+
+def test_a_newer_schema_version_says_a_newer_gpuhealth_wrote_it(records: dict[str, str]) -> None:
+    data = _data(records["healthy"])
+    data["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(InputError, match="written by a newer gpuhealth"):
+        record_from_json(json.dumps(data), "new.json")
+
+
+def test_a_version_1_record_is_migrated_and_judges_the_same(records: dict[str, str]) -> None:
+    """Version 1 (gpuhealth 0.1.0) had no embedded rules: read as version 2 with rules = null,
+    every other field as written."""
+    data = _data(records["healthy"])
+    assert data["schema_version"] == SCHEMA_VERSION == 2 and data["rules"] is not None
+    old = {k: v for k, v in data.items() if k != "rules"} | {"schema_version": 1}
+    migrated = record_from_json(json.dumps(old), "v1.json")
+    assert migrated.schema_version == 2 and migrated.rules is None
+    assert json.loads(record_to_json(migrated)) == old | {"schema_version": 2, "rules": None}
 
 
 def test_missing_schema_version_is_refused(records: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from simkit import GradedRuns, invoke
 
@@ -199,19 +200,50 @@ def test_signed_record_round_trips_and_checks(key: SigningKey) -> None:
     assert text.startswith(record_to_json(stored_record()).rsplit(' "signature"', 1)[0])
 
 
-def test_an_independent_verifier_needs_only_json_and_ed25519(key: SigningKey) -> None:
-    """The recipe in gpuhealth/signing.py's docstring, written without gpuhealth."""
+def test_an_independent_verifier_needs_only_a_jcs_library_and_ed25519(key: SigningKey) -> None:
+    """The recipe in gpuhealth/signing.py's docstring, written without gpuhealth: RFC 8785 bytes
+    of the record less signature.value, Ed25519 over them."""
     text = record_to_json(sign_record(stored_record(), key))
     data = json.loads(text)
     block = dict(data["signature"])
+    assert block["canonicalization"] == "rfc8785"
     value = base64.b64decode(block.pop("value"))
-    body = dict(data, signature=block)
-    signed = json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    signed = rfc8785.dumps(dict(data, signature=block))
     raw = base64.b64decode(block["public_key"])
     Ed25519PublicKey.from_public_bytes(raw).verify(value, signed)  # raises if invalid
     assert block["key_fingerprint"] == "SHA256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def test_rfc8785_numbers_are_ecmascript_s_not_python_s() -> None:
+    """To the letter: 1e-7 not 1e-07, 5 not 5.0, 1e+21 not 1e+21's Python form; keys by UTF-16."""
+    data = {"b": [1e-7, 5.0, 1e21, 3024.8], "a": {"\U0001f600": 1, "\uffff": 2}}
+    assert canonical_bytes(data) == (
+        '{"a":{"\U0001f600":1,"\uffff":2},"b":[1e-7,5,1e+21,3024.8]}'.encode()
+    )
+
+
+def test_a_record_signed_the_0_1_0_way_still_verifies(key: SigningKey) -> None:
+    """gpuhealth 0.1.0 signed Python's sorted compact JSON and named no canonicalization."""
+    data = json.loads(record_to_json(stored_record()))
+    data["signature"] = {
+        "algorithm": "ed25519",
+        "public_key": key.public_b64,
+        "key_fingerprint": key.fingerprint,
+        "signed_at": "2026-11-26T00:00:00+00:00",
+    }
+    legacy = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+    data["signature"]["value"] = base64.b64encode(key.private.sign(legacy)).decode("ascii")
+    assert check_signature(data) is None
+    data["grade"]["letter"] = "A" if data["grade"]["letter"] != "A" else "B"
+    assert "changed after it was signed" in (check_signature(data) or "")
+
+
+def test_an_unknown_canonicalization_is_refused(key: SigningKey) -> None:
+    data = json.loads(record_to_json(sign_record(stored_record(), key)))
+    data["signature"]["canonicalization"] = "xml-c14n"
+    assert "unknown canonicalization 'xml-c14n'" in (check_signature(data) or "")
 
 
 @pytest.mark.parametrize(

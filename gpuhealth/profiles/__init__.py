@@ -8,12 +8,14 @@ A spread from fewer than MIN_FLEET_CARDS cards is a prior, and the profile says 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from gpuhealth.datafiles import StrictModel, load_toml_model
+from gpuhealth.datafiles import StrictModel, parse_toml, read_text_file, validate
 from gpuhealth.errors import InputError
 from gpuhealth.models import CardIdentity, ReferenceMetric
 
@@ -68,6 +70,26 @@ class Profile(StrictModel):
     vbios_versions: tuple[str, ...] = ()
     metrics: dict[str, ProfileMetric]
     thermal: ProfileThermal | None = None
+    # The file's text when the profile was read from one: embedded in every record judged under
+    # it (None for a profile built in memory, which is embedded as rendered TOML).
+    _text: str | None = PrivateAttr(default=None)
+
+    @property
+    def text(self) -> str | None:
+        return self._text
+
+    # Equal profiles hold the same data, whichever file (or none) they were read from.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
+
+    @property
+    def text_sha256(self) -> str | None:
+        return None if self._text is None else hashlib.sha256(self._text.encode()).hexdigest()
 
     def metric(self, test: str, metric: str) -> ProfileMetric | None:
         return self.metrics.get(f"{test}.{metric}")
@@ -109,7 +131,14 @@ def find_profile(key_or_path: str) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
-    return load_toml_model(Profile, path)
+    return profile_from_text(read_text_file(path), str(path))
+
+
+def profile_from_text(text: str, source: str) -> Profile:
+    """A profile from a file's text (a file, or the copy a record embeds); InputError if bad."""
+    profile = validate(Profile, parse_toml(text, source), source, text)
+    profile._text = text
+    return profile
 
 
 def match_profile(identity: CardIdentity, profiles: list[Profile]) -> Profile | None:
