@@ -45,6 +45,14 @@ def page_check(page: str, record: RunRecord) -> Check:
             "the page is exactly the certificate its signed record renders: what it shows is "
             "what was signed",
         )
+    shown, signed = _LETTER.findall(page)[:1], _LETTER.findall(expected)[:1]
+    if shown != signed:  # every version prints the record's grade in the grade box
+        return Check(
+            "page",
+            "fail",
+            first_visible_difference(page, expected),
+            action="read the grade from `gpuhealth verify`, not from this page",
+        )
     if rendered_by != __version__:
         said = f"gpuhealth {rendered_by}" if rendered_by else "an unnamed renderer"
         return Check(

@@ -87,7 +87,7 @@ def rejudge(record: RunRecord) -> Rejudged:
 
 
 class _Removed(Exception):
-    """The record lacks what its own version always writes: proven tampering."""
+    """The record contradicts what its own version always writes: proven tampering."""
 
 
 class _Unproven(Exception):
@@ -107,11 +107,17 @@ def _rules(record: RunRecord) -> tuple[Rules, Check]:
     if record.rules is None:
         return _legacy_rules(record)
     under = record.rules
-    if shipped.release(under.judged_by) is None:
+    judging = shipped.release(under.judged_by)
+    if judging is None:
         raise _Unproven(
             f"judged by gpuhealth {under.judged_by}, whose shipped rules this gpuhealth "
             f"({__version__}) does not have: verify with a gpuhealth that knows it",
             EXIT_VERSION_UNCHECKABLE,
+        )
+    if judging.schema_version < EMBEDDED_RULES_SCHEMA:
+        raise _Removed(
+            f"the record says gpuhealth {under.judged_by} judged it, but that version did not "
+            "embed rules in records: the judging version was changed"
         )
     policy = _embedded(under.policy, "policy", policy_from_text)
     profile = _embedded(under.profile, "profile", profile_from_text) if under.profile else None
@@ -199,9 +205,10 @@ def _legacy_rules(record: RunRecord) -> tuple[Rules, Check]:
     wanted = record.grade.policy_sha256
     if not shipped.versions_shipping(wanted, "policy"):
         raise _Unproven(
-            f"graded under policy {record.grade.policy!r} (sha256 {wanted[:12]}…), which no "
-            "gpuhealth version shipped, and records of this age do not carry their policy",
-            EXIT_NOT_JUDGEABLE,
+            f"graded under policy {record.grade.policy!r} (sha256 {wanted[:12]}…), which is not "
+            "a policy a released gpuhealth shipped, and records of this age do not carry "
+            "their policy (a development build of the version, or a custom policy)",
+            EXIT_VERSION_UNCHECKABLE,
         )
     policy = policy_from_text(shipped.file_text(wanted), f"shipped policy {wanted[:12]}")
     profile = None
@@ -212,7 +219,7 @@ def _legacy_rules(record: RunRecord) -> tuple[Rules, Check]:
             raise _Unproven(
                 f"judged with profile {ref.key!r}, which gpuhealth {release.version} did not "
                 "ship, and records of this age do not carry their profile",
-                EXIT_NOT_JUDGEABLE,
+                EXIT_VERSION_UNCHECKABLE,
             )
         profile = profile_from_text(shipped.file_text(sha), f"shipped profile {ref.key}")
     default = release.profile_for(record.identity)
@@ -266,8 +273,12 @@ def _judgement_check(record: RunRecord, again: RunRecord, rules: Rules) -> Check
 
 
 def _judgement_data(record: RunRecord) -> dict[str, Any]:
+    """What judging gives, less the shipped grade (the shipped check's own business)."""
     data = json.loads(record_to_json(record))
-    return {"analysis": data["analysis"], "grade": data["grade"], "rules": data["rules"]}
+    rules = data["rules"]
+    if rules is not None:
+        rules = {k: v for k, v in rules.items() if k != "shipped_grade"}
+    return {"analysis": data["analysis"], "grade": data["grade"], "rules": rules}
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, str, str] | None:
@@ -370,7 +381,7 @@ def _shipped_check(
             default_grade,
         )
     banner = None
-    if not same_rules or default_grade.letter != certified.letter:
+    if not same_rules:  # under the shipped rules themselves a different grade fails judgement
         banner = shipped.rules_banner(certified, rules.describe(), release.version, default_grade)
     if rank(certified.letter) < rank(default_grade.letter):
         return (

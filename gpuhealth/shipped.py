@@ -46,14 +46,10 @@ class Release:
     profile_sha256: dict[str, str]  # profile key -> sha256
 
     def policy(self) -> Policy:
-        text = file_text(self.policy_sha256)
-        return policy_from_text(text, f"the policy shipped with gpuhealth {self.version}")
+        return _shipped_policy(self.policy_sha256)
 
     def profiles(self) -> list[Profile]:
-        return [
-            profile_from_text(file_text(sha), f"profile {key} of gpuhealth {self.version}")
-            for key, sha in sorted(self.profile_sha256.items())
-        ]
+        return [_shipped_profile(sha) for _, sha in sorted(self.profile_sha256.items())]
 
     def profile_for(self, identity: CardIdentity) -> Profile | None:
         """The profile this version matches to the card (by NVML name and memory size)."""
@@ -130,6 +126,17 @@ def releases() -> dict[str, Release]:
 
 def release(version: str) -> Release | None:
     return releases().get(version)
+
+
+# Parsed once per process: shipped files never change, and policies and profiles are frozen.
+@functools.cache
+def _shipped_policy(sha256: str) -> Policy:
+    return policy_from_text(file_text(sha256), f"shipped policy {sha256[:12]}")
+
+
+@functools.cache
+def _shipped_profile(sha256: str) -> Profile:
+    return profile_from_text(file_text(sha256), f"shipped profile {sha256[:12]}")
 
 
 @functools.cache

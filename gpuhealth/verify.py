@@ -43,7 +43,7 @@ from gpuhealth.errors import (
     EXIT_VERSION_UNCHECKABLE,
     GpuHealthError,
 )
-from gpuhealth.evidence import evidence_problems
+from gpuhealth.evidence import LEGACY_VERSIONS, evidence_problems
 from gpuhealth.keys import pinned_fingerprints
 from gpuhealth.models import (
     READABLE_SCHEMA_VERSIONS,
@@ -416,7 +416,7 @@ def _evidence_check(record: RunRecord) -> Check:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Check("evidence", "fail", f"{first.test}: {first.problem}{more}")
-    if record.rules is None:
+    if record.tool_version in LEGACY_VERSIONS:
         return Check(
             "evidence",
             "unproven",
