@@ -27,7 +27,6 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gpuhealth.atomicfile import write_atomic
 from gpuhealth.errors import InputError, TrustStoreError
 
 CONFIG_DIR_ENV = "GPUHEALTH_CONFIG_DIR"
@@ -121,23 +121,6 @@ def _unsafe_folder(path: Path) -> str | None:
     return None
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """path holds data whole or is untouched: a temp file in the same folder, born with mode,
-    renamed over it (a crash never leaves half a key or half a trust store)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)  # mkstemp makes 0600; set the wanted mode before any byte is written
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _make_private_folder(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(parents=True, mode=0o700)
@@ -221,8 +204,8 @@ def generate_key(path: Path, force: bool = False) -> SigningKey:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    _write_atomically(path, pem, 0o600)
-    _write_atomically(public_record_file(path), _public_pem(private.public_key()), 0o644)
+    write_atomic(path, pem, 0o600)
+    write_atomic(public_record_file(path), _public_pem(private.public_key()), 0o644)
     return SigningKey(private, path)
 
 
@@ -298,7 +281,7 @@ def _recorded_public(record: Path, key_path: Path) -> bytes:
 def _record_first_use(key: SigningKey, record: Path) -> None:
     """Trust on first use: a key from an older gpuhealth has no .pub; write it now, say so once."""
     try:
-        _write_atomically(record, key.public_pem().encode("ascii"), 0o644)
+        write_atomic(record, key.public_pem().encode("ascii"), 0o644)
     except OSError as exc:
         click.echo(
             f"gpuhealth: notice: {key.path}: no recorded public key and none could be written "
@@ -519,7 +502,7 @@ def _write_store(path: Path, text: str) -> None:
     if reason:
         raise _store_error(path, f"refusing to write into it: {reason}")
     try:
-        _write_atomically(path, text.encode("utf-8"), 0o600)
+        write_atomic(path, text.encode("utf-8"), 0o600)
     except OSError as exc:
         raise _store_error(path, f"cannot write it ({exc.strerror or exc})") from None
 

@@ -13,16 +13,15 @@ of default-src 'none').
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from gpuhealth.atomicfile import write_atomic
 from gpuhealth.datafiles import read_text_file
 from gpuhealth.errors import EnvironmentUnusable, InputError
 from gpuhealth.models import RunRecord
@@ -175,11 +174,4 @@ def _run(command: Sequence[str], timeout_s: float) -> None:
 
 def _atomic_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    write_atomic(target, source.read_bytes())

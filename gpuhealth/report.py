@@ -10,11 +10,8 @@ environment autoescapes and the Markdown environment escapes every plain string 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import statistics
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from gpuhealth import __version__, charts, shipped
+from gpuhealth.atomicfile import write_atomic
 from gpuhealth.models import (
     CardIdentity,
     Grade,
@@ -538,22 +536,6 @@ def write_reports(record: RunRecord, out_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for fmt, name in REPORT_FILES.items():
         path = out_dir / name
-        _atomic_write(path, texts[fmt])
+        write_atomic(path, texts[fmt].encode("utf-8"))
         written[fmt] = path
     return written
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # a temp file in the same folder, so os.replace is a rename on one file system
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise

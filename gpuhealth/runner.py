@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from typing import Any, cast
 
 from gpuhealth import __version__
 from gpuhealth.analysis import judge
+from gpuhealth.atomicfile import write_atomic
 from gpuhealth.backends.base import Backend
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError
 from gpuhealth.grading import Policy
@@ -172,27 +172,8 @@ def journal(record: RunRecord, out_dir: Path) -> None:
     """Write run.json atomically (temp file, fsync, rename, fsync of the folder): the old file
     stays until the new one is complete."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".run.json.", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(record_to_json(record))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out_dir / "run.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(out_dir)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (a power cut after it keeps the new run.json)."""
-    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    data = record_to_json(record).encode("utf-8")
+    write_atomic(out_dir / "run.json", data, sync_folder=True)
 
 
 def prechecks(processes: tuple[ProcessInfo, ...], allow_busy: bool) -> tuple[Precheck, ...]:

@@ -17,7 +17,6 @@ than most cards' are left out with a warning.
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 from collections import defaultdict
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuhealth import stats
+from gpuhealth.atomicfile import write_atomic
 from gpuhealth.datafiles import parse_toml, read_text_file, validate
 from gpuhealth.efficiency import efficiency_test
 from gpuhealth.errors import InputError
@@ -162,12 +162,9 @@ def render_built(profile: Profile) -> str:
 def write_profile(path: Path, text: str) -> None:
     """Check that text loads back as a profile, then replace path atomically (no lost data)."""
     validate(Profile, parse_toml(text, str(path)), str(path), text)
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise InputError(str(path), None, f"cannot write the profile ({exc.strerror})") from exc
 
 
