@@ -456,6 +456,8 @@ def exit_code_for(records: list[RunRecord]) -> int:
 
 
 def _summary(result: GradedCard) -> dict[str, Any]:
+    from gpuhealth.report import rules_banner
+
     record, g = result.record, result.record.grade
     return {
         "run_id": record.run_id,
@@ -470,12 +472,18 @@ def _summary(result: GradedCard) -> dict[str, Any]:
         if g
         else [],
         "complete": record.complete,
+        "rules_banner": rules_banner(record),
+        "shipped_grade": record.rules.shipped_grade.letter
+        if record.rules and record.rules.shipped_grade
+        else None,
         "signed_by": record.signature.key_fingerprint if record.signature else None,
         "out_dir": str(result.out_dir),
     }
 
 
 def _print_grade(result: GradedCard) -> None:
+    from gpuhealth.report import rules_banner
+
     record, g = result.record, result.record.grade
     letter = g.letter if g else "INCOMPLETE"
     sim = " [SIMULATED]" if record.backend == "sim" else ""
@@ -483,6 +491,9 @@ def _print_grade(result: GradedCard) -> None:
         f"GPU {record.identity.index} {record.identity.name} serial "
         f"{record.identity.serial or 'n/a'}{sim}: grade {letter}"
     )
+    banner = rules_banner(record)
+    if banner:
+        click.echo(f"  OTHER RULES THAN GPUHEALTH'S: {banner}")
     if g:
         click.echo(f"  {g.disposition}")
         for reason in g.reasons:
