@@ -74,10 +74,15 @@ def canonical_method(data: Mapping[str, Any]) -> str:
 
 
 def record_sha256(record: RunRecord) -> str | None:
-    """SHA-256 of the record's canonical bytes (hex), as `verify` and the certificate show it;
-    None when the record has none (a number JCS cannot write)."""
+    """SHA-256 of the record's canonical bytes (hex), as the certificate shows it."""
+    return data_sha256(json.loads(record_to_json(record)))
+
+
+def data_sha256(data: Mapping[str, Any]) -> str | None:
+    """SHA-256 of a parsed record's canonical bytes (hex), as `verify` shows it; None when it
+    has none (a number JCS cannot write, an unknown canonicalization)."""
     try:
-        return hashlib.sha256(canonical_bytes(json.loads(record_to_json(record)))).hexdigest()
+        return hashlib.sha256(canonical_bytes(data)).hexdigest()
     except ValueError:
         return None
 

@@ -54,7 +54,7 @@ from gpuhealth.models import (
 from gpuhealth.pagecheck import page_check
 from gpuhealth.recheck import RecheckResult, format_recheck
 from gpuhealth.rejudge import rejudge
-from gpuhealth.signing import canonical_bytes, canonical_method, check_signature
+from gpuhealth.signing import canonical_method, check_signature, data_sha256
 
 RECORD_ELEMENT_ID = "gpuhealth-run-record"
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
@@ -308,7 +308,7 @@ def verify_report(path: Path, key: str | None = None) -> VerifyResult:
         checks += judged.checks
         banner = judged.banner
         checks.append(_card_check(record))
-    digest = _sha256(data)
+    digest = data_sha256(data)
     return VerifyResult(source, loaded.kind, tuple(checks), record, signer, digest, banner)
 
 
@@ -443,15 +443,6 @@ def _card_check(record: RunRecord) -> Check:
             EXIT_SIMULATED,
         )
     return Check("card", "pass", f"a real GPU ({record.backend} backend)")
-
-
-def _sha256(data: Mapping[str, Any]) -> str | None:
-    import hashlib
-
-    try:
-        return hashlib.sha256(canonical_bytes(data)).hexdigest()
-    except ValueError:
-        return None
 
 
 # --- output -----------------------------------------------------------------------------------
