@@ -6,10 +6,12 @@ re-analysed and re-graded later (`gpuhealth report --regrade`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from gpuhealth import __version__, shipped, soak, stats
 from gpuhealth import findings as health
+from gpuhealth.coverage import unmade_check_findings
 from gpuhealth.efficiency import efficiency_test
 from gpuhealth.evidence import evidence_findings
 from gpuhealth.grading import Policy, grade
@@ -67,19 +69,26 @@ def compare_metrics(
                     relative_deviation=cmp.relative_deviation,
                 )
             rows.append(row)
-    judged = [i for i, r in enumerate(rows) if r.p_value is not None]
-    adjusted = stats.holm([rows[i].p_value or 1.0 for i in judged])
-    for i, p_adj in zip(judged, adjusted, strict=True):
-        rows[i] = replace(rows[i], p_adjusted=p_adj, verdict=_verdict(rows[i], p_adj, policy))
+    # Judged on log p: a p-value that underflows to 0.0 far below the centre is the strongest
+    # evidence there is, never "no evidence" (a card at 20% of its bandwidth once graded A).
+    judged = [(i, r.z) for i, r in enumerate(rows) if r.z is not None]
+    adjusted = stats.holm_log([stats.log_p_lower(z) for _, z in judged])
+    for (i, _), log_p_adj in zip(judged, adjusted, strict=True):
+        rows[i] = replace(
+            rows[i],
+            p_adjusted=math.exp(log_p_adj),
+            verdict=_verdict(rows[i], log_p_adj, policy),
+        )
     return tuple(rows)
 
 
-def _verdict(row: MetricComparison, p_adjusted: float, policy: Policy) -> Verdict:
+def _verdict(row: MetricComparison, log_p_adjusted: float, policy: Policy) -> Verdict:
     s = policy.spec.statistics
-    rel = row.relative_deviation or 0.0
-    if p_adjusted < s.alpha and rel <= -s.min_relative_deficit:
+    assert row.relative_deviation is not None and row.z is not None  # a judged row has both
+    rel = row.relative_deviation
+    if log_p_adjusted < math.log(s.alpha) and rel <= -s.min_relative_deficit:
         return "very_low" if rel <= -s.very_low_deficit else "low"
-    if row.z is not None and row.z > HIGH_Z:
+    if row.z > HIGH_Z:
         return "high"
     return "ok"
 
@@ -117,6 +126,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.vbios_findings(record, profile.vbios_versions if profile else ())
         + health.performance_findings(comparisons)
         + health.soak_findings(summary, counters)
+        + unmade_check_findings(record, profile, comparisons, summary)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

@@ -14,20 +14,9 @@ from gpuhealth.models import (
     SoakSummary,
     TestResult,
 )
+from gpuhealth.xids import CATALOGUE, classify
 
-# Xid codes that mean the card itself is failing (NVIDIA's Xid catalogue): double-bit ECC,
-# high single-bit ECC rate, contained/uncontained ECC, row-remap events and failure. Xid 79 (fallen
-# off the bus) is not among them: slot, riser or power can cause it; the run is INCOMPLETE instead.
-FATAL_XIDS = {
-    48: "double-bit ECC error",
-    63: "row remapping event",
-    64: "row remapping failure",
-    92: "high single-bit ECC error rate",
-    94: "contained ECC error",
-    95: "uncontained ECC error",
-}
 MEMTEST_COVERAGE_TARGET = 0.95
-OTHER_XIDS = {79: "GPU has fallen off the bus (card, slot, riser or power: re-seat and re-grade)"}
 
 
 def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
@@ -159,7 +148,8 @@ def counter_findings(before: HealthCounters | None, after: HealthCounters | None
                 "ecc_disabled",
                 "minor",
                 "counters",
-                "ECC is disabled: memory errors would go uncounted",
+                "ECC is disabled: memory errors go uncounted and the card's error history is "
+                "void (turn it on: nvidia-smi -i <gpu> -e 1, then reboot)",
                 value="off",
                 reference="on",
             )
@@ -337,22 +327,26 @@ def identity_findings(record: RunRecord) -> list[Finding]:
                 reference=f"{default:.0f} W",
             )
         )
+    found += xid_findings(record)
+    return found
+
+
+def xid_findings(record: RunRecord) -> list[Finding]:
+    """Each Xid event of the run, classed by NVIDIA's catalogue (gpuhealth/xids.py)."""
+    found = []
     for xid in record.xid_events:
-        fatal = xid.code in FATAL_XIDS
+        kind, description = classify(xid.code)
+        said = description if xid.code in CATALOGUE else (xid.description or description)
         found.append(
             Finding(
-                "xid_fatal" if fatal else "xid",
-                "critical" if fatal else "minor",
+                kind.finding,
+                kind.severity,
                 "driver",
-                f"Xid {xid.code} at {xid.t_s:.1f} s: {_xid_text(xid.code, xid.description)}",
+                f"Xid {xid.code} at {xid.t_s:.1f} s: {said} ({kind.what})",
                 value=str(xid.code),
             )
         )
     return found
-
-
-def _xid_text(code: int, description: str | None) -> str:
-    return FATAL_XIDS.get(code) or OTHER_XIDS.get(code) or description or "driver event"
 
 
 def performance_findings(comparisons: tuple[MetricComparison, ...]) -> list[Finding]:

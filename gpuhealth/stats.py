@@ -7,7 +7,8 @@
   among healthy cards, a one-sided p-value (how likely a healthy card measures this badly or
   worse) and the relative deviation from the healthy centre.
 - holm(): Holm's step-down adjustment, so that the chance of failing a healthy card on any of its
-  many metrics stays at alpha (family-wise), not alpha per metric.
+  many metrics stays at alpha (family-wise), not alpha per metric; holm_log() does the same on
+  log p-values, which do not underflow: a card 50 spreads below its model has p = e^-1254, not 0.
 """
 
 from __future__ import annotations
@@ -83,6 +84,24 @@ def holm(p_values: Sequence[float]) -> list[float]:
     running = 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def log_p_lower(z: float) -> float:
+    """log of the one-sided p-value P(Z <= z): finite for any finite z (norm.cdf(-40) is 0.0,
+    norm.logcdf(-40) is -804.6), -inf only for z = -inf."""
+    return float(sps.norm.logcdf(z))
+
+
+def holm_log(log_p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted log p-values, in the input order (monotone, capped at log 1 = 0)."""
+    m = len(log_p_values)
+    order = sorted(range(m), key=lambda i: log_p_values[i])
+    adjusted = [0.0] * m
+    running = -math.inf
+    for rank, i in enumerate(order):
+        running = max(running, min(0.0, math.log(m - rank) + log_p_values[i]))
         adjusted[i] = running
     return adjusted
 

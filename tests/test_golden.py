@@ -80,17 +80,20 @@ def test_the_golden_grades_are_what_the_cards_deserve() -> None:
     """The golden files are reviewed data, not whatever the code said: each record's grade and
     first reason, as reviewed when the file was written."""
     expected = {
-        # real cards: healthy
-        "h100-quick-2026-11-26": ("A", "thermal-resistance-unmeasured"),  # before the memory phase
-        "h100-quick-second-2026-11-26": ("A", "thermal-resistance-unmeasured"),
-        "h100-standard-2026-11-26": ("A", "thermal-resistance-unmeasured"),
+        # real cards: healthy. Graded before the soak had its memory phase, their thermal
+        # resistance could not be measured: a check not made, so B since 0.2.0 (A means every
+        # check of the preset was made and passed)
+        "h100-quick-2026-11-26": ("B", "thermal-resistance-unmeasured"),
+        "h100-quick-second-2026-11-26": ("B", "thermal-resistance-unmeasured"),
+        "h100-standard-2026-11-26": ("B", "thermal-resistance-unmeasured"),
         "h100-second-card-quick-2026-11-26": ("A", "all-clear"),
         "h100-second-card-quick-warm-2026-11-26": ("A", "all-clear"),
         # A known false B: this cold standard run measured 0.0632 °C/W (range 0.0605-0.0661),
         # the same card's two quick runs 0.0493 and 0.0460 (chassis fans; bench/RESULTS.md).
         "h100-second-card-standard-2026-11-26": ("B", "thermal-resistance-above-model"),
-        "h200-standard-2026-11-26": ("A", "thermal-resistance-unmeasured"),
-        "h200-quick-second-card-2026-11-26": ("A", "thermal-resistance-unmeasured"),
+        "h200-standard-2026-11-26": ("B", "thermal-resistance-unmeasured"),
+        # and its tensor GEMM ran at n = 2048, where the reference is for 4096 (reference-missing)
+        "h200-quick-second-card-2026-11-26": ("B", "thermal-resistance-unmeasured"),
         # simulated faulty cards (examples/simcards/)
         "sim-stuck-bit-quick": ("F", "memory-errors"),
         "sim-slow-memory-quick": ("C", "performance-deficit-large"),

@@ -18,7 +18,9 @@ from gpuhealth.grading import (
 )
 from gpuhealth.models import Finding
 
-FINDINGS_SOURCE = Path(__file__).resolve().parent.parent / "gpuhealth" / "findings.py"
+PACKAGE = Path(__file__).resolve().parent.parent / "gpuhealth"
+# the modules that produce findings
+FINDINGS_SOURCES = [PACKAGE / f"{name}.py" for name in ("findings", "coverage", "xids", "evidence")]
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +54,10 @@ def test_every_finding_code_has_a_rule(policy: Policy) -> None:
 
 def test_every_rule_finding_is_produced_by_findings_py(policy: Policy) -> None:
     """A rule for a finding nobody produces would never fire."""
-    source = FINDINGS_SOURCE.read_text(encoding="utf-8")
+    source = "".join(path.read_text(encoding="utf-8") for path in FINDINGS_SOURCES)
     produced = set(re.findall(r'"([a-z_]+)"', source))
     missing = sorted({r.finding for r in policy.spec.rules} - produced)
-    assert missing == [], f"rules for findings that gpuhealth/findings.py never produces: {missing}"
+    assert missing == [], f"rules for findings that no finding module produces: {missing}"
 
 
 def test_a_user_policy_file(tmp_path: Path) -> None:

@@ -58,18 +58,29 @@ def test_every_check_on_the_real_cards_passed(path: Path) -> None:
     assert memtest is not None and float(memtest.parameters["coverage"]) >= 0.95
 
 
-def test_first_card_was_c_under_the_burst_soak_reference_and_is_a_now() -> None:
+def test_first_card_was_c_under_the_burst_soak_reference_and_is_b_now() -> None:
+    """Today its soak throughput is judged against the sustained rate (no deficit); its thermal
+    resistance, recorded before the soak had its memory phase, cannot be measured: a check not
+    made, so B (thermal-resistance-unmeasured), not A."""
     record = load(FIRST)
     assert record.grade is not None and record.grade.letter == "C"  # as graded on the day
     assert [r.rule for r in record.grade.reasons] == ["performance-deficit-large"]
     assert "soak.iteration_tflops" in record.grade.reasons[0].message
     again = regrade(record)
-    assert again.grade is not None and again.grade.letter == "A"
+    assert again.grade is not None and again.grade.letter == "B"
+    assert [r.rule for r in again.grade.reasons] == ["thermal-resistance-unmeasured"]
 
 
-def test_second_healthy_card_grades_a_against_the_first_cards_profile() -> None:
+def test_second_healthy_card_matches_the_first_cards_profile() -> None:
+    """Every comparable metric ok; B only for the checks its record could not support (no
+    memory phase for the thermal fit; the tensor GEMM at another size than the reference)."""
     again = regrade(load(SECOND))
-    assert again.grade is not None and again.grade.letter == "A"
+    assert again.grade is not None and again.grade.letter == "B"
+    assert [r.rule for r in again.grade.reasons] == [
+        "thermal-resistance-unmeasured",
+        "reference-missing",
+    ]
+    assert "fp16_tensor.tensor_gemm_tflops" in again.grade.reasons[1].message
     assert again.analysis is not None
     by_metric = {(c.test, c.metric): c for c in again.analysis.comparisons}
     # Measured at n = 2048 (the quick preset of the day), not the profile's 4096: not compared.
@@ -87,7 +98,7 @@ def test_soak_analysis_of_the_real_cards(path: Path) -> None:
     summary = soak.soak
     # Recorded before the soak had its memory phase: one load level from the soak's start on, so
     # R cannot be told apart from the heat the card held (the rise over idle read 0.039 and
-    # 0.041 °C/W). Not measured, with the reason, and listed, not held against the card.
+    # 0.041 °C/W). Not measured, with the reason: a check not made (B).
     assert summary.thermal_resistance_c_per_w is None
     assert summary.thermal_resistance_refusal is not None
     assert "not identified" in summary.thermal_resistance_refusal

@@ -307,6 +307,17 @@ def test_ecc_disabled(sim: Sim) -> None:
     assert sim().counters().ecc_enabled is True
 
 
+@covers("unreadable")
+def test_unreadable_readings_are_none_and_only_those(sim: Sim) -> None:
+    card = sim('unreadable = ["remapped_rows_pending", "clocks_event_reasons"]')
+    counters, healthy = card.counters(), sim().counters()
+    assert counters.remapped_rows_pending is None and healthy.remapped_rows_pending is False
+    assert counters.remapped_rows_failure is not None and counters.ecc_enabled is True
+    card.start_telemetry(0.2)
+    sample = card.telemetry()
+    assert sample.clocks_event_reasons is None and sample.memory_temperature_c is not None
+
+
 @covers("pcie_width", "pcie_gen")
 def test_pcie_link(sim: Sim) -> None:
     card = sim("pcie_width = 8\npcie_gen = 3")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -226,7 +227,7 @@ class SimBackend:
         self._check_alive("counters")
         f, d, th = self._faults, self._model.device, self._model.thermal
         rows = f.remapped_rows
-        return HealthCounters(
+        counters = HealthCounters(
             ecc_enabled=f.ecc_enabled,
             ecc_volatile_corrected=self._ecc_corrected if f.ecc_enabled else None,
             ecc_volatile_uncorrected=self._ecc_uncorrected if f.ecc_enabled else None,
@@ -248,6 +249,12 @@ class SimBackend:
             energy_j=round(self._energy_j, 3),
             clocks_event_reasons=self._physics.reasons,
         )
+        return replace(counters, **self._unreadable(counters))
+
+    def _unreadable(self, reading: HealthCounters | TelemetrySample) -> dict[str, Any]:
+        """The fields of a reading this card's driver answers "not supported", as None."""
+        names = {f.name for f in fields(reading)}
+        return {name: None for name in self._faults.unreadable if name in names}
 
     def _histogram(self) -> RowRemapHistogram:
         """Banks by spare rows left: each remapped row takes a spare from one bank."""
@@ -268,7 +275,7 @@ class SimBackend:
         p = self._physics
         mem_clock = self._model.device.max_memory_clock_mhz
         gpu_noise, memory_noise = self._sensor_rng.normal(0.0, SENSOR_NOISE_C, 2)
-        return TelemetrySample(
+        sample = TelemetrySample(
             t_s=round(self._now_s, 4),
             temperature_c=float(round(p.gpu_temperature_c + gpu_noise)),
             memory_temperature_c=float(round(p.memory_temperature_c + memory_noise)),
@@ -279,6 +286,7 @@ class SimBackend:
             clocks_event_reasons=p.reasons,
             energy_j=round(self._energy_j, 3),
         )
+        return replace(sample, **self._unreadable(sample))
 
     def start_telemetry(self, interval_s: float) -> None:
         self._interval_s = interval_s

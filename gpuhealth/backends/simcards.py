@@ -155,6 +155,27 @@ class XidAt(StrictModel):
     code: int = Field(gt=0)
 
 
+Unreadable = Literal[
+    "ecc_enabled",
+    "ecc_volatile_corrected",
+    "ecc_volatile_uncorrected",
+    "ecc_aggregate_corrected",
+    "ecc_aggregate_uncorrected",
+    "remapped_rows_correctable",
+    "remapped_rows_uncorrectable",
+    "remapped_rows_pending",
+    "remapped_rows_failure",
+    "row_remap_histogram",
+    "pcie_gen_current",
+    "pcie_width_current",
+    "pcie_replay_count",
+    "power_limit_w",
+    "memory_temperature_max_c",
+    "clocks_event_reasons",
+    "memory_temperature_c",
+]
+
+
 class Faults(StrictModel):
     bandwidth_scale: float = Field(default=1.0, gt=0, le=2)
     fp32_scale: float = Field(default=1.0, gt=0, le=2)
@@ -178,6 +199,9 @@ class Faults(StrictModel):
     hang_at: TestName | None = None
     other_process: OtherProcess | bool | None = None
     xid: tuple[XidAt, ...] = ()
+    # Readings the simulated driver answers "not supported" (None): health counters by their
+    # field name, telemetry as clocks_event_reasons or memory_temperature_c.
+    unreadable: tuple[Unreadable, ...] = ()
     # Between-card variation of a healthy population (relative offset of every rate).
     card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
 
