@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gpuhealth import __version__, shipped, soak, stats
+from gpuhealth import __version__, composite, shipped, soak, stats
 from gpuhealth import findings as health
 from gpuhealth.coverage import unmade_check_findings
 from gpuhealth.efficiency import efficiency_test
@@ -106,6 +106,7 @@ def judged_tests(tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:
 
 def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analysis:
     comparisons = compare_metrics(judged_tests(record.tests), profile, policy)
+    subsystems = composite.score_subsystems(comparisons, composite_settings(policy))
     counters = record.counters_after or record.counters_before
     soak_test = record.test("soak")
     summary = None
@@ -124,7 +125,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.counter_findings(record.counters_before, record.counters_after)
         + health.identity_findings(record)
         + health.vbios_findings(record, profile.vbios_versions if profile else ())
-        + health.performance_findings(comparisons)
+        + health.performance_findings(subsystems, profile.name if profile else None)
         + health.soak_findings(summary, counters)
         + unmade_check_findings(record, profile, comparisons, summary)
     )
@@ -142,6 +143,14 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         findings=tuple(found),
         energy_used_j=energy,
         gpu_busy_share=round(busy / record.wall_time_s, 4) if record.wall_time_s else None,
+        subsystems=subsystems,
+    )
+
+
+def composite_settings(policy: Policy) -> composite.Settings:
+    s = policy.spec.statistics
+    return composite.Settings(
+        s.alpha, s.min_relative_deficit, s.run_to_run, s.tail_dof, s.bound_confidence
     )
 
 

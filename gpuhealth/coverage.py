@@ -10,7 +10,11 @@ clock-event reasons) is never silently a pass.
   telemetry_incomplete       the soak's slowdown, power-brake or memory-temperature checks could
                              not be made (no telemetry, no clock-event reasons, no memory
                              temperature or limit)
-  counters_incomplete        health counters the driver would not read (each named)
+  counters_incomplete        health counters the driver would not read (each named); the
+                             memory-repair history when neither remapped rows (Ampere on) nor
+                             retired pages (before it) can be read; where lifetime uncorrectable
+                             errors happened (SRAM or DRAM) when there are some and NVML will not
+                             say
   ecc_history_unreadable     ECC is on, but the aggregate (lifetime) error counts cannot be read:
                              the card's memory-error history is void
 """
@@ -54,6 +58,21 @@ WATCHED_COUNTERS = {
     "pcie_width_current": "PCIe link width",
     "pcie_replay_count": "PCIe replays",
     "power_limit_w": "power limit",
+}
+# Memory repair is told by one of two mechanisms: row remapping (Ampere and later) or page
+# retirement (before Ampere; NVML answers "not supported" for it on later cards). Either one
+# readable makes the check; the other's fields are then not expected.
+ROW_REMAP_COUNTERS = (
+    "remapped_rows_correctable",
+    "remapped_rows_uncorrectable",
+    "remapped_rows_pending",
+    "remapped_rows_failure",
+    "row_remap_histogram",
+)
+RETIREMENT_COUNTERS = {
+    "retired_pages_sbe": "retired pages (single-bit errors)",
+    "retired_pages_dbe": "retired pages (double-bit errors)",
+    "retired_pages_pending": "pending page retirement",
 }
 
 
@@ -160,6 +179,16 @@ def counter_coverage_findings(record: RunRecord) -> list[Finding]:
         if not (now.ecc_enabled is False and name in ecc_counts)
     }
     unread = [label for name, label in watched.items() if getattr(now, name) is None]
+    unread = _memory_repair_coverage(now, unread)
+    if (
+        now.ecc_enabled
+        and now.ecc_aggregate_uncorrected
+        and now.ecc_aggregate_uncorrected_sram is None
+    ):
+        unread.append(
+            f"where the {now.ecc_aggregate_uncorrected} lifetime uncorrectable ECC error(s) "
+            "happened (on-chip SRAM or card memory)"
+        )
     if before is None or after is None:
         unread.append("the counters before or after the run (changes during the run)")
     found = []
@@ -185,6 +214,22 @@ def counter_coverage_findings(record: RunRecord) -> list[Finding]:
             )
         )
     return found
+
+
+def _memory_repair_coverage(now: HealthCounters, unread: list[str]) -> list[str]:
+    """The row-remap labels in `unread`, adjusted for a card that retires pages instead.
+
+    Records made before gpuhealth read retired pages hold None there; for them this changes the
+    wording only (the same check not made, on the same cards), never whether one is listed."""
+    remap_labels = {WATCHED_COUNTERS[name] for name in ROW_REMAP_COUNTERS}
+    retired = {name: getattr(now, name) for name in RETIREMENT_COUNTERS}
+    if any(value is not None for value in retired.values()):  # the card retires pages
+        kept = [label for label in unread if label not in remap_labels]
+        return kept + [RETIREMENT_COUNTERS[n] for n, value in retired.items() if value is None]
+    if all(getattr(now, name) is None for name in ROW_REMAP_COUNTERS):
+        kept = [label for label in unread if label not in remap_labels]
+        return [*kept, "memory-repair history (neither remapped rows nor retired pages)"]
+    return unread
 
 
 def _aggregate_unreadable(now: HealthCounters) -> bool:

@@ -6,17 +6,22 @@ reference it was held against. Nothing here decides the grade.
 
 from __future__ import annotations
 
+from gpuhealth.composite import TITLES
 from gpuhealth.models import (
     Finding,
     HealthCounters,
-    MetricComparison,
     RunRecord,
     SoakSummary,
+    SubsystemScore,
     TestResult,
 )
 from gpuhealth.xids import CATALOGUE, classify
 
 MEMTEST_COVERAGE_TARGET = 0.95
+# Retired pages at which NVIDIA's DCGM health check fails a card, "updated to match the field diag"
+# (DCGM_LIMIT_MAX_RETIRED_PAGES in NVIDIA/DCGM common/DcgmGPUHardwareLimits.h): the retirement
+# table is about full, further failing pages cannot be retired.
+RETIRED_PAGES_LIMIT = 63
 
 
 def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
@@ -154,9 +159,39 @@ def counter_findings(before: HealthCounters | None, after: HealthCounters | None
                 reference="on",
             )
         )
+    found += _ecc_mode_pending_findings(now)
     found += _ecc_findings(before, after)
     found += _row_remap_findings(now)
+    found += _page_retirement_findings(now)
     return found
+
+
+def _ecc_mode_pending_findings(now: HealthCounters) -> list[Finding]:
+    """An ECC mode change that waits for the next reboot: the history it vouches for is void."""
+    current, pending = now.ecc_enabled, now.ecc_pending_enabled
+    if current is None or pending is None or current == pending:
+        return []
+    if pending:
+        message = (
+            "ECC will be turned on at the next reboot: until then memory errors go uncounted "
+            "and the card's error history is void; reboot and grade again"
+        )
+    else:
+        message = (
+            "ECC will be turned off at the next reboot: from then on memory errors go uncounted "
+            "and this history no longer holds; keep it on (nvidia-smi -i <gpu> -e 1), reboot "
+            "and grade again"
+        )
+    return [
+        Finding(
+            "ecc_mode_pending",
+            "major",
+            "counters",
+            message,
+            value=f"{'on' if current else 'off'}, {'on' if pending else 'off'} after reboot",
+            reference="no change pending",
+        )
+    ]
 
 
 def _delta(before: int | None, after: int | None) -> int | None:
@@ -200,14 +235,29 @@ def _ecc_findings(before: HealthCounters | None, after: HealthCounters | None) -
             )
         )
     history = now.ecc_aggregate_uncorrected
+    dram, sram = now.ecc_aggregate_uncorrected_dram, now.ecc_aggregate_uncorrected_sram
     if history and not unc:
+        split = f" (card memory {dram}, on-chip SRAM {sram})" if None not in (dram, sram) else ""
         found.append(
             Finding(
                 "ecc_uncorrectable_history",
                 "major",
                 "counters",
-                f"{history} uncorrectable ECC error(s) in the card's history",
+                f"{history} uncorrectable ECC error(s) in the card's history{split}",
                 value=str(history),
+                reference="0",
+            )
+        )
+    if sram and not unc:
+        found.append(
+            Finding(
+                "ecc_sram_uncorrectable_history",
+                "major",
+                "counters",
+                f"{sram} uncorrectable error(s) in on-chip memory (SRAM) in the card's history: "
+                "NVIDIA's field diagnostic decides whether it qualifies for RMA (its SRAM "
+                "threshold flag); run it before the card is used or sold",
+                value=str(sram),
                 reference="0",
             )
         )
@@ -262,6 +312,51 @@ def _row_remap_findings(now: HealthCounters) -> list[Finding]:
                 f"low {hist.low}, none {hist.none}",
                 value=str(hist.partial + hist.low + hist.none),
                 reference="0",
+            )
+        )
+    return found
+
+
+def _page_retirement_findings(now: HealthCounters) -> list[Finding]:
+    """Cards before Ampere retire a page of memory where later ones remap a row."""
+    found: list[Finding] = []
+    if now.retired_pages_pending:
+        found.append(
+            Finding(
+                "retired_pages_pending",
+                "major",
+                "counters",
+                "a page retirement is pending: the card needs a reboot (driver reload) before use",
+                value="pending",
+                reference="none",
+            )
+        )
+    sbe, dbe = now.retired_pages_sbe or 0, now.retired_pages_dbe or 0
+    if sbe + dbe >= RETIRED_PAGES_LIMIT:
+        found.append(
+            Finding(
+                "retired_pages_limit",
+                "critical",
+                "counters",
+                f"{sbe + dbe} pages retired, at NVIDIA's limit of {RETIRED_PAGES_LIMIT} (DCGM's "
+                "health check and field diagnostic fail the card): further failing pages cannot "
+                "be retired",
+                value=str(sbe + dbe),
+                reference=f"< {RETIRED_PAGES_LIMIT}",
+                measure=float(sbe + dbe),
+            )
+        )
+    if sbe + dbe:
+        found.append(
+            Finding(
+                "pages_retired",
+                "minor",
+                "counters",
+                f"{sbe + dbe} memory page(s) retired ({dbe} for double-bit errors, {sbe} for "
+                "repeated single-bit errors)",
+                value=str(sbe + dbe),
+                reference="0",
+                measure=float(dbe),  # the policy's thresholds are on double-bit retirements
             )
         )
     return found
@@ -349,25 +444,29 @@ def xid_findings(record: RunRecord) -> list[Finding]:
     return found
 
 
-def performance_findings(comparisons: tuple[MetricComparison, ...]) -> list[Finding]:
+def performance_findings(
+    subsystems: tuple[SubsystemScore, ...], model: str | None = None
+) -> list[Finding]:
+    """One finding per slow subsystem, in the buyer's words; the statistics in the detail. The
+    measure the policy grades is the deficit's lower bound (what the card is at least)."""
     found = []
-    for c in comparisons:
-        if c.verdict not in ("low", "very_low") or c.reference is None:
+    whose = f"healthy {model} cards" if model else "healthy cards of the model"
+    for s in subsystems:
+        if s.verdict != "low":
             continue
-        rel = c.relative_deviation or 0.0
+        at_least = max(s.deficit_low, 0.0)
         found.append(
             Finding(
                 "performance_deficit",
-                "major" if c.verdict == "very_low" else "minor",
-                c.test,
-                f"{c.test}.{c.metric} {c.estimate:.4g} {c.unit} is {abs(rel):.1%} below the "
-                "healthy "
-                f"{c.reference.center:.4g} {c.unit} (z = {c.z:.1f}, Holm-adjusted p = "
-                f"{c.p_adjusted:.2g})",
-                value=f"{c.estimate:.4g} {c.unit}",
-                reference=f"{c.reference.center:.4g} ± {c.reference.spread:.3g} {c.unit} "
-                f"(n = {c.reference.n})",
-                measure=rel,
+                "major" if at_least >= 0.07 else "minor",
+                s.name,
+                f"{TITLES[s.name]} {s.deficit:.0%} below {whose} (at least {at_least:.0%}, "
+                f"one-sided 95%; {len(s.metrics)} metric(s); t = {s.t:.1f}, Holm-adjusted p = "
+                f"{s.p_adjusted:.2g}; the reference from {s.reference_cards} card(s))",
+                value=f"-{s.deficit:.1%}",
+                reference=f"healthy spread {s.between_rel:.1%}, reference centre ±"
+                f"{s.centre_rel:.1%}, run to run ±{s.run_rel:.1%}",
+                measure=-s.deficit_low,
             )
         )
     return found

@@ -32,10 +32,15 @@ FINDING_CODES = (
     "ecc_correctable_during_run",
     "ecc_uncorrectable_history",
     "ecc_disabled",
+    "ecc_mode_pending",
+    "ecc_sram_uncorrectable_history",
     "row_remap_failure",
     "row_remap_pending",
     "rows_remapped",
     "row_spares_depleting",
+    "retired_pages_pending",
+    "retired_pages_limit",
+    "pages_retired",
     "pcie_link_degraded",
     "pcie_replays",
     "power_limit_reduced",
@@ -69,6 +74,11 @@ class Statistics(StrictModel):
     alpha: float = Field(gt=0, lt=0.5)
     min_relative_deficit: float = Field(ge=0, lt=1)
     very_low_deficit: float = Field(gt=0, lt=1)
+    # gpuhealth/composite.py: one card graded twice differs by about this much (relative SD);
+    # the healthy comparison's Student-t degrees of freedom; the deficit bound's confidence.
+    run_to_run: float = Field(default=0.008, ge=0, lt=0.5)
+    tail_dof: float = Field(default=10.0, gt=2, le=1000)
+    bound_confidence: float = Field(default=0.95, ge=0.5, lt=1)
 
 
 class Rule(StrictModel):

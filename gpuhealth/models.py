@@ -8,8 +8,9 @@ gpuhealth/data/run-record.schema.json, kept equal by a test).
 
 Schema versions: 1 (gpuhealth 0.1.0) had no embedded rules; 2 (0.2.0) adds `rules`, the full text
 of the policy and profile the record was judged under. A version-1 record is migrated when read
-(`migrate`): it gains `rules = null` and nothing else changes, so its judgement and measurements
-read exactly as written; its signature is checked on the stored JSON, never on the migrated form.
+(`migrate`): it gains `rules = null` (and an empty `analysis.subsystems`: it was judged metric by
+metric) and nothing else changes, so its judgement and measurements read exactly as written; its
+signature is checked on the stored JSON, never on the migrated form.
 """
 
 from __future__ import annotations
@@ -100,6 +101,16 @@ class HealthCounters:
     memory_temperature_max_c: float | None = None
     energy_j: float | None = None
     clocks_event_reasons: int | None = None
+    # ECC mode after the next reboot (NVML's pending mode); differs from ecc_enabled while a change
+    # waits for the reboot. Lifetime uncorrectable counts by where they happened: card memory
+    # (DRAM) and on-chip SRAM (caches, register file). Retired pages: pre-Ampere cards retire
+    # memory pages where later cards remap rows (counts by cause; pending = needs a reboot).
+    ecc_pending_enabled: bool | None = None
+    ecc_aggregate_uncorrected_dram: int | None = None
+    ecc_aggregate_uncorrected_sram: int | None = None
+    retired_pages_sbe: int | None = None
+    retired_pages_dbe: int | None = None
+    retired_pages_pending: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +254,25 @@ class MetricComparison:
 
 
 @dataclass(frozen=True)
+class SubsystemScore:
+    """One subsystem's performance against its model (gpuhealth/composite.py): the mean
+    log-ratio of its judged metrics, with every source of uncertainty kept (relative)."""
+
+    name: str  # memory, fp32, tensor, sustained
+    metrics: tuple[str, ...]  # the judged metrics it averages (test.metric)
+    deficit: float  # 1 - e^(mean log-ratio): positive = slower than the model's centre
+    deficit_low: float  # the deficit's one-sided lower confidence bound: at least this slow
+    t: float  # against healthy cards of the model; negative = slower
+    p_adjusted: float  # one-sided (Student t), Holm-adjusted over the subsystems
+    between_rel: float  # healthy cards' spread
+    centre_rel: float  # the reference centre's own error
+    run_rel: float  # run-to-run variation of one card
+    measure_rel: float  # this run's measurement error
+    reference_cards: int
+    verdict: Literal["ok", "low"] = "ok"
+
+
+@dataclass(frozen=True)
 class SoakSummary:
     duration_s: float
     iterations: int
@@ -302,6 +332,7 @@ class Analysis:
     findings: tuple[Finding, ...]
     energy_used_j: float | None = None
     gpu_busy_share: float | None = None
+    subsystems: tuple[SubsystemScore, ...] = ()  # what the performance grade rests on
 
 
 @dataclass(frozen=True)
@@ -444,6 +475,8 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         # 1 -> 2: the embedded rules are new; a version-1 record was judged under rules it did
         # not record, so it has none (verify says what that means for it).
         data = {**data, "schema_version": 2, "rules": None}
+        if isinstance(data.get("analysis"), dict):  # judged per metric then, not per subsystem
+            data["analysis"] = {**data["analysis"], "subsystems": []}
     return data
 
 

@@ -241,6 +241,8 @@ def _legacy_rules(record: RunRecord) -> tuple[Rules, Check]:
 
 def _judgement_check(record: RunRecord, again: RunRecord, rules: Rules) -> Check:
     assert record.grade is not None and again.grade is not None
+    if rules.judged_by != __version__:
+        return _other_version_judgement(record, again, rules)
     stored = _judgement_data(record)
     found = first_difference(stored, _judgement_data(again))
     if found is None:
@@ -260,16 +262,33 @@ def _judgement_check(record: RunRecord, again: RunRecord, rules: Rules) -> Check
     else:
         path, was, now = found
         why = f"{path}: the record says {was}, its measurements give {now}"
-    if rules.judged_by != __version__:
+    return Check("judgement", "fail", why)
+
+
+def _other_version_judgement(record: RunRecord, again: RunRecord, rules: Rules) -> Check:
+    """A record another gpuhealth version judged: its analysis is that version's (other
+    fields, other statistics), so only what it concluded can be compared: the grade and the
+    rules behind it."""
+    assert record.grade is not None and again.grade is not None
+    was = (record.grade.letter, [(r.rule, r.grade) for r in record.grade.reasons])
+    now = (again.grade.letter, [(r.rule, r.grade) for r in again.grade.reasons])
+    if was == now:
         return Check(
             "judgement",
-            "unproven",
-            f"judged by gpuhealth {rules.judged_by}; this version ({__version__}) judges the "
-            f"measurements differently ({why})",
-            EXIT_VERSION_UNCHECKABLE,
-            f"verify with gpuhealth {rules.judged_by} (pip install gpuhealth=={rules.judged_by})",
+            "pass",
+            f"judged by gpuhealth {rules.judged_by}; judged again by {__version__} under the same "
+            f"rules: the same grade {again.grade.letter} for the same reasons",
         )
-    return Check("judgement", "fail", why)
+    rules_now = ", ".join(r.rule for r in again.grade.reasons)
+    return Check(
+        "judgement",
+        "unproven",
+        f"judged by gpuhealth {rules.judged_by} as {record.grade.letter}; this version "
+        f"({__version__}) judges the same measurements under the same rules as "
+        f"{again.grade.letter} ({rules_now})",
+        EXIT_VERSION_UNCHECKABLE,
+        f"verify with gpuhealth {rules.judged_by} (pip install gpuhealth=={rules.judged_by})",
+    )
 
 
 def _judgement_data(record: RunRecord) -> dict[str, Any]:

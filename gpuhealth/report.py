@@ -21,7 +21,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from gpuhealth import __version__, charts, shipped
+from gpuhealth import __version__, charts, composite, shipped
 from gpuhealth.atomicfile import write_atomic
 from gpuhealth.models import (
     CardIdentity,
@@ -432,6 +432,7 @@ _GLOBALS: dict[str, Any] = {
     "soak_rows": soak_rows,
     "metric_stats": metric_stats,
     "reference_sources": reference_sources,
+    "subsystem_title": lambda name: composite.TITLES.get(name, name),
     "metric_chart": charts.metric_svg,
     "timeline_chart": charts.timeline_svg,
     "max_listed": MAX_LISTED_ERRORS,

@@ -203,6 +203,16 @@ def record_current() -> list[str]:
         data["versions"][__version__] = entry
         INDEX_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         said.append(f"recorded the rules of gpuhealth {__version__}")
+    # files an earlier recording of this unreleased version left behind, no version's any more
+    kept = {
+        sha
+        for entry_ in data["versions"].values()
+        for sha in (entry_["policy"], *entry_["profiles"].values())
+    }
+    for path in sorted(FILES_DIR.glob("*.toml")):
+        if path.stem not in kept:
+            path.unlink()
+            said.append(f"removed {path.name} (no version ships it)")
     return said
 
 

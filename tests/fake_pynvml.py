@@ -298,6 +298,32 @@ class FakeNvml:
             }
             return int(card.answer(keys[(error_type, counter)]))
 
+        def nvmlDeviceGetMemoryErrorCounter(
+            handle: object, error_type: int, counter: int, location: int
+        ) -> int:
+            card = self._card(handle, "nvmlDeviceGetMemoryErrorCounter")
+            if (error_type, counter) != (
+                real.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                real.NVML_AGGREGATE_ECC,
+            ):
+                raise NotRecordedError(f"memory error counter {error_type}/{counter}")
+            key = f"ecc_agg_uncorr_{_LOCATIONS[location]}"
+            if key in card.probe:
+                return int(card.answer(key))
+            # The probe did not ask by location. Where the recorded total is 0, every location a
+            # Turing-or-later card counts (DRAM, SRAM) must be 0 too: derived, not recorded.
+            if location in _TURING_LOCATIONS and card.answer("ecc_agg_uncorr") == 0:
+                return 0
+            raise NotRecordedError(f"{card.key}: the recording has no {key!r}")
+
+        def nvmlDeviceGetRetiredPages(handle: object, cause: int) -> list[int]:
+            card = self._card(handle, "nvmlDeviceGetRetiredPages")
+            keys = {
+                real.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS: "retired_pages_sbe",
+                real.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR: "retired_pages_dbe",
+            }
+            return [int(address) for address in card.answer(keys[cause])]
+
         def nvmlDeviceGetRemappedRows(handle: object) -> tuple[int, int, int, int]:
             rows = self._card(handle, "nvmlDeviceGetRemappedRows").answer("remapped_rows")
             corr, unc, pending, failure = (int(v) for v in rows)
@@ -322,6 +348,11 @@ class FakeNvml:
         return {
             "nvmlDeviceGetEccMode": nvmlDeviceGetEccMode,
             "nvmlDeviceGetTotalEccErrors": nvmlDeviceGetTotalEccErrors,
+            "nvmlDeviceGetMemoryErrorCounter": nvmlDeviceGetMemoryErrorCounter,
+            "nvmlDeviceGetRetiredPages": nvmlDeviceGetRetiredPages,
+            "nvmlDeviceGetRetiredPagesPendingStatus": plain(
+                "retired_pending", "nvmlDeviceGetRetiredPagesPendingStatus"
+            ),
             "nvmlDeviceGetRemappedRows": nvmlDeviceGetRemappedRows,
             "nvmlDeviceGetRowRemapperHistogram": nvmlDeviceGetRowRemapperHistogram,
             "nvmlDeviceGetCurrPcieLinkGeneration": plain(
@@ -453,6 +484,20 @@ class FakeNvml:
         }
 
 
+# nvmlMemoryLocation_t by the suffix of a probe key: ecc_agg_uncorr_<suffix>
+_LOCATIONS = {
+    real.NVML_MEMORY_LOCATION_L1_CACHE: "l1_cache",
+    real.NVML_MEMORY_LOCATION_L2_CACHE: "l2_cache",
+    real.NVML_MEMORY_LOCATION_DRAM: "dram",  # also DEVICE_MEMORY: one value
+    real.NVML_MEMORY_LOCATION_REGISTER_FILE: "register_file",
+    real.NVML_MEMORY_LOCATION_TEXTURE_MEMORY: "texture_memory",
+    real.NVML_MEMORY_LOCATION_TEXTURE_SHM: "texture_shm",
+    real.NVML_MEMORY_LOCATION_CBU: "cbu",
+    real.NVML_MEMORY_LOCATION_SRAM: "sram",
+}
+_TURING_LOCATIONS = (real.NVML_MEMORY_LOCATION_DRAM, real.NVML_MEMORY_LOCATION_SRAM)
+
+
 def _is_function(name: str, value: object) -> bool:
     return name.startswith("nvml") and isinstance(value, types.FunctionType)
 
@@ -512,6 +557,7 @@ def fields_not_supported() -> FakeNvml:
     card.probe["FI_DEV_MEMORY_TEMP"] = [f"({real.NVML_ERROR_NOT_SUPPORTED}, 0)"]
     card.probe["remapped_rows"] = NOT_SUPPORTED
     card.probe["row_remapper_histogram"] = NOT_SUPPORTED
+    card.probe["retired_pages_dbe"] = NOT_SUPPORTED  # as the recorded SBE query answered
     card.probe["power_usage_mw"] = NOT_SUPPORTED
     card.fail["nvmlDeviceGetComputeRunningProcesses"] = real.NVML_ERROR_NO_PERMISSION
     card.fail["nvmlDeviceGetGraphicsRunningProcesses"] = real.NVML_ERROR_NO_PERMISSION
@@ -574,6 +620,67 @@ def remapped_rows_pending_with_ecc() -> FakeNvml:
     card.probe["ecc_vol_uncorr"] = 1
     card.probe["ecc_agg_corr"] = 340
     card.probe["ecc_agg_uncorr"] = 1
+    card.probe["ecc_agg_uncorr_dram"] = 1
+    card.probe["ecc_agg_uncorr_sram"] = 0
+    return FakeNvml([card])
+
+
+def ecc_pending_off() -> FakeNvml:
+    """An H100 with ECC on and `nvidia-smi -e 0` given: ECC is off after the next reboot."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["ecc_mode"] = ["1", "0"]
+    return FakeNvml([card])
+
+
+def ecc_pending_on() -> FakeNvml:
+    """An H100 with ECC off and `nvidia-smi -e 1` given, not yet rebooted. Assumption: with ECC
+    off NVML answers "not supported" for every ECC count (its docs: "Requires ECC Mode to be
+    enabled")."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["ecc_mode"] = ["0", "1"]
+    for key in ("ecc_vol_corr", "ecc_vol_uncorr", "ecc_agg_corr", "ecc_agg_uncorr"):
+        card.probe[key] = NOT_SUPPORTED
+    return FakeNvml([card])
+
+
+def sram_uncorrectable() -> FakeNvml:
+    """An H100 whose lifetime counts hold 2 uncorrectable errors, both in on-chip SRAM."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["ecc_agg_uncorr"] = 2
+    card.probe["ecc_agg_uncorr_dram"] = 0
+    card.probe["ecc_agg_uncorr_sram"] = 2
+    return FakeNvml([card])
+
+
+def pre_ampere_retired_pages() -> FakeNvml:
+    """A Volta-style card (made from the H100 recording): no row remapper, page retirement
+    instead (3 pages for repeated single-bit errors, 1 for a double-bit error, one retirement
+    waiting for a reboot), ECC counted per on-chip unit rather than as one SRAM location."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["name"] = "Tesla V100-SXM2-32GB"
+    card.probe["cc"] = ["7", "0"]
+    card.probe["remapped_rows"] = NOT_SUPPORTED
+    card.probe["row_remapper_histogram"] = NOT_SUPPORTED
+    card.probe["retired_pages_sbe"] = [0x1F000, 0x2A000, 0x3B000]
+    card.probe["retired_pages_dbe"] = [0x4C000]
+    card.probe["retired_pending"] = 1
+    card.probe["ecc_agg_uncorr"] = 3
+    card.probe["ecc_agg_uncorr_dram"] = 1
+    card.probe["ecc_agg_uncorr_sram"] = NOT_SUPPORTED
+    card.probe["ecc_agg_uncorr_l1_cache"] = 0
+    card.probe["ecc_agg_uncorr_l2_cache"] = 2
+    card.probe["ecc_agg_uncorr_register_file"] = 0
+    card.probe["ecc_agg_uncorr_texture_memory"] = NOT_SUPPORTED
+    card.probe["ecc_agg_uncorr_texture_shm"] = NOT_SUPPORTED
+    card.probe["ecc_agg_uncorr_cbu"] = 0
+    return FakeNvml([card])
+
+
+def sram_counter_fails() -> FakeNvml:
+    """An H100 whose SRAM location count fails with UNKNOWN while the card still answers: the
+    SRAM count is unreadable (None), never summed from what else answered."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["ecc_agg_uncorr_sram"] = "ERROR: NVMLError_Unknown: Unknown Error"
     return FakeNvml([card])
 
 

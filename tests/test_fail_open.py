@@ -21,7 +21,8 @@ import pytest
 from simkit import H100, card_toml, invoke
 
 from gpuhealth import stats
-from gpuhealth.analysis import compare_metrics
+from gpuhealth.analysis import compare_metrics, composite_settings
+from gpuhealth.composite import score_subsystems
 from gpuhealth.coverage import JUDGED_METRICS
 from gpuhealth.findings import performance_findings
 from gpuhealth.grading import grade, load_policy
@@ -30,6 +31,7 @@ from gpuhealth.profiles import Profile, builtin_profiles, find_profile
 from gpuhealth.xids import APPLICATION, CARD_LOST, CATALOGUE, FATAL, NVLINK, UNKNOWN
 
 POLICY = load_policy()
+SETTINGS = composite_settings(POLICY)
 
 
 # --- log p: the strongest evidence is never "none" -----------------------------------------------
@@ -76,7 +78,7 @@ def test_z_minus_50_is_a_fault_for_every_metric_kind(key: str) -> None:
     row = compare_metrics(one_metric(key, (reference.center * 0.5,) * 5), profile, POLICY)[0]
     assert row.z == pytest.approx(-50.0) and row.p_value == 0.0
     assert row.verdict == "very_low"
-    graded = grade(tuple(performance_findings((row,))), POLICY)
+    graded = grade(tuple(performance_findings(score_subsystems((row,), SETTINGS))), POLICY)
     assert graded.letter == "D" and graded.reasons[0].rule == "performance-fault"
 
 
@@ -89,7 +91,9 @@ def test_z_minus_infinity_is_a_fault_for_every_metric_kind(key: str) -> None:
     )
     row = compare_metrics(one_metric(key, (tiny.center * 0.2,) * 5), profile, POLICY)[0]
     assert row.z == -math.inf and row.verdict == "very_low"
-    assert grade(tuple(performance_findings((row,))), POLICY).letter == "D"
+    scores = score_subsystems((row,), SETTINGS)
+    assert math.isfinite(scores[0].t) and scores[0].deficit_low > 0.7  # the run-to-run floor
+    assert grade(tuple(performance_findings(scores)), POLICY).letter == "D"
 
 
 def test_every_judged_metric_has_a_reference_in_the_measured_profiles() -> None:

@@ -104,25 +104,27 @@ def slow(graded: GradedRuns) -> CliRun:
 
 
 def test_slow_memory_is_not_A_and_says_why(slow: CliRun) -> None:
+    """One reason for one cause (the memory), in the buyer's words, with the statistics beside."""
     assert slow.exit_code in (EXIT_OK, EXIT_BAD_CARD)
     record = record_of(slow)
-    assert record.grade is not None and record.grade.letter not in ("A", "INCOMPLETE")
+    assert record.grade is not None and record.grade.letter == "C"
     deficits = [r for r in reasons(record) if r.rule.startswith("performance-deficit")]
-    assert deficits
-    metrics = set()
+    assert len(deficits) == 1, deficits
+    reason = deficits[0]
+    pattern = (
+        r"memory bandwidth (\d+)% below healthy NVIDIA H100 SXM5 80GB cards "
+        r"\(at least (\d+)%, one-sided 95%; 6 metric\(s\)"
+    )
+    found = re.match(pattern, reason.message)
+    assert found, reason.message
+    assert int(found.group(1)) == pytest.approx(15, abs=2)  # the card's fault is 0.85x
+    assert 7 <= int(found.group(2)) <= int(found.group(1))
+    assert reason.value is not None and reason.value.startswith("-1")
+    assert reason.reference is not None and "healthy spread 2.0%" in reason.reference
     assert record.analysis is not None
-    for reason in deficits:
-        found = re.match(r"(bandwidth|memtest)\.(\w+) ", reason.message)
-        assert found, reason.message
-        metrics.add(found.group(0).strip())
-        # the measured value and the reference, with units, and their ratio is the fault's 0.85
-        value = re.fullmatch(r"([\d.]+) GB/s", reason.value or "")
-        reference = re.fullmatch(r"([\d.]+) ± [\d.]+ GB/s \(n = \d+\)", reason.reference or "")
-        assert value and reference, (reason.value, reference)
-        assert float(value.group(1)) / float(reference.group(1)) == pytest.approx(0.85, abs=0.02)
-        assert value.group(1) in reason.message and reference.group(1) in reason.message
-    assert "bandwidth.triad_gbs" in metrics
-    assert "bandwidth.triad_gbs" in slow.result.stdout
+    memory = next(s for s in record.analysis.subsystems if s.name == "memory")
+    assert memory.verdict == "low" and "bandwidth.triad_gbs" in memory.metrics
+    assert "memory bandwidth" in slow.result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -104,10 +104,18 @@ def test_a_version_1_record_is_migrated_and_judges_the_same(records: dict[str, s
     every other field as written."""
     data = _data(records["healthy"])
     assert data["schema_version"] == SCHEMA_VERSION == 2 and data["rules"] is not None
-    old = {k: v for k, v in data.items() if k != "rules"} | {"schema_version": 1}
+    analysis = {k: v for k, v in data["analysis"].items() if k != "subsystems"}
+    old = {k: v for k, v in data.items() if k != "rules"} | {
+        "schema_version": 1,
+        "analysis": analysis,
+    }
     migrated = record_from_json(json.dumps(old), "v1.json")
     assert migrated.schema_version == 2 and migrated.rules is None
-    assert json.loads(record_to_json(migrated)) == old | {"schema_version": 2, "rules": None}
+    assert json.loads(record_to_json(migrated)) == old | {
+        "schema_version": 2,
+        "rules": None,
+        "analysis": analysis | {"subsystems": []},
+    }
 
 
 def test_missing_schema_version_is_refused(records: dict[str, str]) -> None:

@@ -109,6 +109,11 @@ def test_healthy_h100_counters(use: object) -> None:
         memory_temperature_max_c=95.0,
         energy_j=2515.918,
         clocks_event_reasons=1,  # GPU idle
+        ecc_pending_enabled=True,  # recorded (1, 1): no change waits for a reboot
+        # derived from the recorded total of 0: the probe did not ask by location
+        ecc_aggregate_uncorrected_dram=0,
+        ecc_aggregate_uncorrected_sram=0,
+        # retired pages are not asked where the row remapper answers (recorded: not supported)
     )
     assert card.unsupported == ()
     assert card.unreadable == ()
@@ -201,7 +206,12 @@ def test_fields_not_supported_read_as_none(use: object) -> None:
         "nvmlDeviceGetPowerUsage",
         "nvmlDeviceGetComputeRunningProcesses",
         "nvmlDeviceGetGraphicsRunningProcesses",
+        # no row remapper answer: page retirement is asked instead, and not supported either
+        f"nvmlDeviceGetRetiredPages({pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS})",
+        f"nvmlDeviceGetRetiredPages({pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR})",
+        "nvmlDeviceGetRetiredPagesPendingStatus",
     }
+    assert counters.retired_pages_sbe is None and counters.retired_pages_pending is None
     assert card.unreadable == ()
 
 

@@ -27,6 +27,12 @@ def test_the_archive_is_in_step_with_the_live_policy_and_profiles() -> None:
 
 def test_every_archived_file_is_named_by_its_sha256_and_every_named_file_is_there() -> None:
     names = {path.stem for path in shipped.FILES_DIR.glob("*.toml")}
+    named = {
+        sha
+        for release in shipped.releases().values()
+        for sha in (release.policy_sha256, *release.profile_sha256.values())
+    }
+    assert names == named, "files no version ships (python -m gpuhealth.shipped --record)"
     for path in shipped.FILES_DIR.glob("*.toml"):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem, path.name
     for release in shipped.releases().values():

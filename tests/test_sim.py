@@ -307,6 +307,47 @@ def test_ecc_disabled(sim: Sim) -> None:
     assert sim().counters().ecc_enabled is True
 
 
+@covers("ecc_pending_enabled")
+def test_ecc_mode_change_waiting_for_a_reboot(sim: Sim) -> None:
+    healthy = sim().counters()
+    assert (healthy.ecc_enabled, healthy.ecc_pending_enabled) == (True, True)
+    off_later = sim("ecc_pending_enabled = false").counters()
+    assert (off_later.ecc_enabled, off_later.ecc_pending_enabled) == (True, False)
+    on_later = sim("ecc_enabled = false\necc_pending_enabled = true").counters()
+    assert (on_later.ecc_enabled, on_later.ecc_pending_enabled) == (False, True)
+    assert on_later.ecc_aggregate_uncorrected_sram is None  # no counts with ECC off
+
+
+@covers("sram_uncorrected")
+def test_sram_uncorrectable_history(sim: Sim) -> None:
+    healthy = sim().counters()
+    assert healthy.ecc_aggregate_uncorrected_sram == 0
+    assert healthy.ecc_aggregate_uncorrected_dram == 0
+    card = sim("sram_uncorrected = 3\necc_uncorrected = 2")
+    before = card.counters()
+    assert before.ecc_aggregate_uncorrected_sram == 3 and before.ecc_aggregate_uncorrected == 3
+    assert before.ecc_volatile_uncorrected == 0  # history, not this boot's errors
+    run_stress(card, MemtestTest())
+    after = card.counters()
+    assert after.ecc_aggregate_uncorrected_dram == 2  # the run's errors are in card memory
+    assert after.ecc_aggregate_uncorrected == 5 and after.ecc_aggregate_uncorrected_sram == 3
+
+
+@covers("retired_pages")
+def test_retired_pages_on_a_card_before_ampere(sim: Sim) -> None:
+    healthy = sim().counters()  # Ampere and later: NVML does not report page retirement
+    assert (healthy.retired_pages_sbe, healthy.retired_pages_dbe) == (None, None)
+    assert healthy.retired_pages_pending is None
+    card = sim(
+        "retired_pages = { sbe = 4, dbe = 2, pending = true }\n"
+        'unreadable = ["remapped_rows_correctable", "remapped_rows_uncorrectable", '
+        '"remapped_rows_pending", "remapped_rows_failure", "row_remap_histogram"]'
+    )
+    c = card.counters()
+    assert (c.retired_pages_sbe, c.retired_pages_dbe, c.retired_pages_pending) == (4, 2, True)
+    assert c.remapped_rows_correctable is None and c.row_remap_histogram is None
+
+
 @covers("unreadable")
 def test_unreadable_readings_are_none_and_only_those(sim: Sim) -> None:
     card = sim('unreadable = ["remapped_rows_pending", "clocks_event_reasons"]')

@@ -226,13 +226,15 @@ class SimBackend:
     def counters(self) -> HealthCounters:
         self._check_alive("counters")
         f, d, th = self._faults, self._model.device, self._model.thermal
-        rows = f.remapped_rows
+        rows, pages, ecc = f.remapped_rows, f.retired_pages, f.ecc_enabled
+        # errors during the run are in card memory (DRAM); SRAM ones are history from before it
+        lifetime_uncorrected = self._ecc_uncorrected + f.sram_uncorrected
         counters = HealthCounters(
-            ecc_enabled=f.ecc_enabled,
-            ecc_volatile_corrected=self._ecc_corrected if f.ecc_enabled else None,
-            ecc_volatile_uncorrected=self._ecc_uncorrected if f.ecc_enabled else None,
-            ecc_aggregate_corrected=self._ecc_corrected if f.ecc_enabled else None,
-            ecc_aggregate_uncorrected=self._ecc_uncorrected if f.ecc_enabled else None,
+            ecc_enabled=ecc,
+            ecc_volatile_corrected=self._ecc_corrected if ecc else None,
+            ecc_volatile_uncorrected=self._ecc_uncorrected if ecc else None,
+            ecc_aggregate_corrected=self._ecc_corrected if ecc else None,
+            ecc_aggregate_uncorrected=lifetime_uncorrected if ecc else None,
             remapped_rows_correctable=rows.correctable,
             remapped_rows_uncorrectable=rows.uncorrectable,
             remapped_rows_pending=rows.pending,
@@ -248,6 +250,12 @@ class SimBackend:
             memory_temperature_max_c=th.memory_max_c,
             energy_j=round(self._energy_j, 3),
             clocks_event_reasons=self._physics.reasons,
+            ecc_pending_enabled=ecc if f.ecc_pending_enabled is None else f.ecc_pending_enabled,
+            ecc_aggregate_uncorrected_dram=self._ecc_uncorrected if ecc else None,
+            ecc_aggregate_uncorrected_sram=f.sram_uncorrected if ecc else None,
+            retired_pages_sbe=pages.sbe if pages else None,
+            retired_pages_dbe=pages.dbe if pages else None,
+            retired_pages_pending=pages.pending if pages else None,
         )
         return replace(counters, **self._unreadable(counters))
 

@@ -144,6 +144,14 @@ class RemappedRows(StrictModel):
     failure: bool = False
 
 
+class RetiredPages(StrictModel):
+    """Page retirement, as cards before Ampere report it instead of remapped rows."""
+
+    sbe: int = Field(default=0, ge=0, description="pages retired for repeated single-bit errors")
+    dbe: int = Field(default=0, ge=0, description="pages retired for a double-bit error")
+    pending: bool = False
+
+
 class OtherProcess(StrictModel):
     pid: int = Field(default=4242, gt=0)
     name: str = "python3"
@@ -173,6 +181,12 @@ Unreadable = Literal[
     "memory_temperature_max_c",
     "clocks_event_reasons",
     "memory_temperature_c",
+    "ecc_pending_enabled",
+    "ecc_aggregate_uncorrected_dram",
+    "ecc_aggregate_uncorrected_sram",
+    "retired_pages_sbe",
+    "retired_pages_dbe",
+    "retired_pages_pending",
 ]
 
 
@@ -189,6 +203,15 @@ class Faults(StrictModel):
     )
     ecc_corrected: int = Field(default=0, ge=0, description="correctable ECC errors during the run")
     ecc_enabled: bool = True
+    # ECC mode after the next reboot, where a change waits for it (None: no change pending)
+    ecc_pending_enabled: bool | None = None
+    sram_uncorrected: int = Field(
+        default=0, ge=0, description="uncorrectable on-chip (SRAM) ECC errors in the history"
+    )
+    # None: the card does not retire pages (Ampere and later remap rows; NVML answers "not
+    # supported"). A card before Ampere: set it, and list the remapped_rows_* fields and
+    # row_remap_histogram as unreadable.
+    retired_pages: RetiredPages | None = None
     pcie_width: int | None = Field(default=None, ge=1, le=32)
     pcie_gen: int | None = Field(default=None, ge=1, le=6)
     thermal_resistance_scale: float = Field(default=1.0, gt=0, le=10)
