@@ -17,6 +17,7 @@ NVML's power reading settles over a fraction of a second and the telemetry is sa
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_right
 from collections.abc import Sequence
 
 from gpuhealth.models import Metric, TelemetrySample, TestResult
@@ -45,9 +46,10 @@ def _soak(tests: Sequence[TestResult]) -> Metric | None:
     if rates is None or ends is None or len(rates.values) != len(ends.values):
         return None
     values = []
+    window = _Windows(soak.telemetry)
     starts = (soak.started_s, *ends.values[:-1])  # an iteration starts where the last one ended
     for rate, start_s, end_s in zip(rates.values, starts, ends.values, strict=True):
-        power = _mean_power([s for s in soak.telemetry if start_s < s.t_s <= end_s])
+        power = _mean_power(window.between(start_s, end_s))
         if power is not None:
             values.append(round(rate / power, 6))
     if len(values) < 2:
@@ -66,14 +68,28 @@ def _memory_phase(tests: Sequence[TestResult]) -> Metric | None:
     if isinstance(start, bool) or not isinstance(start, int | float):
         return None
     values = []
+    window = _Windows(soak.telemetry)
     starts = (float(start), *ends.values[:-1])  # a chunk starts where the last one ended
     for rate, start_s, end_s in list(zip(rates.values, starts, ends.values, strict=True))[1:]:
-        power = _mean_power([s for s in soak.telemetry if start_s < s.t_s <= end_s])
+        power = _mean_power(window.between(start_s, end_s))
         if power is not None:
             values.append(round(rate / power, 6))
     if len(values) < 2:
         return None
     return Metric("memory_phase_gbs_per_w", "GB/s/W", tuple(values))
+
+
+class _Windows:
+    """The samples in (start, end], by binary search over the samples in time order (a soak
+    has hundreds of iterations and samples: a scan per iteration took most of the analysis)."""
+
+    def __init__(self, samples: Sequence[TelemetrySample]) -> None:
+        self._samples = sorted(samples, key=lambda s: s.t_s)
+        self._times = [s.t_s for s in self._samples]
+
+    def between(self, start_s: float, end_s: float) -> Sequence[TelemetrySample]:
+        low = bisect_right(self._times, start_s)
+        return self._samples[low : bisect_right(self._times, end_s, lo=low)]
 
 
 def _passed(tests: Sequence[TestResult], name: str) -> TestResult | None:
