@@ -780,7 +780,7 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
 
     Every metric's centre, spread, cards behind it and conditions.
     """
-    from gpuhealth.profiles import find_profile, profile_kind
+    from gpuhealth.profiles import MIN_FLEET_CARDS, find_profile, profile_kind
 
     found = find_profile(key_or_path)
     if as_json:
@@ -790,7 +790,7 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
     click.echo(f"  matches NVML names: {', '.join(found.nvml_names)} (~{found.memory_gib:g} GiB)")
     click.echo(f"  source: {found.source}")
     if found.spread_is_prior:
-        click.echo("  spreads are PRIORS: fewer than 5 cards measured")
+        click.echo(f"  spreads are PRIORS: fewer than {MIN_FLEET_CARDS} cards measured")
     for run in found.source_runs:
         click.echo(f"  from run: {run}")
     if found.thermal:

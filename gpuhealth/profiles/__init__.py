@@ -2,7 +2,8 @@
 
 A profile (TOML, gpuhealth/profiles/data/<key>.toml) holds per metric ("test.metric") the healthy
 centre, spread, number of cards behind them and their source, and the model's thermal resistance.
-A spread from fewer than MIN_FLEET_CARDS cards is a prior, and the profile says so.
+A spread from fewer than MIN_FLEET_CARDS cards is a prior, and the profile says so; each metric's
+prior is prior_spread(key).
 """
 
 from __future__ import annotations
@@ -20,11 +21,28 @@ from gpuhealth.errors import InputError
 from gpuhealth.models import CardIdentity, ReferenceMetric
 
 PROFILES_DIR = Path(__file__).resolve().parent / "data"
-MIN_FLEET_CARDS = 5
+# Below this many cards a profile's spreads are floored at their priors and it says so: a spread
+# from a few cards is too uncertain to be trusted below the prior (docs/statistics.md, section 8).
+MIN_FLEET_CARDS = 20
 MEMORY_MATCH_TOLERANCE = 0.10
 # (test, metric) pairs recorded for other analyses, never compared with a reference.
 # Timestamps, not measures: kept for the drift fit and the per-chunk power windows.
 NOT_JUDGED = frozenset({("soak", "iteration_end_s"), ("soak", "memory_phase_chunk_end_s")})
+
+# Prior card-to-card spreads of a measured profile (a healthy card's SD), as fractions of the
+# centre; the one place they are set (the built-in measured profiles and `profile build` use them).
+# - 2% for memory bandwidth, FP32 and tensor throughput: two healthy H200s we measured differ by
+#   0.04-1.7% on 10 of 11 comparable metrics (3.4% on stream read), and one H100 graded three times
+#   stayed within 1.4% of its median; a 2% SD per card covers that (docs/statistics.md, section 7).
+# - 3% for the power-capped metrics (the soak's sustained TFLOP/s and its TFLOP/s per watt): at the
+#   power cap, throughput is set by power management and each chip's voltage-frequency curve, which
+#   vary more between healthy chips of one SKU than memory bandwidth does. Sinha et al., "Not All
+#   GPUs Are Created Equal" (SC22, arXiv 2208.11035): over five HPC clusters, 8% average (22%
+#   maximum) performance variation between GPUs of one SKU, driven by power management. Their
+#   variation is a spread of whole fleets, outliers included, not an SD: 3% is a judgement.
+PRIOR_SPREAD = 0.02
+POWER_CAPPED_PRIOR_SPREAD = 0.03
+POWER_CAPPED_METRICS = frozenset({"soak.iteration_tflops", "efficiency.soak_tflops_per_w"})
 
 
 class ProfileMetric(StrictModel):
@@ -99,6 +117,11 @@ class Profile(StrictModel):
         return self.cards < MIN_FLEET_CARDS
 
 
+def prior_spread(key: str) -> float:
+    """The prior spread of metric key ("test.metric") as a fraction of its centre."""
+    return POWER_CAPPED_PRIOR_SPREAD if key in POWER_CAPPED_METRICS else PRIOR_SPREAD
+
+
 def builtin_profiles() -> list[Profile]:
     return list(_builtin_profiles())
 
@@ -110,7 +133,8 @@ def _builtin_profiles() -> tuple[Profile, ...]:
 
 
 def profile_kind(profile: Profile) -> str:
-    """ "spec-derived" (published peaks), "prior spread" (measured, < 5 cards) or "fleet"."""
+    """ "spec-derived" (published peaks), "prior spread" (measured, fewer than MIN_FLEET_CARDS
+    cards) or "fleet"."""
     if profile.cards == 0:
         return "spec-derived"
     return "prior spread" if profile.spread_is_prior else "fleet"

@@ -8,15 +8,23 @@ Per metric:
    (Iglewicz & Hoaglin), the MAD floored at SPREAD_FLOOR of the median as the spread is in 4:
    a bad card in the set cannot move the reference, and a card is not an outlier for a
    difference below measurement resolution;
-4. centre = median, spread = 1.4826 MAD of the cards kept, floored at SPREAD_FLOOR of the centre
-   (identical cards must not make every tiny deviation "significant"); with fewer than
-   MIN_FLEET_CARDS cards the spread is also floored at the prior, and the profile says so.
+4. centre = median of the n cards kept; spread = the sample's spread shrunk toward the metric's
+   prior (profiles.prior_spread: 3% of the centre for the power-capped soak metrics, 2% for the
+   rest), as a pooled variance with PRIOR_CARDS pseudo-cards of prior weight:
+
+       sample = 1.4826 MAD x b_n          (b_n: the MAD's small-sample factor, mad_consistency)
+       spread = sqrt((k prior^2 + (n-1) sample^2) / (k + n - 1)),   k = PRIOR_CARDS
+
+   floored at SPREAD_FLOOR of the centre (identical cards must not make every tiny deviation
+   "significant"); with fewer than MIN_FLEET_CARDS cards also floored at the prior, and the
+   profile says so. Each metric's source says how its spread was made.
 Only tests that passed are used; metrics measured under other conditions (e.g. another GEMM size)
 than most cards' are left out with a warning.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -34,17 +42,29 @@ from gpuhealth.profiles import (
     MEMORY_MATCH_TOLERANCE,
     MIN_FLEET_CARDS,
     NOT_JUDGED,
+    POWER_CAPPED_PRIOR_SPREAD,
+    PRIOR_SPREAD,
     Profile,
     ProfileMetric,
     ProfileThermal,
     builtin_profiles,
     match_profile,
+    prior_spread,
 )
 from gpuhealth.profiles.render import render_profile, wrap_comment
 
 OUTLIER_Z = 3.5
-PRIOR_SPREAD = 0.02  # as the built-in measured profiles (docs/statistics.md)
 SPREAD_FLOOR = 0.01  # below this the spread is measurement resolution, not card-to-card spread
+# The prior's weight in the pooled spread, in cards (degrees of freedom). Why 10: the priors are
+# known to about +-20% (2% sits between the 1.4-1.7% differences measured, 3% is a judgement on
+# Sinha et al.'s variation), and a variance with 10 degrees of freedom has a relative SD of
+# sqrt(2/10) = 45%, its square root about 22%. So a few cards cannot move a spread far from the
+# prior (5 cards at twice the prior: 1.4x the prior), the sample has half the weight at 11 cards
+# and two thirds at 20 (where the prior floor ends), and 200 cards outweigh the prior 20 to 1.
+PRIOR_CARDS = 10
+# b_n: 1.4826 MAD x b_n is unbiased for a normal SD at n values (Croux & Rousseeuw 1992, "Time-
+# efficient algorithms for two highly robust estimators of scale"); n/(n - 0.8) above 9.
+MAD_SMALL_SAMPLE = {2: 1.196, 3: 1.495, 4: 1.363, 5: 1.206, 6: 1.200, 7: 1.140, 8: 1.129, 9: 1.107}
 # Test parameters a metric's value depends on: cards measured with other values are not pooled.
 CONDITION_PARAMETERS: dict[str, tuple[str, ...]] = {
     "fp16_tensor.tensor_gemm_tflops": ("gemm_n",),
@@ -92,8 +112,10 @@ def build_profile(
     cards = sorted({run.card for run in runs})
     if len(cards) < MIN_FLEET_CARDS:
         warnings.append(
-            f"only {len(cards)} card(s): spreads are floored at a {PRIOR_SPREAD:.0%} prior "
-            f"(at least {MIN_FLEET_CARDS} cards for a fleet-measured spread)"
+            f"only {len(cards)} card(s): spreads are floored at their priors "
+            f"({PRIOR_SPREAD:.0%} of the centre, {POWER_CAPPED_PRIOR_SPREAD:.0%} for the "
+            f"power-capped soak metrics; at least {MIN_FLEET_CARDS} cards for a fleet-measured "
+            "spread)"
         )
     base = match_profile(runs[0].record.identity, builtin_profiles())
     metrics: dict[str, ProfileMetric] = {}
@@ -105,18 +127,19 @@ def build_profile(
                 f"{metric_key}: card {card} rejected as an outlier "
                 f"({per_card[card]:.4g} {unit} against the median {median:.4g})"
             )
-        center, spread, prior = center_and_spread(list(kept.values()))
+        made = center_and_spread(list(kept.values()), prior_spread(metric_key))
+        center = made.center
         if center <= 0:  # a zero rate (a broken record) is no reference, and cannot be written
             warnings.append(f"{metric_key}: median {center:.4g} {unit} is not positive: left out")
             continue
         reference = base.metric(*metric_key.split(".", 1)) if base else None
         metrics[metric_key] = ProfileMetric(
             center=center,
-            spread=spread,
+            spread=made.spread,
             n=len(kept),
             source=f"median of {len(kept)} card(s)"
             + (f", {len(rejected)} outlier(s) rejected" if rejected else "")
-            + ("; spread is a prior" if prior else "; spread 1.4826 MAD"),
+            + f"; {made.how}",
             higher_is_better=higher,
             published_peak=reference.published_peak if reference else None,
             conditions=dict(conditions),
@@ -139,7 +162,11 @@ def build_profile(
         else (base.memory_gib if base else 1.0),
         source=f"fleet-measured by gpuhealth profile build: {len(runs)} run(s) of {len(cards)} "
         f"card(s), {dates[0]} to {dates[-1]}"
-        + ("; spreads are priors" if len(cards) < MIN_FLEET_CARDS else ""),
+        + (
+            f"; spreads are priors (fewer than {MIN_FLEET_CARDS} cards)"
+            if len(cards) < MIN_FLEET_CARDS
+            else ""
+        ),
         cards=len(cards),
         source_runs=tuple(run.label for run in runs),
         vbios_versions=tuple(sorted({v for r in runs if (v := r.record.identity.vbios)})),
@@ -150,12 +177,16 @@ def build_profile(
 
 
 def render_built(profile: Profile) -> str:
-    header = [
-        f"Reference profile: {profile.name}, built by `gpuhealth profile build` from the runs in",
-        "source_runs (cards the user trusts). Per metric: the median over cards (each card the",
-        "median of its runs), outliers beyond a modified z of 3.5 rejected, spread 1.4826 MAD.",
-        *wrap_comment(profile.source),
-    ]
+    header = wrap_comment(
+        f"Reference profile: {profile.name}, built by `gpuhealth profile build` from the runs in "
+        "source_runs (cards the user trusts). Per metric: the median over cards (each card the "
+        "median of its runs), outliers beyond a modified z of 3.5 rejected; spread 1.4826 MAD x "
+        f"b_n shrunk toward the metric's prior ({PRIOR_SPREAD:.0%} of the centre, "
+        f"{POWER_CAPPED_PRIOR_SPREAD:.0%} for the power-capped soak metrics) with the weight of "
+        f"{PRIOR_CARDS} cards, floored at {SPREAD_FLOOR:.0%} and, below {MIN_FLEET_CARDS} cards, "
+        "at the prior."
+    )
+    header += wrap_comment(profile.source)
     return render_profile(profile, header)
 
 
@@ -186,15 +217,48 @@ def reject_outliers(per_card: dict[str, float]) -> tuple[dict[str, float], list[
     return kept, sorted(rejected)
 
 
-def center_and_spread(values: list[float]) -> tuple[float, float, bool]:
-    """(centre, spread, spread_is_prior) of the kept cards' values."""
+@dataclass(frozen=True)
+class CenterSpread:
+    center: float
+    spread: float
+    prior: bool  # fewer than MIN_FLEET_CARDS cards: the spread is floored at the prior
+    how: str  # how the spread was made, for the metric's source
+
+
+def mad_consistency(n: int) -> float:
+    """b_n, the small-sample factor of 1.4826 MAD over n >= 2 values (Croux & Rousseeuw 1992)."""
+    if n < 2:
+        raise ValueError(f"a MAD needs at least 2 values, got {n}")
+    return MAD_SMALL_SAMPLE.get(n, n / (n - 0.8))
+
+
+def shrunk_spread(sample: float, prior: float, n: int) -> float:
+    """n cards' sample SD pooled with a prior SD worth PRIOR_CARDS cards (same units)."""
+    k = PRIOR_CARDS
+    return math.sqrt((k * prior**2 + (n - 1) * sample**2) / (k + n - 1))
+
+
+def center_and_spread(values: list[float], prior: float) -> CenterSpread:
+    """Centre and spread of the kept cards' values; prior: the metric's, relative to the centre."""
+    n = len(values)
     center = statistics.median(values)
-    spread = stats.robust_center_spread(values)[1] if len(values) > 1 else 0.0
-    spread = max(spread, SPREAD_FLOOR * abs(center))
-    prior = len(values) < MIN_FLEET_CARDS
-    if prior:
-        spread = max(spread, PRIOR_SPREAD * abs(center))
-    return _round(center), _round(spread), prior
+    prior_abs = prior * abs(center)
+    sample = stats.robust_center_spread(values)[1] * mad_consistency(n) if n > 1 else 0.0
+    spread = shrunk_spread(sample, prior_abs, n)
+    how = (
+        f"spread 1.4826 MAD x b_n shrunk toward the {prior:.0%} prior "
+        f"(weight of {PRIOR_CARDS} cards)"
+    )
+    is_prior = n < MIN_FLEET_CARDS
+    if is_prior and spread <= prior_abs:
+        spread = prior_abs
+        how = f"spread is a prior: {prior:.0%} of the centre (fewer than {MIN_FLEET_CARDS} cards)"
+    elif is_prior:
+        how += f", above the prior (its floor below {MIN_FLEET_CARDS} cards)"
+    if spread < SPREAD_FLOOR * abs(center):
+        spread = SPREAD_FLOOR * abs(center)
+        how = f"spread floored at {SPREAD_FLOOR:.0%} of the centre (measurement resolution)"
+    return CenterSpread(_round(center), _round(spread), is_prior, how)
 
 
 def _per_card_values(
