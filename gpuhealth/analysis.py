@@ -27,6 +27,7 @@ from gpuhealth.models import (
     Verdict,
 )
 from gpuhealth.profiles import NOT_JUDGED, Profile
+from gpuhealth.registry import registry_findings
 
 HIGH_Z = 4.0  # far above the healthy centre: worth showing (a wrong profile?), not a defect
 
@@ -127,6 +128,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.vbios_findings(record, profile.vbios_versions if profile else ())
         + health.performance_findings(subsystems, profile.name if profile else None)
         + health.soak_findings(summary, counters)
+        + registry_findings(record, profile)
         + unmade_check_findings(record, profile, comparisons, summary)
     )
     energy = None

@@ -797,6 +797,20 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
         click.echo(f"  thermal resistance: {found.thermal.c_per_w:g} °C/W ({found.thermal.source})")
     else:
         click.echo("  thermal resistance: no reference")
+    if found.identity is None:
+        click.echo("  identity: not checked (no [identity] registry)")
+    else:
+        checked = {
+            k: v
+            for k, v in found.identity.model_dump().items()
+            if v not in (None, ()) and k != "source"
+        }
+        shown = "; ".join(
+            f"{k} {', '.join(v) if isinstance(v, tuple) else f'{v:g}'}" for k, v in checked.items()
+        )
+        click.echo(f"  identity: {shown} ({found.identity.source or 'no source given'})")
+    if found.vbios_versions:
+        click.echo(f"  VBIOS seen on healthy cards: {', '.join(found.vbios_versions)}")
     click.echo(f"  {'metric':34} {'centre':>10} {'spread':>9} {'rel':>6} {'n':>4}  conditions")
     for key, m in found.metrics.items():
         conditions = ", ".join(f"{k}={v}" for k, v in m.conditions.items())

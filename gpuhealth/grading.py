@@ -67,6 +67,9 @@ FINDING_CODES = (
     "other_processes",
     "memtest_coverage_low",
     "vbios_unrecognised",
+    "identity_mismatch",
+    "identity_unrecognised",
+    "identity_unverified",
 )
 
 

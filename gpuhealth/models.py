@@ -64,6 +64,13 @@ class CardIdentity:
     pcie_width_max: int | None = None
     power_limit_default_w: float | None = None
     sim_card: str | None = None
+    # PCI ids as NVML gives them (nvmlPciInfo_t), in hex: pciDeviceId is the 16-bit device id over
+    # the 16-bit vendor id ("0x233010DE": NVIDIA's GH100 H100 SXM5), pciSubSystemId the board's
+    # subsystem device and vendor ids. The highest power limit the card accepts
+    # (nvmlDeviceGetPowerManagementLimitConstraints). Read since gpuhealth 0.2.0.
+    pci_device_id: str | None = None
+    pci_subsystem_id: str | None = None
+    power_limit_max_w: float | None = None
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,18 @@ def identity_rows(card: CardIdentity) -> list[Row]:
         Row("Default power limit", fmt_unit(card.power_limit_default_w, "W")),
         Row("GPU index", str(card.index)),
     ]
+    # Read since 0.2.0, and shown in the rows that were there (the certificate's first page has
+    # no room for more): an older record's page renders as it did.
+    if card.pci_device_id is not None or card.pci_subsystem_id is not None:
+        ids = (
+            f"{card.pci_bus_id or NA} · {card.pci_device_id or NA} · {card.pci_subsystem_id or NA}"
+        )
+        rows[6] = Row("PCI bus · device · subsystem ID", ids)
+    if card.power_limit_max_w is not None:
+        limits = (
+            f"{fmt_unit(card.power_limit_default_w, 'W')} / {fmt_unit(card.power_limit_max_w, 'W')}"
+        )
+        rows[-2] = Row("Power limit, default / max", limits)
     if card.sim_card is not None:
         rows.append(Row("Simulated card spec", card.sim_card))
     return rows

@@ -245,6 +245,11 @@ class FakeNvml:
                 raise NotRecordedError(f"max clock of type {clock}")
             return int(card.answer(keys[clock]))
 
+        def nvmlDeviceGetPowerManagementLimitConstraints(handle: object) -> list[int]:
+            card = self._card(handle, "nvmlDeviceGetPowerManagementLimitConstraints")
+            low, high = card.answer("power_limit_constraints")  # recorded as strings, in mW
+            return [int(low), int(high)]
+
         return {
             "nvmlDeviceGetName": plain("name", "nvmlDeviceGetName"),
             "nvmlDeviceGetUUID": plain("uuid", "nvmlDeviceGetUUID"),
@@ -270,6 +275,9 @@ class FakeNvml:
             ),
             "nvmlDeviceGetPowerManagementDefaultLimit": plain(
                 "power_default_limit_mw", "nvmlDeviceGetPowerManagementDefaultLimit"
+            ),
+            "nvmlDeviceGetPowerManagementLimitConstraints": (
+                nvmlDeviceGetPowerManagementLimitConstraints
             ),
         }
 
@@ -707,4 +715,13 @@ def busy_card() -> FakeNvml:
 def xid_unsupported() -> FakeNvml:
     card = FakeCard.recorded("h100-sxm5-80gb")
     card.probe["xid_events"] = NOT_SUPPORTED
+    return FakeNvml([card])
+
+
+def no_power_constraints_no_subsystem() -> FakeNvml:
+    """An H100 whose driver answers "not supported" for the power-limit range and leaves the PCI
+    subsystem id 0 (unfilled), as NVML does where it has none."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["power_limit_constraints"] = NOT_SUPPORTED
+    card.probe["pci"] = {**card.probe["pci"], "pciSubSystemId": 0}
     return FakeNvml([card])

@@ -20,7 +20,9 @@ from gpuhealth.models import Finding
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpuhealth"
 # the modules that produce findings
-FINDINGS_SOURCES = [PACKAGE / f"{name}.py" for name in ("findings", "coverage", "xids", "evidence")]
+FINDINGS_SOURCES = [
+    PACKAGE / f"{name}.py" for name in ("findings", "coverage", "xids", "evidence", "registry")
+]
 
 
 @pytest.fixture(scope="module")

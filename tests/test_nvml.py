@@ -81,6 +81,10 @@ def test_healthy_h100_identity(use: object) -> None:
         pcie_gen_max=5,
         pcie_width_max=16,
         power_limit_default_w=700.0,
+        # recorded pciDeviceId 590352606 and pciSubSystemId 381751518, in nvidia-smi's hex
+        pci_device_id="0x233010DE",
+        pci_subsystem_id="0x16C110DE",
+        power_limit_max_w=700.0,  # recorded constraints [200000, 700000] mW
     )
     assert card.unsupported == ("nvmlDeviceGetAttributes",)
     assert card.unreadable == ()
@@ -143,6 +147,8 @@ def test_healthy_h200(use: object) -> None:
     assert identity.board_part_number == "692-2G520-0282-000"
     assert identity.memory_total_bytes == 150754820096
     assert identity.memory_bus_width_bits == 6016  # from another H200, see the data file
+    assert (identity.pci_device_id, identity.pci_subsystem_id) == ("0x233510DE", "0x18BF10DE")
+    assert identity.power_limit_max_w == 700.0
     assert card.max_clocks_mhz() == (1980.0, 3201.0)
     counters = card.counters()
     assert counters.row_remap_histogram == RowRemapHistogram(3072, 0, 0, 0, 0)
@@ -223,6 +229,17 @@ def test_old_driver_falls_back_to_older_functions(use: object) -> None:
     # a fallback that answered leaves nothing unsupported behind it
     assert card.unsupported == ("nvmlDeviceGetMemoryBusWidth",)
     assert card.unreadable == () and session.unreadable == ()
+
+
+def test_pci_ids_and_power_range_not_given_are_none(use: object) -> None:
+    _, card = open_card(use, fake_pynvml.no_power_constraints_no_subsystem())
+    identity = card.identity("cuda", 0)
+    assert identity.pci_device_id == "0x233010DE"  # the rest of the answer is still read
+    assert identity.pci_subsystem_id is None  # 0: not filled, never "0x00000000"
+    assert identity.power_limit_max_w is None
+    assert identity.power_limit_default_w == 700.0
+    assert "nvmlDeviceGetPowerManagementLimitConstraints" in card.unsupported
+    assert card.unreadable == ()
 
 
 def test_unexpected_error_is_none_and_remembered(use: object) -> None:

@@ -298,6 +298,7 @@ def test_parse_specs_skips_comments_and_reads_empty_peaks_as_none() -> None:
         },
         confidence="unconfirmed",
         sources=("E",),
+        sms=20,
     )
 
 

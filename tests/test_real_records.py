@@ -42,11 +42,16 @@ def test_real_record_is_valid_and_round_trips(path: Path) -> None:
     added = {  # counters that version 1 did not read: unknown (None), never made up
         name: None for name in migrated["counters_after"] if name not in stored["counters_after"]
     }
+    unread = {  # identity fields read since 0.2.0 (PCI ids, power-limit range): unknown too
+        name: None for name in migrated["identity"] if name not in stored["identity"]
+    }
+    assert set(unread) == {"pci_device_id", "pci_subsystem_id", "power_limit_max_w"}
     assert migrated == {
         **stored,
         "schema_version": 2,
         "rules": None,
         "analysis": {**stored["analysis"], "subsystems": []},
+        "identity": {**stored["identity"], **unread},
         "counters_before": {**stored["counters_before"], **added},
         "counters_after": {**stored["counters_after"], **added},
     }

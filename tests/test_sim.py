@@ -250,6 +250,79 @@ def test_card_offset_moves_every_rate(sim: Sim, healthy_rates: dict[str, float])
         assert ratio == pytest.approx(1.05, abs=NOISE), key
 
 
+@covers("working_sm_count")
+def test_fewer_working_sms_than_reported_slow_every_compute_rate(
+    sim: Sim, healthy_rates: dict[str, float]
+) -> None:
+    """A cut-down die that reports the full SM count: it says 132, computes with 114."""
+    card = sim("working_sm_count = 114")
+    assert card.identity().sm_count == card.device_info().sm_count == 132
+    tests = (Fp32Test(), Fp16TensorTest(), GemmTest(), BandwidthTest())
+    got = ratios(card, tests, healthy_rates)
+    for key in (
+        "fp32.fp32_tflops",
+        "fp16_tensor.mma_tflops",
+        "fp16_tensor.tensor_gemm_tflops",
+        "gemm.fp16_tflops",
+        "gemm.fp32_tflops",
+    ):
+        assert got[key] == pytest.approx(114 / 132, abs=NOISE), key
+    assert got["bandwidth.triad_gbs"] == pytest.approx(1.0, abs=NOISE)  # memory untouched
+
+
+IDENTITY_OVERRIDES = """[identity]
+pci_device_id = "0x233110de"
+pci_subsystem_id = "0x16C210DE"
+board_part_number = "699-2G520-0200-999"
+vbios = "96.00.DA.00.FF"
+sm_count = 114
+memory_bus_width_bits = 4096
+max_sm_clock_mhz = 2100
+max_memory_clock_mhz = 2000
+power_limit_default_w = 600
+power_limit_max_w = 800
+"""
+
+
+def test_card_spec_identity_is_what_the_card_reports(
+    sim: Sim, healthy_rates: dict[str, float]
+) -> None:
+    """A card spec's [identity] (not a fault: CardSpec.identity) changes what the card reports;
+    a reported SM count is also what computes, so an honest cut-down card measures like it."""
+    healthy = sim().identity()
+    assert (healthy.pci_device_id, healthy.pci_subsystem_id) == ("0x233010DE", "0x16C110DE")
+    assert (healthy.sm_count, healthy.power_limit_max_w) == (132, 700.0)
+    card = sim(header=IDENTITY_OVERRIDES)
+    ident = card.identity()
+    assert ident.pci_device_id == "0x233110de"  # as written; the registry compares any case
+    assert ident.pci_subsystem_id == "0x16C210DE"
+    assert (ident.board_part_number, ident.vbios) == ("699-2G520-0200-999", "96.00.DA.00.FF")
+    assert (ident.sm_count, ident.memory_bus_width_bits) == (114, 4096)
+    assert (ident.max_sm_clock_mhz, ident.max_memory_clock_mhz) == (2100, 2000)
+    assert (ident.power_limit_default_w, ident.power_limit_max_w) == (600, 800)
+    assert card.device_info().sm_count == 114
+    # everything else is the model's
+    assert (ident.name, ident.memory_total_bytes, ident.inforom) == (
+        healthy.name,
+        healthy.memory_total_bytes,
+        healthy.inforom,
+    )
+    got = ratios(card, (Fp32Test(), BandwidthTest()), healthy_rates)
+    assert got["fp32.fp32_tflops"] == pytest.approx(114 / 132, abs=NOISE)
+    assert got["bandwidth.triad_gbs"] == pytest.approx(1.0, abs=NOISE)  # reports only
+    # telemetry shows the clocks the card runs at, not what it reports as its maximum
+    card.start_telemetry(0.2)
+    assert card.telemetry().memory_clock_mhz == 2619
+
+
+def test_identity_fields_can_be_unreadable(sim: Sim) -> None:
+    card = sim('unreadable = ["pci_device_id", "pci_subsystem_id", "power_limit_max_w"]')
+    ident = card.identity()
+    assert ident.pci_device_id is None and ident.pci_subsystem_id is None
+    assert ident.power_limit_max_w is None
+    assert ident.power_limit_default_w == 700 and ident.board_part_number is not None
+
+
 @covers("wrong_results")
 def test_wrong_results_are_caught_and_name_the_sm(sim: Sim) -> None:
     card = sim("wrong_results = { rate = 1.0, sm = 17 }")

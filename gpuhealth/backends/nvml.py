@@ -168,6 +168,15 @@ def _joules(millijoules: object) -> float | None:
     return None if value is None else value / 1000.0
 
 
+def _pci_id(value: object) -> str | None:
+    """A 32-bit PCI id as nvidia-smi shows it: "0x233010DE" (device 0x2330, vendor 0x10DE).
+    0 means the driver did not fill it (NVML leaves the subsystem id 0 where it has none)."""
+    number = _int(value)
+    if number is None or not 0 < number <= 0xFFFFFFFF:
+        return None
+    return f"0x{number:08X}"
+
+
 def _cuda_version(encoded: object) -> str | None:
     """NVML encodes the CUDA driver version as 1000*major + 10*minor (13000 → "13.0")."""
     value = _int(encoded)
@@ -457,6 +466,7 @@ class NvmlDevice:
     # --- identity ------------------------------------------------------------------------------
     def identity(self, backend: str, index: int) -> CardIdentity:
         sm_clock, memory_clock = self.max_clocks_mhz()
+        pci = self._get("nvmlDeviceGetPciInfo")
         return CardIdentity(
             name=_str(self._get("nvmlDeviceGetName")) or "unknown NVIDIA GPU",
             backend=backend,
@@ -466,7 +476,7 @@ class NvmlDevice:
             board_part_number=_str(self._get("nvmlDeviceGetBoardPartNumber")),
             vbios=_str(self._get("nvmlDeviceGetVbiosVersion")),
             inforom=_str(self._get("nvmlDeviceGetInforomImageVersion")),
-            pci_bus_id=self.pci_bus_id(),
+            pci_bus_id=_str(_attr(pci, "busId")),
             driver_version=self._session.driver_version(),
             cuda_driver_version=self._session.cuda_driver_version(),
             memory_total_bytes=_int(_attr(self._get("nvmlDeviceGetMemoryInfo"), "total")),
@@ -478,11 +488,19 @@ class NvmlDevice:
             pcie_gen_max=_int(self._get("nvmlDeviceGetMaxPcieLinkGeneration")),
             pcie_width_max=_int(self._get("nvmlDeviceGetMaxPcieLinkWidth")),
             power_limit_default_w=_watts(self._get("nvmlDeviceGetPowerManagementDefaultLimit")),
+            pci_device_id=_pci_id(_attr(pci, "pciDeviceId")),
+            pci_subsystem_id=_pci_id(_attr(pci, "pciSubSystemId")),
+            power_limit_max_w=self._power_limit_max_w(),
         )
 
     def pci_bus_id(self) -> str | None:
         """NVML's form, e.g. "00000000:00:06.0" (domain of 8 hex digits)."""
         return _str(_attr(self._get("nvmlDeviceGetPciInfo"), "busId"))
+
+    def _power_limit_max_w(self) -> float | None:
+        # [min, max] in milliwatts: the range nvidia-smi -pl accepts (the VBIOS sets it)
+        limits = _ints(self._get("nvmlDeviceGetPowerManagementLimitConstraints"), 2)
+        return None if limits is None else _watts(limits[1])
 
     def _sm_count(self) -> int | None:
         # NVML reports it only through device attributes, which drivers give for MIG only.

@@ -185,7 +185,7 @@ class SimBackend:
         major, minor = d.compute_capability
         return DeviceInfo(
             name=self.card.name,
-            sm_count=d.sm_count,
+            sm_count=self.card.sm_count,
             compute_capability=(major, minor),
             memory_total_bytes=d.memory_total_bytes,
             l2_bytes=d.l2_bytes,
@@ -198,30 +198,35 @@ class SimBackend:
 
     def identity(self) -> CardIdentity:
         self._check_alive("identity")
-        i, d = self._model.identity, self._model.device
-        return CardIdentity(
+        i, d, power = self._model.identity, self._model.device, self._model.power
+        said = self.card.identity  # what this card reports where it differs from its model
+        identity = CardIdentity(
             name=self.card.name,
             backend="sim",
             index=self.index,
             uuid=self.card.uuid,
             serial=self.card.serial,
-            board_part_number=i.board_part_number,
-            vbios=i.vbios,
+            board_part_number=said.board_part_number or i.board_part_number,
+            vbios=said.vbios or i.vbios,
             inforom=i.inforom,
             pci_bus_id=i.pci_bus_id,
             driver_version=i.driver_version,
             cuda_driver_version=i.cuda_driver_version,
             memory_total_bytes=d.memory_total_bytes,
-            sm_count=d.sm_count,
+            sm_count=self.card.sm_count,
             compute_capability=f"{d.compute_capability[0]}.{d.compute_capability[1]}",
-            memory_bus_width_bits=d.memory_bus_width_bits,
-            max_sm_clock_mhz=d.max_sm_clock_mhz,
-            max_memory_clock_mhz=d.max_memory_clock_mhz,
+            memory_bus_width_bits=said.memory_bus_width_bits or d.memory_bus_width_bits,
+            max_sm_clock_mhz=said.max_sm_clock_mhz or d.max_sm_clock_mhz,
+            max_memory_clock_mhz=said.max_memory_clock_mhz or d.max_memory_clock_mhz,
             pcie_gen_max=d.pcie_gen_max,
             pcie_width_max=d.pcie_width_max,
-            power_limit_default_w=self._model.power.default_limit_w,
+            power_limit_default_w=said.power_limit_default_w or power.default_limit_w,
             sim_card=self._model.key,
+            pci_device_id=said.pci_device_id or i.pci_device_id,
+            pci_subsystem_id=said.pci_subsystem_id or i.pci_subsystem_id,
+            power_limit_max_w=said.power_limit_max_w or power.max_limit_w,
         )
+        return replace(identity, **self._unreadable(identity))
 
     def counters(self) -> HealthCounters:
         self._check_alive("counters")
@@ -259,7 +264,9 @@ class SimBackend:
         )
         return replace(counters, **self._unreadable(counters))
 
-    def _unreadable(self, reading: HealthCounters | TelemetrySample) -> dict[str, Any]:
+    def _unreadable(
+        self, reading: HealthCounters | TelemetrySample | CardIdentity
+    ) -> dict[str, Any]:
         """The fields of a reading this card's driver answers "not supported", as None."""
         names = {f.name for f in fields(reading)}
         return {name: None for name in self._faults.unreadable if name in names}
@@ -398,7 +405,9 @@ class SimBackend:
         self._advance(seconds, None)
 
     def _compute_speed(self, demand_w: float) -> float:
-        return self._physics.relative_speed(demand_w) * (1.0 + self._faults.card_offset_rel)
+        # fewer working SMs than the model has: every compute rate scales with them
+        speed = self._physics.relative_speed(demand_w) * self.card.working_sm_share
+        return speed * (1.0 + self._faults.card_offset_rel)
 
     def _memory_speed(self) -> float:
         point = self._physics.operating_point(self._model.power.stream_w)
@@ -666,14 +675,14 @@ class SimBackend:
 
     def _write_smids(self, smids: SimBuffer, blocks: int) -> None:
         smids.touch()
-        ids = np.arange(blocks, dtype=np.uint32) % np.uint32(self._model.device.sm_count)
+        ids = np.arange(blocks, dtype=np.uint32) % np.uint32(self.card.sm_count)
         smids.window_words[: min(blocks, smids.window_words.size)] = ids[: smids.window_words.size]
         smids.tail = None
 
     def _bad_block(self, blocks: int) -> int:
         """A block that ran on the faulty SM (blocks are dealt round-robin to SMs)."""
         wrong = self._faults.wrong_results
-        sm = (wrong.sm if wrong else 0) % self._model.device.sm_count
+        sm = (wrong.sm if wrong else 0) % self.card.sm_count
         return sm if sm < blocks else 0
 
     def fma_loop(

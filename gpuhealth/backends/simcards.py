@@ -6,6 +6,8 @@ A card spec file picks a model, may override identity fields, and injects faults
 
     model = "h100-sxm5-80gb"
     serial = "SIM-0001"
+    [identity]                        # what it reports, where that differs from the model
+    pci_device_id = "0x233110DE"
     [faults]
     bandwidth_scale = 0.85
     stuck_bits = [{ address = 0x1F000, bit = 3, value = 0 }]
@@ -28,6 +30,9 @@ TEST_NAMES = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
 TestName = Literal["bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak"]
 
 
+PCI_ID_PATTERN = r"^0[xX][0-9A-Fa-f]{8}$"  # as NVML gives it: "0x233010DE"
+
+
 class SimIdentity(StrictModel):
     name: str
     serial: str
@@ -38,6 +43,27 @@ class SimIdentity(StrictModel):
     pci_bus_id: str
     driver_version: str
     cuda_driver_version: str
+    pci_device_id: str = Field(pattern=PCI_ID_PATTERN)
+    pci_subsystem_id: str = Field(pattern=PCI_ID_PATTERN)
+
+
+class IdentityOverrides(StrictModel):
+    """What a card spec's card reports about itself where it differs from its model: a
+    relabelled (PCI ids, board part number), cut-down (SM count, bus width) or reflashed (VBIOS,
+    clocks, power limits) card. A reported SM count is also the SMs that compute unless
+    faults.working_sm_count says otherwise (a card that lies about its SMs); the other fields
+    change only what the card reports, not how it runs."""
+
+    board_part_number: str | None = None
+    vbios: str | None = None
+    pci_device_id: str | None = Field(default=None, pattern=PCI_ID_PATTERN)
+    pci_subsystem_id: str | None = Field(default=None, pattern=PCI_ID_PATTERN)
+    sm_count: int | None = Field(default=None, gt=0)
+    memory_bus_width_bits: int | None = Field(default=None, gt=0)
+    max_sm_clock_mhz: float | None = Field(default=None, gt=0)
+    max_memory_clock_mhz: float | None = Field(default=None, gt=0)
+    power_limit_default_w: float | None = Field(default=None, gt=0)
+    power_limit_max_w: float | None = Field(default=None, gt=0)
 
 
 class SimDevice(StrictModel):
@@ -74,6 +100,7 @@ class SimPerformance(StrictModel):
 class SimPower(StrictModel):
     idle_w: float = Field(gt=0)
     default_limit_w: float = Field(gt=0)
+    max_limit_w: float = Field(gt=0)  # the highest limit the card accepts
     stream_w: float = Field(gt=0)
     memtest_w: float = Field(gt=0)
     fma_w: float = Field(gt=0)
@@ -187,6 +214,16 @@ Unreadable = Literal[
     "retired_pages_sbe",
     "retired_pages_dbe",
     "retired_pages_pending",
+    # identity fields
+    "pci_device_id",
+    "pci_subsystem_id",
+    "board_part_number",
+    "vbios",
+    "memory_bus_width_bits",
+    "max_sm_clock_mhz",
+    "max_memory_clock_mhz",
+    "power_limit_default_w",
+    "power_limit_max_w",
 ]
 
 
@@ -222,9 +259,13 @@ class Faults(StrictModel):
     hang_at: TestName | None = None
     other_process: OtherProcess | bool | None = None
     xid: tuple[XidAt, ...] = ()
-    # Readings the simulated driver answers "not supported" (None): health counters by their
-    # field name, telemetry as clocks_event_reasons or memory_temperature_c.
+    # Readings the simulated driver answers "not supported" (None): health counters and identity
+    # fields by their name, telemetry as clocks_event_reasons or memory_temperature_c.
     unreadable: tuple[Unreadable, ...] = ()
+    # SMs that compute, where fewer than the card reports (a cut-down die that reports the full
+    # count): every compute rate scales by working_sm_count / the model's SM count. None: the SMs
+    # the card reports ([identity] sm_count, else the model's).
+    working_sm_count: int | None = Field(default=None, gt=0)
     # Between-card variation of a healthy population (relative offset of every rate).
     card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
 
@@ -240,6 +281,7 @@ class CardSpec(StrictModel):
     # Real seconds slept per simulated device second (0: as fast as the CPU allows). With it a
     # card's wall time is dominated by its device time, as on a real GPU (fleet tests, benchmarks).
     wall_time_scale: float = Field(default=0.0, ge=0, le=10)
+    identity: IdentityOverrides = IdentityOverrides()
     faults: Faults = Faults()
 
 
@@ -254,6 +296,18 @@ class SimCard(StrictModel):
     faults: Faults
     source: str
     wall_time_scale: float = 0.0
+    identity: IdentityOverrides = IdentityOverrides()
+
+    @property
+    def sm_count(self) -> int:
+        """The SMs the card reports (CUDA's multiProcessorCount)."""
+        return self.identity.sm_count or self.model.device.sm_count
+
+    @property
+    def working_sm_share(self) -> float:
+        """The share of the model's SMs that compute: what the compute rates scale by."""
+        working = self.faults.working_sm_count or self.sm_count
+        return working / self.model.device.sm_count
 
 
 def builtin_models() -> list[str]:
@@ -300,4 +354,5 @@ def load_card(name_or_path: str) -> SimCard:
         faults=spec.faults,
         source=source,
         wall_time_scale=spec.wall_time_scale,
+        identity=spec.identity,
     )

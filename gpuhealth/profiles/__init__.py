@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from gpuhealth.datafiles import StrictModel, parse_toml, read_text_file, validate
 from gpuhealth.errors import InputError
@@ -25,6 +26,7 @@ PROFILES_DIR = Path(__file__).resolve().parent / "data"
 # from a few cards is too uncertain to be trusted below the prior (docs/statistics.md, section 8).
 MIN_FLEET_CARDS = 20
 MEMORY_MATCH_TOLERANCE = 0.10
+_PCI_ID = re.compile(r"0[xX][0-9A-Fa-f]{8}")
 # (test, metric) pairs recorded for other analyses, never compared with a reference.
 # Timestamps, not measures: kept for the drift fit and the per-chunk power windows.
 NOT_JUDGED = frozenset({("soak", "iteration_end_s"), ("soak", "memory_phase_chunk_end_s")})
@@ -75,6 +77,34 @@ class ProfileThermal(StrictModel):
     source: str
 
 
+class ProfileIdentity(StrictModel):
+    """What a genuine card of the model reports about itself (gpuhealth/registry.py checks a card
+    against it). Every field is optional: one left out is not checked. The lists hold every value
+    healthy cards of the model were seen with; the numbers are what NVML (or CUDA, for the SM
+    count) answers on a healthy card, not a datasheet's figures."""
+
+    pci_device_ids: tuple[str, ...] = ()  # nvmlPciInfo_t.pciDeviceId in hex, "0x233010DE"
+    pci_subsystem_ids: tuple[str, ...] = ()  # nvmlPciInfo_t.pciSubSystemId in hex
+    sm_count: int | None = Field(default=None, gt=0)
+    memory_bus_width_bits: int | None = Field(default=None, gt=0)
+    max_sm_clock_mhz: float | None = Field(default=None, gt=0)
+    max_memory_clock_mhz: float | None = Field(default=None, gt=0)
+    power_limit_default_w: float | None = Field(default=None, gt=0)
+    power_limit_max_w: float | None = Field(default=None, gt=0)
+    board_part_numbers: tuple[str, ...] = ()
+    source: str | None = None
+
+    @field_validator("pci_device_ids", "pci_subsystem_ids")
+    @classmethod
+    def _hex_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for pci_id in ids:
+            if not _PCI_ID.fullmatch(pci_id):
+                raise ValueError(
+                    f"expected a PCI id as NVML gives it, e.g. 0x233010DE, got {pci_id!r}"
+                )
+        return tuple(pci_id.upper().replace("0X", "0x") for pci_id in ids)
+
+
 class Profile(StrictModel):
     key: str
     name: str
@@ -86,6 +116,8 @@ class Profile(StrictModel):
     source_runs: tuple[str, ...] = ()
     # VBIOS versions healthy cards of the model were seen with (empty: not checked).
     vbios_versions: tuple[str, ...] = ()
+    # What a genuine card of the model reports (None: identity not checked).
+    identity: ProfileIdentity | None = None
     metrics: dict[str, ProfileMetric]
     thermal: ProfileThermal | None = None
     # The file's text when the profile was read from one: embedded in every record judged under

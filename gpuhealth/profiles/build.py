@@ -18,6 +18,9 @@ Per metric:
    floored at SPREAD_FLOOR of the centre (identical cards must not make every tiny deviation
    "significant"); with fewer than MIN_FLEET_CARDS cards also floored at the prior, and the
    profile says so. Each metric's source says how its spread was made.
+The [identity] registry (gpuhealth/registry.py) is what the trusted cards reported: every PCI id
+and board part number any of them had, and each number (SM count, bus width, max clocks, power
+limits) on which they all agree; one they disagree on is left out with a warning.
 Only tests that passed are used; metrics measured under other conditions (e.g. another GEMM size)
 than most cards' are left out with a warning.
 """
@@ -45,6 +48,7 @@ from gpuhealth.profiles import (
     POWER_CAPPED_PRIOR_SPREAD,
     PRIOR_SPREAD,
     Profile,
+    ProfileIdentity,
     ProfileMetric,
     ProfileThermal,
     builtin_profiles,
@@ -170,10 +174,47 @@ def build_profile(
         cards=len(cards),
         source_runs=tuple(run.label for run in runs),
         vbios_versions=tuple(sorted({v for r in runs if (v := r.record.identity.vbios)})),
+        identity=_identity(runs, len(cards), warnings),
         metrics=metrics,
         thermal=_thermal(runs, warnings),
     )
     return Built(profile, tuple(warnings))
+
+
+IDENTITY_NUMBERS = (
+    "sm_count",
+    "memory_bus_width_bits",
+    "max_sm_clock_mhz",
+    "max_memory_clock_mhz",
+    "power_limit_default_w",
+    "power_limit_max_w",
+)
+
+
+def _identity(runs: Sequence[SourceRun], cards: int, warnings: list[str]) -> ProfileIdentity | None:
+    """What the trusted cards reported: the registry a card graded against the profile is held
+    to (gpuhealth/registry.py)."""
+    identities = [run.record.identity for run in runs]
+    fields: dict[str, object] = {}
+    for name in IDENTITY_NUMBERS:
+        values = sorted({float(v) for i in identities if (v := getattr(i, name)) is not None})
+        if len(values) == 1:
+            fields[name] = values[0]
+        elif values:
+            shown = ", ".join(f"{v:g}" for v in values)
+            warnings.append(f"identity.{name}: the cards report {shown}; not checked")
+    for name, field in (
+        ("pci_device_id", "pci_device_ids"),
+        ("pci_subsystem_id", "pci_subsystem_ids"),
+        ("board_part_number", "board_part_numbers"),
+    ):
+        seen = {str(v) for i in identities if (v := getattr(i, name))}
+        if seen:
+            fields[field] = sorted(seen)
+    if not fields:
+        return None
+    fields["source"] = f"reported by the {cards} card(s) the profile was built from"
+    return ProfileIdentity.model_validate(fields)
 
 
 def render_built(profile: Profile) -> str:

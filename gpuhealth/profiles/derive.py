@@ -25,7 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpuhealth.profiles import PROFILES_DIR, Profile, ProfileMetric, load_profile
+from gpuhealth.profiles import (
+    PROFILES_DIR,
+    Profile,
+    ProfileIdentity,
+    ProfileMetric,
+    load_profile,
+)
 from gpuhealth.profiles.render import render_profile, toml_number, wrap_comment
 from gpuhealth.resources import DATA_DIR
 
@@ -88,6 +94,7 @@ class SpecRow:
     peaks: Mapping[str, float | None]
     confidence: str
     sources: tuple[str, ...]
+    sms: int | None = None  # streaming multiprocessors: CUDA's multiProcessorCount
 
     def peak(self, column: str) -> float | None:
         return self.peaks.get(column)
@@ -124,6 +131,7 @@ def parse_specs(text: str) -> list[SpecRow]:
                 peaks={column: _optional_number(record, column, key) for column in PEAK_UNITS},
                 confidence=record["confidence"].strip(),
                 sources=tuple(s.strip() for s in record["sources"].split(";") if s.strip()),
+                sms=_optional_count(record, "sms", key),
             )
         )
     return rows
@@ -140,6 +148,13 @@ def _optional_number(record: Mapping[str, str | None], column: str, key: str) ->
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"gpu-specs.csv, {key}: {column} must be a positive number ({raw!r})")
     return value
+
+
+def _optional_count(record: Mapping[str, str | None], column: str, key: str) -> int | None:
+    value = _optional_number(record, column, key)
+    if value is not None and value != int(value):
+        raise ValueError(f"gpu-specs.csv, {key}: {column} must be a whole number ({value!r})")
+    return None if value is None else int(value)
 
 
 def _required_number(record: Mapping[str, str | None], column: str, key: str) -> float:
@@ -204,7 +219,27 @@ def derive_profile(spec: SpecRow, factors: Mapping[str, Efficiency], reference: 
             f"measured on an {REFERENCE_CARD} (Hopper); spreads are priors"
         ),
         cards=0,
+        identity=derived_identity(spec),
         metrics=metrics,
+    )
+
+
+def derived_identity(spec: SpecRow) -> ProfileIdentity | None:
+    """What the table says a genuine card of the model reports: its SM count only.
+
+    The SM count is the die configuration of the model, the same on every board of it. The
+    table's boost clock and board power are the reference board's datasheet figures, not what
+    NVML reports as the max clock and default power limit of every genuine card: partner GeForce
+    boards clock past the datasheet boost and ship higher power limits, and some models come in
+    several power configurations under one NVML name (A100 SXM4 at 400 W and 500 W). A registry
+    value a healthy card can miss would grade it "not what it claims" (D), so they stay out until
+    measured on cards of the model."""
+    if spec.sms is None:
+        return None
+    return ProfileIdentity(
+        sm_count=spec.sms,
+        source=f"gpu-specs.csv sms (confidence {spec.confidence}); clocks and power limits "
+        "not checked: datasheet figures, not what every genuine board reports",
     )
 
 

@@ -10,7 +10,7 @@ import json
 import textwrap
 from collections.abc import Callable, Sequence
 
-from gpuhealth.profiles import Profile, ProfileMetric
+from gpuhealth.profiles import Profile, ProfileIdentity, ProfileMetric
 
 SpreadNote = Callable[[ProfileMetric], str | None]
 
@@ -35,6 +35,8 @@ def render_profile(
         lines.append("source_runs = [")
         lines += [f"  {toml_string(run)}," for run in profile.source_runs]
         lines.append("]")
+    if profile.identity is not None:
+        lines += ["", "[identity]", *_identity_lines(profile.identity)]
     if profile.thermal is not None:
         lines += [
             "",
@@ -62,6 +64,19 @@ def render_profile(
             )
             lines.append(f"conditions = {{ {pairs} }}")
     return "\n".join(lines) + "\n"
+
+
+def _identity_lines(identity: ProfileIdentity) -> list[str]:
+    """The [identity] table's keys, in the order of the model, those that are set."""
+    lines = []
+    for name, value in identity.model_dump().items():
+        if value is None or value == ():
+            continue
+        if isinstance(value, tuple):
+            lines.append(f"{name} = [{', '.join(toml_string(v) for v in value)}]")
+        else:
+            lines.append(f"{name} = {toml_value(value)}")
+    return lines
 
 
 def wrap_comment(text: str) -> list[str]:
