@@ -450,6 +450,8 @@ def _card_check(record: RunRecord) -> Check:
 
 def format_text(result: VerifyResult) -> str:
     lines = [result.verdict]
+    if result.banner and result.banner not in lines[0]:  # other rules: always said up front
+        lines.append(f"graded under other rules than gpuhealth's: {result.banner}")
     if result.exit_code != EXIT_OK:
         lines.append(f"what to do: {result.action}")
     if result.recheck is not None:

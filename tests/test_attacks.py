@@ -330,17 +330,23 @@ def test_a_shipped_policy_with_a_rule_deleted_is_invalid_and_bannered(
     assert first_line(out) == f"INVALID (SIMULATED CARD): {shown.group(1)}"
 
 
-def test_a_stricter_policy_is_valid_and_says_so_first(seller: SigningKey, tmp_path: Path) -> None:
+def stricter_policy(folder: Path) -> Path:
+    """The shipped policy renamed, with thermal resistance 1.15-1.3x graded C instead of B."""
     text = DEFAULT_POLICY.read_text(encoding="utf-8")
     block = re.search(r'id = "thermal-resistance-above-model"\n(.*?)grade = "B"', text, re.S)
     assert block is not None
-    stricter = tmp_path / "strict.toml"
+    stricter = folder / "strict.toml"
     stricter.write_text(
         text.replace(block.group(0), block.group(0)[:-3] + '"C"', 1).replace(
             'name = "gpuhealth-default"', 'name = "shop-strict"', 1
         ),
         encoding="utf-8",
     )
+    return stricter
+
+
+def test_a_stricter_policy_is_valid_and_says_so_first(seller: SigningKey, tmp_path: Path) -> None:
+    stricter = stricter_policy(tmp_path)
     record = real_record(policy=load_policy(stricter))
     assert record.grade is not None and record.grade.letter == "C"
     path = write(record, seller, tmp_path / "strict")
@@ -354,6 +360,19 @@ def test_a_stricter_policy_is_valid_and_says_so_first(seller: SigningKey, tmp_pa
         "thermal-resistance-above-model: thermal resistance 0.0632"
     ) in first_line(out)
     assert check_lines(out)["shipped"] == "pass" and "stricter" in out
+
+
+def test_other_rules_are_said_up_front_even_when_the_signer_is_not_trusted(
+    tmp_path: Path,
+) -> None:
+    stranger = generate_key(tmp_path / "stranger" / "signing.key")
+    strict = real_record(policy=load_policy(stricter_policy(tmp_path)))
+    code, out = verify(str(write(strict, stranger, tmp_path / "strict")))
+    assert code == EXIT_SIGNER_UNTRUSTED, out
+    assert first_line(out).startswith("NOT PROVEN (signer not trusted): signer:")
+    assert out.splitlines()[1].startswith(
+        "graded under other rules than gpuhealth's: graded C under a custom policy 'shop-strict"
+    ), out
 
 
 def test_a_profile_with_lowered_centres_is_invalid(seller: SigningKey, tmp_path: Path) -> None:
