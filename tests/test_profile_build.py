@@ -71,14 +71,7 @@ HEALTHY = (
 )
 SLOW_UUID = "GPU-FLEET-SLOW"
 STUCK_UUID = "GPU-FLEET-STUCK"
-MEMORY_METRICS = (
-    "bandwidth.copy_gbs",
-    "bandwidth.scale_gbs",
-    "bandwidth.add_gbs",
-    "bandwidth.triad_gbs",
-    "bandwidth.read_gbs",
-    "memtest.pass_gbs",
-)
+MEMORY_METRICS = SUBSYSTEMS["memory"]
 COMPUTE_METRICS = (
     "fp32.fp32_tflops",
     "fp16_tensor.mma_tflops",
