@@ -16,6 +16,7 @@ from simkit import H100, CliRun, GradedRuns, card_toml, invoke
 
 from gpuhealth.backends.sim import SimBackend
 from gpuhealth.backends.simcards import load_card
+from gpuhealth.keys import PASSPHRASE_ENV, SigningKey, generate_key
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,3 +83,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliRun]:
     folders = list((cwd / "gpuhealth-runs").iterdir()) if (cwd / "gpuhealth-runs").is_dir() else []
     assert len(folders) == 1, f"expected one run folder, found {folders}\n{result.output}"
     yield CliRun(result, folders[0], wall)
+
+
+@pytest.fixture
+def own_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A settings folder of the test's own (keys, pinned signers), no key file or passphrase from
+    the environment; test_keys.py and test_signing.py use it for every test."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("GPUHEALTH_CONFIG_DIR", str(config))
+    monkeypatch.delenv("GPUHEALTH_KEY_FILE", raising=False)
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    return config
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> SigningKey:
+    """A fresh signing key under the test's folder."""
+    return generate_key(tmp_path / "keys" / "signing.key")

@@ -34,23 +34,12 @@ from gpuhealth.keys import (
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 
 
-@pytest.fixture(autouse=True)
-def own_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    config = tmp_path / "config"
-    monkeypatch.setenv("GPUHEALTH_CONFIG_DIR", str(config))
-    monkeypatch.delenv("GPUHEALTH_KEY_FILE", raising=False)
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    return config
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 @pytest.fixture
 def pinned(own_settings: Path) -> Path:
     return own_settings / "keys" / "pinned"
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> SigningKey:
-    return generate_key(tmp_path / "keys" / "signing.key")
 
 
 @pytest.fixture

@@ -36,18 +36,7 @@ STORED = RUNS / "sim-stuck-bit-quick.json"
 FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{32}")
 
 
-@pytest.fixture(autouse=True)
-def own_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    config = tmp_path / "config"
-    monkeypatch.setenv("GPUHEALTH_CONFIG_DIR", str(config))
-    monkeypatch.delenv("GPUHEALTH_KEY_FILE", raising=False)
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    return config
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> SigningKey:
-    return generate_key(tmp_path / "keys" / "signing.key")
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 def stored_record() -> RunRecord:
