@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gpuhealth import __version__, composite, shipped, soak, stats
+from gpuhealth import __version__, composite, shipped, soak, stats, thermal_reference
 from gpuhealth import findings as health
 from gpuhealth.coverage import unmade_check_findings
 from gpuhealth.efficiency import efficiency_test
@@ -22,6 +22,7 @@ from gpuhealth.models import (
     MetricComparison,
     ProfileRef,
     RunRecord,
+    SoakSummary,
     TelemetrySample,
     TestResult,
     Verdict,
@@ -112,13 +113,20 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
     soak_test = record.test("soak")
     summary = None
     if soak_test is not None and soak_test.telemetry:
+        reference = thermal_reference.select(
+            profile.thermal if profile else None,
+            record.preset,
+            record.host,
+            profile.name if profile else record.identity.name,
+        )
         summary = soak.summarize(
             soak_test,
             run_telemetry(record),
             counters.temperature_slowdown_c if counters else None,
-            profile.thermal.c_per_w if profile and profile.thermal else None,
+            reference.c_per_w if reference else None,
             counters.memory_temperature_max_c if counters else None,
         )
+        summary = judge_thermal(summary, reference, thermal_settings(policy))
     found = (
         health.test_findings(record.tests)
         + evidence_findings(record)
@@ -127,7 +135,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.identity_findings(record)
         + health.vbios_findings(record, profile.vbios_versions if profile else ())
         + health.performance_findings(subsystems, profile.name if profile else None)
-        + health.soak_findings(summary, counters)
+        + health.soak_findings(summary, counters, thermal_flag_ratio(policy))
         + registry_findings(record, profile)
         + unmade_check_findings(record, profile, comparisons, summary)
     )
@@ -153,6 +161,53 @@ def composite_settings(policy: Policy) -> composite.Settings:
     s = policy.spec.statistics
     return composite.Settings(
         s.alpha, s.min_relative_deficit, s.run_to_run, s.tail_dof, s.bound_confidence
+    )
+
+
+def thermal_flag_ratio(policy: Policy) -> float | None:
+    """The lowest thermal-resistance ratio the policy grades."""
+    floors = [
+        r.min_measure
+        for r in policy.spec.rules
+        if r.finding == "thermal_resistance" and r.min_measure is not None
+    ]
+    return min(floors, default=None)
+
+
+def thermal_settings(policy: Policy) -> thermal_reference.Settings:
+    s = policy.spec.statistics
+    return thermal_reference.Settings(
+        s.thermal_run_to_run,
+        s.thermal_rig_to_rig,
+        s.thermal_card_spread,
+        s.tail_dof,
+        s.bound_confidence,
+    )
+
+
+def judge_thermal(
+    summary: SoakSummary,
+    reference: thermal_reference.ThermalReference | None,
+    settings: thermal_reference.Settings,
+) -> SoakSummary:
+    """The summary with the reference it is held to named and, when the resistance was measured,
+    its ratio to the reference at the prediction's lower bound."""
+    if reference is None:
+        return summary
+    measured = summary.thermal_resistance_c_per_w
+    ratio_low = None
+    if measured is not None:
+        ratio_low = thermal_reference.ratio_lower_bound(
+            measured,
+            summary.thermal_resistance_low_c_per_w,
+            summary.thermal_resistance_high_c_per_w,
+            reference,
+            settings,
+        )
+    return replace(
+        summary,
+        thermal_reference=reference.description,
+        thermal_ratio_low=None if ratio_low is None else round(ratio_low, 4),
     )
 
 

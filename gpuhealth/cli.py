@@ -831,9 +831,19 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
 )
 @click.option("--key", help="Profile key (default: from the model name).")
 @click.option("--name", help="Readable model name (default: the NVML name).")
+@click.option(
+    "--rig",
+    help="The rig (host) the runs' thermal reference holds for (default: their host, when they "
+    "all ran on one).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def profile_build(
-    runs: tuple[Path, ...], output: Path, key: str | None, name: str | None, force: bool
+    runs: tuple[Path, ...],
+    output: Path,
+    key: str | None,
+    name: str | None,
+    rig: str | None,
+    force: bool,
 ) -> None:
     """Build a profile from run records of cards you trust.
 
@@ -846,7 +856,7 @@ def profile_build(
         raise InputError(str(output), None, "exists already (pass --force to overwrite it)")
     if not output.parent.is_dir():
         raise InputError(str(output), None, f"expected an existing folder {output.parent}")
-    built = build_profile(load_runs(list(runs)), key, name)
+    built = build_profile(load_runs(list(runs)), key, name, rig)
     for warning in built.warnings:
         click.echo(f"gpuhealth: warning: {warning}", err=True)
     write_profile(output, render_built(built.profile))

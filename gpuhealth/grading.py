@@ -53,6 +53,7 @@ FINDING_CODES = (
     "thermal_guard",
     "thermal_resistance",
     "thermal_resistance_unmeasured",
+    "thermal_resistance_unproven",
     "hardware_slowdown",
     "memory_temperature_high",
     "performance_deficit",
@@ -82,6 +83,12 @@ class Statistics(StrictModel):
     run_to_run: float = Field(default=0.008, ge=0, lt=0.5)
     tail_dof: float = Field(default=10.0, gt=2, le=1000)
     bound_confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    # gpuhealth/thermal_reference.py: relative SDs of a healthy run's thermal resistance around
+    # its reference: run to run on one card in one rig, rig to rig (a model-wide reference from
+    # another rig), and card to card (the reference centre's own error: this over its cards).
+    thermal_run_to_run: float = Field(default=0.05, ge=0, lt=1)
+    thermal_rig_to_rig: float = Field(default=0.10, ge=0, lt=1)
+    thermal_card_spread: float = Field(default=0.05, ge=0, lt=1)
 
 
 class Rule(StrictModel):

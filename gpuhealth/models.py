@@ -308,6 +308,10 @@ class SoakSummary:
     thermal_fit_rms_c: float | None = None
     thermal_resistance_refusal: str | None = None
     memory_temperature_headroom_c: float | None = None  # the memory's limit minus its maximum
+    # The reference the resistance was held to (gpuhealth/thermal_reference.py) and the ratio to
+    # it at the prediction's lower bound: the fit, run-to-run, rig and reference errors allowed.
+    thermal_reference: str | None = None
+    thermal_ratio_low: float | None = None
 
 
 @dataclass(frozen=True)

@@ -291,6 +291,16 @@ def soak_rows(soak: SoakSummary) -> list[Row]:
         Row("Thermal resistance", _thermal_resistance(soak)),
         Row("Thermal resistance, healthy cards", fmt_unit(soak.reference_c_per_w, "°C/W", 3)),
         *(
+            [Row("Thermal reference", soak.thermal_reference)]
+            if soak.thermal_reference is not None
+            else []
+        ),
+        *(
+            [Row("Thermal resistance ÷ reference, at least", f"{soak.thermal_ratio_low:.2f}×")]
+            if soak.thermal_ratio_low is not None
+            else []
+        ),
+        *(
             [
                 Row(
                     "Thermal fit: slow time constant",

@@ -331,9 +331,9 @@ def test_a_shipped_policy_with_a_rule_deleted_is_invalid_and_bannered(
 
 
 def stricter_policy(folder: Path) -> Path:
-    """The shipped policy renamed, with thermal resistance 1.15-1.3x graded C instead of B."""
+    """The shipped policy renamed, with an unverified identity graded C instead of B."""
     text = DEFAULT_POLICY.read_text(encoding="utf-8")
-    block = re.search(r'id = "thermal-resistance-above-model"\n(.*?)grade = "B"', text, re.S)
+    block = re.search(r'id = "identity-unverified"\n(.*?)grade = "B"', text, re.S)
     assert block is not None
     stricter = folder / "strict.toml"
     stricter.write_text(
@@ -357,7 +357,7 @@ def test_a_stricter_policy_is_valid_and_says_so_first(seller: SigningKey, tmp_pa
     ), out
     assert (
         f"under the shipped rules of gpuhealth {__version__}: B, because "
-        "thermal-resistance-above-model: thermal resistance 0.0632"
+        "identity-unverified: identity checks against the NVIDIA H100 SXM5 80GB registry"
     ) in first_line(out)
     assert check_lines(out)["shipped"] == "pass" and "stricter" in out
 

@@ -417,9 +417,27 @@ def test_one_card_gets_exactly_the_prior_spread(tmp_path: Path) -> None:
     for key in MEMORY_METRICS:
         metric = profile.metrics[key]
         assert metric.spread == pytest.approx(0.02 * metric.center, rel=1e-4), key
-    # The thermal reference is the card's median over its three soaks.
-    assert profile.thermal is not None
-    assert profile.thermal.c_per_w == pytest.approx(0.04714)
+    # The thermal reference per preset: each the card's median over its soaks of that preset;
+    # the default is the preset with the most runs (quick, two); the rig is the runs' one host;
+    # run to run from the two quick soaks of the one card.
+    records = [s.record for s in sources(H100_RUNS)]
+    by_preset: dict[str, list[float]] = {}
+    for record in records:
+        soak = record.analysis.soak if record.analysis else None
+        assert soak is not None and soak.thermal_resistance_c_per_w is not None
+        by_preset.setdefault(record.preset, []).append(soak.thermal_resistance_c_per_w)
+    assert sorted(map(len, by_preset.values())) == [1, 2]
+    thermal = profile.thermal
+    assert thermal is not None
+    assert thermal.presets == {
+        preset: pytest.approx(statistics.median(values), abs=1e-5)
+        for preset, values in by_preset.items()
+    }
+    assert thermal.c_per_w == thermal.presets["quick"]
+    assert thermal.rig == records[0].host and thermal.cards == 1
+    quick = [math.log(v) for v in by_preset["quick"]]
+    assert thermal.run_to_run == pytest.approx(abs(quick[0] - quick[1]) / math.sqrt(2), abs=1e-4)
+    assert build_profile(sources(H100_RUNS), rig="bench-3").profile.thermal.rig == "bench-3"  # type: ignore[union-attr]
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------------------------------

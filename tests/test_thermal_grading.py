@@ -116,12 +116,31 @@ def test_preheated_card_reads_its_resistance(model: str, tmp: Path) -> None:
     assert record.grade is not None and record.grade.letter == "A"
 
 
+def rig_reference(record: RunRecord, c_per_w: float, cards: int = 5) -> RunRecord:
+    """The record judged again against a reference measured in its own rig (host)."""
+    profile = match_profile(record.identity, builtin_profiles())
+    assert profile is not None and profile.thermal is not None
+    thermal = profile.thermal.model_copy(
+        update={"c_per_w": c_per_w, "rig": record.host, "cards": cards}
+    )
+    rig = profile.model_copy(update={"thermal": thermal})
+    return judge(replace(record, analysis=None, grade=None), rig, load_policy())
+
+
+def thermal_finding(record: RunRecord, code: str = "thermal_resistance") -> float:
+    assert record.analysis is not None
+    found = [f.measure for f in record.analysis.findings if f.code == code]
+    assert len(found) == 1 and found[0] is not None, record.analysis.findings
+    return found[0]
+
+
 @pytest.mark.parametrize("model", [H100, H200])
 def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
     """thermal_resistance_scale = 1.5: measured at 1.5x the sim's R, cold and warm, and apart from
-    its healthy twin. Against the built-in profile's reference (0.0484 / 0.0377 °C/W; the healthy
-    sim cards' R is 0.0458 / 0.0379) the worn card is 1.4-1.5x: C or D, never better than C.
-    Against a reference equal to the healthy card's R it reads 1.5x, on the D threshold itself."""
+    its healthy twin. Against the built-in model-wide reference (one card, another rig) the run
+    cannot prove it (the prediction allows 10% rig-to-rig and 5% run-to-run variation): never A,
+    B as unproven at best. Against a reference built in its own rig from five healthy cards it is
+    proven: C or D by the ratio's lower bound."""
     true = true_c_per_w(model, 1.5)
     healthy, _ = cold_and_warm(model, "quick", 1.0, tmp)
     healthy_high = summary(healthy).thermal_resistance_high_c_per_w
@@ -133,29 +152,65 @@ def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
         assert low is not None and low > healthy_high  # separated, not just different
         reference = summary(record).reference_c_per_w
         assert reference is not None and 1.3 <= measured(record) / reference < 1.6
-        assert record.grade is not None and record.grade.letter in ("C", "D")
-        # judged at the low end of the 95% range (findings._thermal_resistance_findings)
-        expected = "C" if low / reference < 1.5 else "D"
-        assert record.grade.letter == expected
-        assert rules(record) == [
-            "thermal-resistance-well-above-model"
-            if expected == "C"
-            else "thermal-resistance-far-above-model"
-        ]
-        profile = match_profile(record.identity, builtin_profiles())
-        assert profile is not None and profile.thermal is not None
-        exact = profile.model_copy(
-            update={"thermal": profile.thermal.model_copy(update={"c_per_w": true / 1.5})}
-        )
-        again = judge(replace(record, analysis=None, grade=None), exact, load_policy())
-        finding = (
-            next(f for f in again.analysis.findings if f.code == "thermal_resistance")
-            if again.analysis
-            else None
-        )
-        assert finding is not None and finding.measure == pytest.approx(1.5, rel=TOLERANCE)
-        expected = "D" if finding.measure >= 1.5 else "C"
-        assert again.grade is not None and again.grade.letter == expected
+        assert record.grade is not None and record.grade.letter != "A"
+        assert "model-wide, not measured in this rig" in str(summary(record).thermal_reference)
+        codes = {f.code for f in record.analysis.findings} if record.analysis else set()
+        assert codes & {"thermal_resistance", "thermal_resistance_unproven"}
+        in_rig = rig_reference(record, true / 1.5)
+        ratio_low = thermal_finding(in_rig)
+        assert 1.3 <= ratio_low < 1.5  # what it is at least: 1.5x less the prediction's margin
+        assert in_rig.grade is not None and in_rig.grade.letter == "C"
+        assert "measured in this rig" in str(in_rig.analysis.soak.thermal_reference)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("model", [H100, H200])
+def test_healthy_card_in_a_hot_rig_is_not_condemned(model: str, tmp: Path) -> None:
+    """A rig whose airflow multiplies every card's heat-sink resistance by 1.6 (sim [rig]): a healthy card
+    in it reads high against the model-wide reference, but the rig-to-rig allowance keeps it from a
+    C; against the rig's own reference (its healthy cards) it is A, and a worn card in the same rig
+    is still told apart."""
+    path = tmp / f"{model}-hot-rig.toml"
+    path.write_text(card_toml("", model) + "\n[rig]\nheatsink_scale = 1.6\n", encoding="utf-8")
+    healthy = grade(SimBackend(load_card(str(path))), "quick")
+    assert healthy.grade is not None and healthy.grade.letter in ("A", "B")
+    rig_value = measured(healthy)
+    assert rig_value > 1.05 * true_c_per_w(model)  # the rig, not the card, runs hot
+    assert rig_reference(healthy, rig_value).grade.letter == "A"  # type: ignore[union-attr]
+    worn_path = tmp / f"{model}-hot-rig-worn.toml"
+    worn_path.write_text(
+        card_toml("thermal_resistance_scale = 1.5", model) + "\n[rig]\nheatsink_scale = 1.6\n",
+        encoding="utf-8",
+    )
+    worn = rig_reference(grade(SimBackend(load_card(str(worn_path))), "quick"), rig_value)
+    assert worn.grade is not None and worn.grade.letter in ("C", "D")
+
+
+def test_a_chassis_mode_is_held_to_its_preset_and_never_condemns(tmp: Path) -> None:
+    """A chassis mode slower than the fit's (sim [rig] chassis_c_per_w, tau 200 s) moves the
+    reading between a quick and a standard soak of one healthy card (one H100 read 0.0632 standard,
+    0.046-0.049 quick). Against the model-wide reference neither run is graded C or worse; against
+    a reference for each preset, measured in the rig, both are A and the reference names its
+    preset."""
+    path = tmp / "chassis.toml"
+    path.write_text(
+        card_toml("", H100) + "\n[rig]\nchassis_c_per_w = 0.02\nchassis_tau_s = 200\n",
+        encoding="utf-8",
+    )
+    quick = grade(SimBackend(load_card(str(path))), "quick")
+    standard = grade(SimBackend(load_card(str(path))), "standard")
+    assert measured(standard) != measured(quick)
+    for record in (quick, standard):
+        assert record.grade is not None and record.grade.letter in ("A", "B"), record.grade
+    profile = match_profile(quick.identity, builtin_profiles())
+    assert profile is not None and profile.thermal is not None
+    presets = {"quick": measured(quick), "standard": measured(standard)}
+    thermal = profile.thermal.model_copy(update={"presets": presets, "rig": quick.host, "cards": 5})
+    per_preset = profile.model_copy(update={"thermal": thermal})
+    for record in (quick, standard):
+        again = judge(replace(record, analysis=None, grade=None), per_preset, load_policy())
+        assert again.grade is not None and again.grade.letter == "A", again.grade
+        soak = again.analysis.soak if again.analysis else None
+        assert soak is not None and f"for the {record.preset} preset" in str(soak.thermal_reference)
 
 
 @pytest.mark.parametrize("model", [H100, H200])

@@ -152,7 +152,7 @@ class SimBackend:
         self._rng = np.random.default_rng(card.seed)
         self._sensor_rng = np.random.default_rng([card.seed, 1])
         self._physics = CardPhysics(
-            card.model, card.faults.thermal_resistance_scale, card.faults.power_limit_w
+            card.model, card.faults.thermal_resistance_scale, card.faults.power_limit_w, card.rig
         )
         self._now_s = 0.0
         self._energy_j = 1000.0

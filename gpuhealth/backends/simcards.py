@@ -270,6 +270,18 @@ class Faults(StrictModel):
     card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
 
 
+class SimRig(StrictModel):
+    """The chassis the card sits in: not the card, but in every reading of every card in it."""
+
+    # The rig's airflow: scales the heat sink's (slow stage's) resistance of every card in it.
+    heatsink_scale: float = Field(default=1.0, ge=0.5, le=3)
+    # A mode slower than the thermal fit's slow stage (the chassis air and fans warming up): it
+    # adds chassis_c_per_w x power at steady state, reached with time constant chassis_tau_s, so
+    # a longer soak reads a higher resistance and the fit does not see why.
+    chassis_c_per_w: float = Field(default=0.0, ge=0, le=0.2)
+    chassis_tau_s: float = Field(default=600.0, ge=10, le=36000)
+
+
 class CardSpec(StrictModel):
     """A user's card spec file."""
 
@@ -283,6 +295,7 @@ class CardSpec(StrictModel):
     wall_time_scale: float = Field(default=0.0, ge=0, le=10)
     identity: IdentityOverrides = IdentityOverrides()
     faults: Faults = Faults()
+    rig: SimRig = SimRig()
 
 
 class SimCard(StrictModel):
@@ -297,6 +310,7 @@ class SimCard(StrictModel):
     source: str
     wall_time_scale: float = 0.0
     identity: IdentityOverrides = IdentityOverrides()
+    rig: SimRig = SimRig()
 
     @property
     def sm_count(self) -> int:
@@ -355,4 +369,5 @@ def load_card(name_or_path: str) -> SimCard:
         source=source,
         wall_time_scale=spec.wall_time_scale,
         identity=spec.identity,
+        rig=spec.rig,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gpuhealth.backends.simcards import SimModel
+from gpuhealth.backends.simcards import SimModel, SimRig
 from gpuhealth.telemetry import POWER_REASON_BITS
 
 IDLE_SM_CLOCK_MHZ = 345.0
@@ -46,7 +46,11 @@ class _Lag:
 
 class CardPhysics:
     def __init__(
-        self, model: SimModel, resistance_scale: float, power_limit_w: float | None
+        self,
+        model: SimModel,
+        resistance_scale: float,
+        power_limit_w: float | None,
+        rig: SimRig | None = None,
     ) -> None:
         th = model.thermal
         self.model = model
@@ -55,9 +59,11 @@ class CardPhysics:
         self.slowdown_c = th.slowdown_c
         self._gpu_ambient_c = th.gpu_ambient_c
         self._memory_ambient_c = th.memory_ambient_c
+        rig = rig or SimRig()
         self._gpu = (
             _Lag(th.gpu_r_fast_c_per_w * resistance_scale, th.gpu_tau_fast_s),
-            _Lag(th.gpu_r_slow_c_per_w * resistance_scale, th.gpu_tau_slow_s),
+            _Lag(th.gpu_r_slow_c_per_w * resistance_scale * rig.heatsink_scale, th.gpu_tau_slow_s),
+            _Lag(rig.chassis_c_per_w, rig.chassis_tau_s),
         )
         self._memory = (
             _Lag(th.memory_r_fast_c_per_w, th.memory_tau_fast_s),

@@ -73,8 +73,29 @@ class ProfileMetric(StrictModel):
 
 
 class ProfileThermal(StrictModel):
-    c_per_w: float = Field(gt=0)
+    """The thermal resistance healthy cards of the model show (gpuhealth/thermal_reference.py
+    picks the value a run is held to and how far a healthy run may stray from it)."""
+
+    c_per_w: float = Field(gt=0)  # any preset, unless presets has the run's
     source: str
+    # Cards behind the value: the centre's own error shrinks with them.
+    cards: int = Field(default=1, ge=1)
+    # The rig (host name) every card was measured in; None: a model-wide value from another rig,
+    # which a run is held to with rig-to-rig variation allowed for.
+    rig: str | None = None
+    # Per preset: a chassis mode slower than the fit's slow stage makes a longer soak read higher
+    # (one H100: 0.0632 standard, 0.046-0.049 quick; bench/RESULTS.md).
+    presets: dict[str, float] = Field(default_factory=dict)
+    # Relative SD between runs of one card in that rig, where measured (None: the policy's).
+    run_to_run: float | None = Field(default=None, ge=0, lt=1)
+
+    @field_validator("presets")
+    @classmethod
+    def _positive(cls, presets: dict[str, float]) -> dict[str, float]:
+        for preset, value in presets.items():
+            if not value > 0:
+                raise ValueError(f"expected a positive °C/W for preset {preset!r}, got {value}")
+        return presets
 
 
 class ProfileIdentity(StrictModel):

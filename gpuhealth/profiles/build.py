@@ -107,7 +107,10 @@ def load_runs(paths: Sequence[Path]) -> list[SourceRun]:
 
 
 def build_profile(
-    runs: Sequence[SourceRun], key: str | None = None, name: str | None = None
+    runs: Sequence[SourceRun],
+    key: str | None = None,
+    name: str | None = None,
+    rig: str | None = None,
 ) -> Built:
     if not runs:
         raise InputError("profile build", "RUNS", "expected at least one run record")
@@ -176,7 +179,7 @@ def build_profile(
         vbios_versions=tuple(sorted({v for r in runs if (v := r.record.identity.vbios)})),
         identity=_identity(runs, len(cards), warnings),
         metrics=metrics,
-        thermal=_thermal(runs, warnings),
+        thermal=_thermal(runs, warnings, rig),
     )
     return Built(profile, tuple(warnings))
 
@@ -350,22 +353,56 @@ def _per_card_values(
     return rows
 
 
-def _thermal(runs: Sequence[SourceRun], warnings: list[str]) -> ProfileThermal | None:
-    per_card: dict[str, list[float]] = defaultdict(list)
+def _thermal(
+    runs: Sequence[SourceRun], warnings: list[str], rig: str | None
+) -> ProfileThermal | None:
+    """The thermal reference of the runs' rig (gpuhealth/thermal_reference.py): per preset, the
+    median of each card's median; the value of the preset most cards ran as the default; the
+    run-to-run SD where cards were graded more than once with one preset. The rig is `rig`, else
+    the runs' host when they all ran on one, else none (a model-wide reference)."""
+    by_preset: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         soak = run.record.analysis.soak if run.record.analysis else None
         if soak is not None and soak.thermal_resistance_c_per_w is not None:
-            per_card[run.card].append(soak.thermal_resistance_c_per_w)
-    if not per_card:
+            by_preset[run.record.preset][run.card].append(soak.thermal_resistance_c_per_w)
+    if not by_preset:
         return None
-    kept, rejected = reject_outliers({c: statistics.median(v) for c, v in per_card.items()})
-    for card in rejected:
-        warnings.append(f"thermal resistance: card {card} rejected as an outlier")
-    value = statistics.median(kept.values())
+    presets: dict[str, float] = {}
+    kept_cards: dict[str, int] = {}
+    for preset, per_card in sorted(by_preset.items()):
+        kept, rejected = reject_outliers({c: statistics.median(v) for c, v in per_card.items()})
+        for card in rejected:
+            warnings.append(f"thermal resistance ({preset}): card {card} rejected as an outlier")
+        presets[preset] = round(statistics.median(kept.values()), 5)
+        kept_cards[preset] = len(kept)
+    runs_of = {preset: sum(map(len, per_card.values())) for preset, per_card in by_preset.items()}
+    main = max(presets, key=lambda preset: (kept_cards[preset], runs_of[preset], preset))
+    hosts = {run.record.host for run in runs}
+    where = rig if rig is not None else (hosts.pop() if len(hosts) == 1 else None)
     return ProfileThermal(
-        c_per_w=round(value, 5),
-        source=f"median soak thermal resistance of {len(kept)} card(s) (gpuhealth profile build)",
+        c_per_w=presets[main],
+        source=f"median soak thermal resistance of {kept_cards[main]} card(s), preset {main}"
+        + (f", in rig {where}" if where else ", in several rigs")
+        + " (gpuhealth profile build)",
+        cards=kept_cards[main],
+        rig=where,
+        presets=presets,
+        run_to_run=_run_to_run(by_preset),
     )
+
+
+def _run_to_run(by_preset: dict[str, dict[str, list[float]]]) -> float | None:
+    """The pooled SD of log resistance between runs of one card with one preset (None: no card
+    was graded twice with one preset)."""
+    squares, dof = 0.0, 0
+    for per_card in by_preset.values():
+        for values in per_card.values():
+            if len(values) >= 2:
+                logs = [math.log(v) for v in values]
+                mean = statistics.fmean(logs)
+                squares += sum((x - mean) ** 2 for x in logs)
+                dof += len(logs) - 1
+    return round(math.sqrt(squares / dof), 4) if dof else None
 
 
 def _check_one_model(runs: Sequence[SourceRun]) -> None:

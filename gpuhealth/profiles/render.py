@@ -43,7 +43,18 @@ def render_profile(
             "[thermal]",
             f"c_per_w = {toml_number(profile.thermal.c_per_w)}",
             f"source = {toml_string(profile.thermal.source)}",
+            f"cards = {profile.thermal.cards}",
         ]
+        if profile.thermal.rig is not None:
+            lines.append(f"rig = {toml_string(profile.thermal.rig)}")
+        if profile.thermal.run_to_run is not None:
+            lines.append(f"run_to_run = {toml_number(profile.thermal.run_to_run)}")
+        if profile.thermal.presets:
+            lines += ["", "[thermal.presets]"]
+            lines += [
+                f"{toml_string(preset)} = {toml_number(value)}"
+                for preset, value in sorted(profile.thermal.presets.items())
+            ]
     for key, metric in profile.metrics.items():
         note = spread_note(metric) if spread_note else None
         lines += [
