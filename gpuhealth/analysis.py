@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gpuhealth import __version__, composite, shipped, soak, stats, thermal_reference
+from gpuhealth import __version__, causes, composite, shipped, soak, stats, thermal_reference
 from gpuhealth import findings as health
 from gpuhealth.coverage import unmade_check_findings
 from gpuhealth.efficiency import efficiency_test
@@ -127,7 +127,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
             counters.memory_temperature_max_c if counters else None,
         )
         summary = judge_thermal(summary, reference, thermal_settings(policy))
-    found = (
+    found = causes.attribute(
         health.test_findings(record.tests)
         + evidence_findings(record)
         + health.run_findings(record)

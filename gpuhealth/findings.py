@@ -460,13 +460,14 @@ def performance_findings(
                 "performance_deficit",
                 "major" if at_least >= 0.07 else "minor",
                 s.name,
-                f"{TITLES[s.name]} {s.deficit:.0%} below {whose} (at least {at_least:.0%}, "
-                f"one-sided 95%; {len(s.metrics)} metric(s); t = {s.t:.1f}, Holm-adjusted p = "
-                f"{s.p_adjusted:.2g}; the reference from {s.reference_cards} card(s))",
+                f"{TITLES[s.name]} {s.deficit:.0%} below {whose}",
                 value=f"-{s.deficit:.1%}",
                 reference=f"healthy spread {s.between_rel:.1%}, reference centre ±"
                 f"{s.centre_rel:.1%}, run to run ±{s.run_rel:.1%}",
                 measure=-s.deficit_low,
+                detail=f"at least {at_least:.0%} below (one-sided 95%); {len(s.metrics)} "
+                f"metric(s); t = {s.t:.1f}, Holm-adjusted p = {s.p_adjusted:.2g}; the reference "
+                f"from {s.reference_cards} card(s)",
             )
         )
     return found
@@ -558,10 +559,10 @@ def _thermal_resistance_findings(summary: SoakSummary, flag_ratio: float | None)
     if not measured or not reference or ratio_low is None or measured / reference <= 1.0:
         return []
     ratio = measured / reference
-    hotter = (
-        f"thermal resistance {measured:.4f} °C/W against {reference:.4f} (at least "
+    detail = (
+        f"thermal resistance {measured:.4f} °C/W against {reference:.4f}: {ratio:.2f}x, at least "
         f"{ratio_low:.2f}x allowing for the fit, run-to-run and rig variation; reference: "
-        f"{summary.thermal_reference})"
+        f"{summary.thermal_reference}"
     )
     if flag_ratio is not None and ratio >= flag_ratio > ratio_low:
         return [
@@ -570,11 +571,12 @@ def _thermal_resistance_findings(summary: SoakSummary, flag_ratio: float | None)
                 "info",
                 "soak",
                 f"the card may run up to {(ratio - 1) * 100:.0f}% hotter per watt than healthy "
-                f"cards of its model, but this run cannot tell it from rig and run-to-run "
-                f"variation: {hotter}",
+                "cards of its model, but this run cannot tell that from the rig's and "
+                "run-to-run variation",
                 value=f"{measured:.4f} °C/W",
                 reference=f"{reference:.4f} °C/W",
                 measure=round(ratio, 4),
+                detail=detail,
             )
         ]
     return [
@@ -583,10 +585,11 @@ def _thermal_resistance_findings(summary: SoakSummary, flag_ratio: float | None)
             "major" if ratio_low >= 1.5 else "info",
             "soak",
             f"the card runs at least {(ratio_low - 1) * 100:.0f}% hotter per watt than healthy "
-            f"cards of its model: {hotter}",
+            "cards of its model",
             value=f"{measured:.4f} °C/W",
             reference=f"{reference:.4f} °C/W",
             measure=round(ratio_low, 4),
+            detail=detail,
         )
     ]
 

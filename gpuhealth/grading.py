@@ -8,7 +8,7 @@ fire; each fired rule becomes a reason carrying the finding's message, value and
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -170,19 +170,48 @@ def policy_from_text(text: str, source: str) -> Policy:
     return Policy(spec, text_sha256(text), source, text)
 
 
+def _one_per_cause(matched: list[tuple[Finding, Reason]]) -> list[Reason]:
+    """A reason whose finding has a cause that is a reason too is told as part of the cause's
+    (its `also`), which takes the worse of their grades: one reason per cause."""
+    explained = {finding.key for finding, _ in matched}
+    folded: dict[str, list[Reason]] = {}
+    for finding, reason in matched:
+        if finding.cause is not None and finding.cause in explained:
+            folded.setdefault(finding.cause, []).append(reason)
+    reasons = []
+    for finding, reason in matched:
+        if finding.cause is not None and finding.cause in explained:
+            continue
+        parts = folded.get(finding.key, [])
+        if not parts:
+            reasons.append(reason)
+            continue
+        worst = max((reason, *parts), key=lambda r: SEVERITY_ORDER.index(r.grade)).grade
+        also = tuple(f"{part.rule}: {part.message}" for part in parts)
+        reasons.append(replace(reason, grade=worst, also=also))
+    return reasons
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def grade(findings: tuple[Finding, ...], policy: Policy, note: str | None = None) -> Grade:
-    reasons: list[Reason] = []
+    matched: list[tuple[Finding, Reason]] = []
     for finding in findings:
         for rule in policy.spec.rules:
             if rule.matches(finding):
-                reasons.append(
-                    Reason(rule.id, rule.grade, finding.message, finding.value, finding.reference)
+                reason = Reason(
+                    rule.id,
+                    rule.grade,
+                    finding.message,
+                    finding.value,
+                    finding.reference,
+                    finding.detail,
                 )
+                matched.append((finding, reason))
                 break  # first matching rule decides a finding (rules are ordered worst first)
+    reasons = _one_per_cause(matched)
     letter: GradeLetter = "A"
     for reason in reasons:
         if SEVERITY_ORDER.index(reason.grade) > SEVERITY_ORDER.index(letter):

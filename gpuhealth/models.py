@@ -325,6 +325,15 @@ class Finding:
     value: str | None = None
     reference: str | None = None
     measure: float | None = None  # the number policy thresholds compare (e.g. a ratio)
+    # The statistics behind the message, for the detail (the message is in the buyer's words).
+    detail: str | None = None
+    # "code/source" of the finding that explains this one (gpuhealth/causes.py): its reason is
+    # told as part of that finding's, one reason per cause.
+    cause: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.code}/{self.source}"
 
 
 @dataclass(frozen=True)
@@ -355,6 +364,9 @@ class Reason:
     message: str
     value: str | None = None
     reference: str | None = None
+    detail: str | None = None  # the statistics behind the message
+    # Reasons with the same cause, told as part of this one: "rule: message" each.
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

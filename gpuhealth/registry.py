@@ -95,6 +95,9 @@ class Difference:
     text: str  # in the buyer's words, with the value and what was expected
     value: str
     expected: str
+    # What showed it: "identity" (what the card reports), else the test whose measurement did.
+    source: str = "identity"
+    detail: str | None = None  # the numbers behind a measured difference
 
 
 @dataclass
@@ -300,11 +303,12 @@ def _derived(record: RunRecord, profile: Profile, check: _Derived, outcome: _Out
     per = f"{check.unit} per {check.per} per GHz"
     outcome.mismatches.append(
         Difference(
-            f"{check.short} {_sig(measured)} {per} at {clock:.0f} MHz, the model's "
-            f"{_sig(expected)} ({ratio - 1:+.1%}, more than {check.tolerance:.0%} below): "
-            + check.like(check.card_units, ratio),
+            check.like(check.card_units, ratio),
             f"{_sig(measured)} {per}",
             f"at least {_sig(expected * (1 - check.tolerance))} {per}",
+            source=check.metric[0],
+            detail=f"{check.short} {_sig(measured)} {per} at {clock:.0f} MHz, the model's "
+            f"{_sig(expected)} ({ratio - 1:+.1%}, more than {check.tolerance:.0%} below)",
         )
     )
 
@@ -332,19 +336,26 @@ def _sig(value: float) -> str:
 
 
 def _findings(profile: Profile, tool_version: str, outcome: _Outcome) -> list[Finding]:
+    """One identity_mismatch per source (what the card reports; each measurement that shows it
+    is not what it reports: gpuhealth/causes.py ties that measurement's deficits to it)."""
     found: list[Finding] = []
     model = profile.name
-    if outcome.mismatches:
+    for source in dict.fromkeys(d.source for d in outcome.mismatches):
+        differences = [d for d in outcome.mismatches if d.source == source]
+        details = [d.detail for d in differences if d.detail]
         found.append(
             Finding(
                 "identity_mismatch",
                 "major",
-                "identity",
+                source,
                 f"not what it claims to be: a genuine {model} would not show "
-                + "; ".join(d.text for d in outcome.mismatches),
-                value="; ".join(d.value for d in outcome.mismatches),
-                reference="; ".join(d.expected for d in outcome.mismatches),
-                measure=float(len(outcome.mismatches)),
+                + "; ".join(d.text for d in differences)
+                if source == "identity"
+                else f"not what it claims to be: it {'; '.join(d.text for d in differences)}",
+                value="; ".join(d.value for d in differences),
+                reference="; ".join(d.expected for d in differences),
+                measure=float(len(differences)),
+                detail="; ".join(details) if details else None,
             )
         )
     if outcome.unrecognised:
@@ -359,25 +370,29 @@ def _findings(profile: Profile, tool_version: str, outcome: _Outcome) -> list[Fi
                 reference="; ".join(d.expected for d in outcome.unrecognised),
             )
         )
-    unmade = len(outcome.unreported) + len(outcome.unmade)
-    if unmade or outcome.not_read:
+    if outcome.unreported or outcome.not_read:
         parts = []
         if outcome.unreported:
             parts.append(f"not reported by the card: {', '.join(outcome.unreported)}")
-        parts += outcome.unmade
         if outcome.not_read:
             parts.append(
                 f"not read by gpuhealth {tool_version}, which made this record: "
                 + ", ".join(outcome.not_read)
             )
-        found.append(
-            Finding(
-                "identity_unverified",
-                "minor",
-                "identity",
-                f"identity checks against the {model} registry not made: " + "; ".join(parts),
-                value=str(unmade),
-                measure=float(unmade),
-            )
-        )
+        found.append(_unverified(model, "identity", parts, len(outcome.unreported)))
+    if outcome.unmade:
+        found.append(_unverified(model, "measurements", outcome.unmade, len(outcome.unmade)))
     return found
+
+
+def _unverified(model: str, source: str, parts: Sequence[str], unmade: int) -> Finding:
+    """Identity checks not made: of what the card reports (source "identity"; fields an older
+    gpuhealth did not read are listed, not counted) or of what it measures ("measurements")."""
+    return Finding(
+        "identity_unverified",
+        "minor",
+        source,
+        f"identity checks against the {model} registry not made: " + "; ".join(parts),
+        value=str(unmade),
+        measure=float(unmade),
+    )
