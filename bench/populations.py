@@ -60,7 +60,7 @@ from gpuhealth import stats
 from gpuhealth.analysis import assess
 from gpuhealth.coverage import JUDGED_METRICS
 from gpuhealth.efficiency import efficiency_test
-from gpuhealth.grading import SEVERITY_ORDER, Policy, load_policy
+from gpuhealth.grading import SEVERITY_ORDER, Policy, grade, load_policy
 from gpuhealth.models import Metric, RunRecord, TestResult, record_from_json
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 
@@ -310,8 +310,13 @@ def judge_card(
     template: Template, levels: Mapping[str, float], profile: Profile, policy: Policy
 ) -> Judged:
     analysis, graded = assess(synthetic_record(template, levels), profile, policy)
+    # The performance findings graded on their own: a deficit told as part of another cause's
+    # reason (an identity mismatch, gpuhealth/causes.py) still counts as detected.
+    performance_findings = tuple(
+        replace(f, cause=None) for f in analysis.findings if f.code == "performance_deficit"
+    )
     performance = "A"
-    for reason in graded.reasons:
+    for reason in grade(performance_findings, policy).reasons:
         if reason.rule.startswith("performance-"):
             performance = worse(performance, reason.grade)
     # The subsystem scores where the analysis has them (composite.py), else the metrics' verdicts.

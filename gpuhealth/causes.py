@@ -26,7 +26,7 @@ LOST_CONSEQUENCES = frozenset(
     {"test_not_measured", "counters_incomplete", "telemetry_incomplete", "identity_unverified"}
 )
 # performance subsystem (gpuhealth/composite.py) -> the measurement whose per-unit check covers it
-SUBSYSTEM_BASIS = {"memory": "bandwidth", "fp32": "fp32", "tensor": "fp32", "sustained": "fp32"}
+SUBSYSTEM_BASIS = {"fp32": "fp32", "tensor": "fp32", "sustained": "fp32"}
 
 
 def attribute(findings: Sequence[Finding]) -> tuple[Finding, ...]:

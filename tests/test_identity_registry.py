@@ -124,11 +124,13 @@ def test_a_card_that_reports_all_sms_but_computes_with_fewer_is_d(
     assert letter(record) == "D" and rules(record)[0] == "identity-mismatch"
     found = mismatch(record)
     assert "SM count" not in found.message  # the field itself says 132
-    assert "FP32" in found.message and "per SM per GHz" in found.message
     assert "measures like a card with 114 SMs, not the 132 it reports" in found.message
-    assert "-13.6%" in found.message
-    # slower than healthy cards, too: the performance rules see it as well
-    assert "performance-deficit-large" in rules(record)
+    assert found.source == "fp32" and found.detail is not None
+    assert "FP32" in found.detail and "per SM per GHz" in found.detail and "-13.6%" in found.detail
+    # slower than healthy cards, too: the performance findings see it, told as the same cause
+    assert record.grade is not None
+    assert any("performance-deficit-large" in a for a in record.grade.reasons[0].also)
+    assert "performance-deficit-large" not in rules(record)
 
 
 def test_a_reflashed_max_clock_is_d_and_the_vbios_listed(graded: dict[str, RunRecord]) -> None:
@@ -227,7 +229,9 @@ def test_the_real_cards_pass_every_identity_check_as_made_today(path: Path) -> N
         patch.setattr(registry, "FP32_PER_SM_TOLERANCE", 0.0)
         patch.setattr(registry, "BANDWIDTH_PER_BIT_TOLERANCE", 0.0)
         found = registry_findings(record, profile)
-        assert [f.code for f in found] == ["identity_mismatch"]
+        # one finding per measurement that shows it (FP32 per SM, bandwidth per bus bit)
+        assert found and {f.code for f in found} == {"identity_mismatch"}
+        assert {f.source for f in found} <= {"fp32", "bandwidth"}
 
 
 def test_a_record_of_this_version_without_pci_ids_is_b() -> None:

@@ -165,10 +165,10 @@ def test_worn_card_reads_one_and_a_half_times(model: str, tmp: Path) -> None:
 
 @pytest.mark.parametrize("model", [H100, H200])
 def test_healthy_card_in_a_hot_rig_is_not_condemned(model: str, tmp: Path) -> None:
-    """A rig whose airflow multiplies every card's heat-sink resistance by 1.6 (sim [rig]): a healthy card
-    in it reads high against the model-wide reference, but the rig-to-rig allowance keeps it from a
-    C; against the rig's own reference (its healthy cards) it is A, and a worn card in the same rig
-    is still told apart."""
+    """A rig whose airflow multiplies every card's heat-sink resistance by 1.6 (sim [rig]): a
+    healthy card in it reads high against the model-wide reference, but the rig-to-rig allowance
+    keeps it from a C; against the rig's own reference (its healthy cards) it is A, and a worn
+    card in the same rig is still told apart."""
     path = tmp / f"{model}-hot-rig.toml"
     path.write_text(card_toml("", model) + "\n[rig]\nheatsink_scale = 1.6\n", encoding="utf-8")
     healthy = grade(SimBackend(load_card(str(path))), "quick")
