@@ -15,18 +15,38 @@ the error on the later field's own key, so that the message names the line that 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+
+@dataclass(frozen=True)
+class Range:
+    """A closed range of a quantity in its unit, for checks made outside a pydantic field."""
+
+    low: float
+    high: float
+    unit: str
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        return f"{self.low:g} to {self.high:g} {self.unit}".rstrip()
+
+
 # Memory bandwidth, GB/s: a GPU's own memory runs 100 GB/s (an old GDDR card) to ~8000 GB/s (HBM3e,
 # B200); 20000 leaves room for two generations. Under 1 GB/s is not GPU memory.
-BandwidthGBs = Annotated[float, Field(ge=1, le=20_000)]
+BANDWIDTH_GBS = Range(1, 20_000, "GB/s")
+BandwidthGBs = Annotated[float, Field(ge=BANDWIDTH_GBS.low, le=BANDWIDTH_GBS.high)]
 # Compute throughput, TFLOP/s: 0.01 (a tiny card's FP32) to ~10000 (dense FP8 of a B200); 20000
 # leaves room.
-ThroughputTflops = Annotated[float, Field(ge=0.01, le=20_000)]
+THROUGHPUT_TFLOPS = Range(0.01, 20_000, "TFLOP/s")
+ThroughputTflops = Annotated[float, Field(ge=THROUGHPUT_TFLOPS.low, le=THROUGHPUT_TFLOPS.high)]
 # Efficiency, TFLOP/s per watt: a healthy card does 0.01-5.
-TflopsPerW = Annotated[float, Field(ge=0.001, le=100)]
+TFLOPS_PER_W = Range(0.001, 100, "TFLOP/s per W")
+TflopsPerW = Annotated[float, Field(ge=TFLOPS_PER_W.low, le=TFLOPS_PER_W.high)]
 # Board power, W: 1 (idle of a small card) to 2000 (a B200 board takes ~1200 W; a simulated
 # burst may exceed the cap, e.g. 1555 W for the H100's FP16 GEMM).
 PowerW = Annotated[float, Field(ge=1, le=2000)]
@@ -50,7 +70,8 @@ MemoryBytes = Annotated[int, Field(ge=2**28, le=2**42)]
 MemoryGiB = Annotated[float, Field(ge=0.25, le=4096)]
 # Relative spreads (an SD as a fraction of the centre, run-to-run noise): 0.1% (below any
 # measurement's resolution) to 50% (beyond it a "healthy range" contains a broken card).
-RelativeSpread = Annotated[float, Field(ge=0.001, le=0.5)]
+RELATIVE_SPREAD = Range(0.001, 0.5, "")
+RelativeSpread = Annotated[float, Field(ge=RELATIVE_SPREAD.low, le=RELATIVE_SPREAD.high)]
 # Probabilities: a chance, 0 to 1.
 Probability = Annotated[float, Field(ge=0, le=1)]
 # Rate scale of a simulated fault: 1% (a card nearly dead) to 2x (a card faster than its model);
