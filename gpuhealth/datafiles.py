@@ -147,7 +147,9 @@ def _to_input_error(
         hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(known)
         return InputError(source, field, f"unknown field ({hint})", line=line)
     message = first["msg"]
-    if first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
+    if first["type"] == "value_error":  # our own validators' words, which say what they got
+        message = message.removeprefix("Value error, ")
+    elif first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
         message += f" (got {first.get('input')!r})"
     if first["type"] == "literal_error":
         message += did_you_mean(first.get("input"), first.get("ctx", {}).get("expected", ""))

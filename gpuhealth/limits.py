@@ -36,9 +36,10 @@ class Range:
         return f"{self.low:g} to {self.high:g} {self.unit}".rstrip()
 
 
-# Memory bandwidth, GB/s: a GPU's own memory runs 100 GB/s (an old GDDR card) to ~8000 GB/s (HBM3e,
-# B200); 20000 leaves room for two generations. Under 1 GB/s is not GPU memory.
-BANDWIDTH_GBS = Range(1, 20_000, "GB/s")
+# Memory bandwidth, GB/s: a GPU's own memory runs 17 GB/s (the slowest CUDA card, a GT 1030 with
+# DDR4) to ~8000 GB/s (HBM3e, B200); 20000 leaves room for two generations. Under 10 GB/s is not
+# GPU memory, or a figure in TB/s.
+BANDWIDTH_GBS = Range(10, 20_000, "GB/s")
 BandwidthGBs = Annotated[float, Field(ge=BANDWIDTH_GBS.low, le=BANDWIDTH_GBS.high)]
 # Compute throughput, TFLOP/s: 0.01 (a tiny card's FP32) to ~10000 (dense FP8 of a B200); 20000
 # leaves room.
