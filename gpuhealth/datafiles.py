@@ -11,6 +11,7 @@ tomllib keeps no positions; gpuhealth.tomlpos finds the line of the offending ke
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import sys
 from pathlib import Path
@@ -30,9 +31,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for file schemas: unknown keys are errors (a misspelled fault must not be ignored)."""
+    """Base for file schemas: unknown keys are errors (a misspelled fault must not be ignored),
+    and no float may be inf or nan (a threshold of inf never fires, a nan compares false)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# The largest file gpuhealth reads: a run record with a long soak's telemetry is a few MB; a file
+# of hundreds of MB is not one of ours, and reading it whole would only exhaust memory.
+MAX_FILE_BYTES = 64 * 2**20
+# The largest TOML file (policy, profile, sim card): the shipped ones are under 40 KB.
+MAX_TOML_BYTES = 2**20
 
 
 # tomllib (and tomli on 3.10) end a syntax error's message with its position.
@@ -45,7 +54,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def read_toml_with_text(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed file and its text (for line numbers in later validation errors)."""
-    text = read_text_file(path)
+    text = read_text_file(path, MAX_TOML_BYTES)
     return parse_toml(text, str(path)), text
 
 
@@ -62,30 +71,64 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
 def validate(
     model: type[ModelT], data: dict[str, Any], source: str, text: str | None = None
 ) -> ModelT:
-    """data as a model; an error names the line of the bad key when the source text is given."""
+    """data as a model; an error names the line of the bad key when the source text is given.
+
+    Strict: a value must have its field's own type, as JSON spells types (the data goes through
+    JSON so that TOML arrays are taken for tuples): no "300" for a number, no true for a number
+    or a number for a bool, no date for a string.
+    """
     try:
-        return model.model_validate(data)
+        payload = json.dumps(data, default=_as_unknown_type)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         raise _to_input_error(exc, model, source, text) from exc
 
 
+def _as_unknown_type(value: object) -> dict[str, str]:
+    """A TOML date or time as JSON: an object no scalar field accepts (the error names it)."""
+    return {type(value).__name__: str(value)}
+
+
 def load_toml_model(model: type[ModelT], path: Path) -> ModelT:
-    text = read_text_file(path)
+    text = read_text_file(path, MAX_TOML_BYTES)
     return validate(model, parse_toml(text, str(path)), str(path), text)
 
 
-def read_text_file(path: Path) -> str:
-    """A user's file as text, or InputError naming it (not found / cannot be read).
+def read_text_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A user's file as text, or InputError naming it (not found, not a regular file, larger
+    than max_bytes, cannot be read, not UTF-8).
 
     The bytes decoded as they are (no newline translation): a rules file embedded in a record
     must be the file byte for byte, so that its sha256 is the file's.
     """
+    return decode_utf8(read_bytes_file(path, max_bytes), str(path))
+
+
+def read_bytes_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A user's file's bytes; InputError as read_text_file (a FIFO or device is refused, never
+    read: it could block or never end)."""
+    source = str(path)
     try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(str(path), None, "file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), None, f"cannot read the file ({exc})") from exc
+        if not path.is_file():
+            if not path.exists():
+                raise InputError(source, None, "file not found")
+            raise InputError(source, None, "expected a regular file (a folder or device?)")
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(source, None, f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise InputError(source, None, f"expected a file of at most {max_bytes} bytes (too large)")
+    return data
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            source, None, f"expected UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def _to_input_error(
@@ -104,9 +147,23 @@ def _to_input_error(
         hint = f"did you mean '{close[0]}'?" if close else "expected one of: " + ", ".join(known)
         return InputError(source, field, f"unknown field ({hint})", line=line)
     message = first["msg"]
-    if first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
+    if first["type"] == "value_error":  # our own validators' words, which say what they got
+        message = message.removeprefix("Value error, ")
+    elif first["type"] != "missing" and not isinstance(first.get("input"), dict | list):
         message += f" (got {first.get('input')!r})"
+    if first["type"] == "literal_error":
+        message += did_you_mean(first.get("input"), first.get("ctx", {}).get("expected", ""))
     return InputError(source, field, message, line=line)
+
+
+def did_you_mean(word: object, choices: str | list[str]) -> str:
+    """ " (did you mean 'x'?)" when word is a string close to one of the choices, else ""."""
+    if not isinstance(word, str):
+        return ""
+    if isinstance(choices, str):  # pydantic's "'a', 'b' or 'c'"
+        choices = re.findall(r"'([^']*)'", choices)
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _known_fields(model: type[BaseModel], path: list[str]) -> list[str]:

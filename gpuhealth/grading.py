@@ -15,8 +15,16 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from gpuhealth import tomlpos
-from gpuhealth.datafiles import StrictModel, parse_toml, read_text_file, validate
+from gpuhealth.datafiles import (
+    MAX_TOML_BYTES,
+    StrictModel,
+    did_you_mean,
+    parse_toml,
+    read_text_file,
+    validate,
+)
 from gpuhealth.errors import InputError
+from gpuhealth.limits import RelativeSpread, ordered
 from gpuhealth.models import Finding, Grade, GradeLetter, Reason
 from gpuhealth.resources import DATA_DIR
 
@@ -80,15 +88,17 @@ class Statistics(StrictModel):
     very_low_deficit: float = Field(gt=0, lt=1)
     # gpuhealth/composite.py: one card graded twice differs by about this much (relative SD);
     # the healthy comparison's Student-t degrees of freedom; the deficit bound's confidence.
-    run_to_run: float = Field(default=0.008, ge=0, lt=0.5)
+    run_to_run: RelativeSpread = 0.008
     tail_dof: float = Field(default=10.0, gt=2, le=1000)
     bound_confidence: float = Field(default=0.95, ge=0.5, lt=1)
     # gpuhealth/thermal_reference.py: relative SDs of a healthy run's thermal resistance around
     # its reference: run to run on one card in one rig, rig to rig (a model-wide reference from
     # another rig), and card to card (the reference centre's own error: this over its cards).
-    thermal_run_to_run: float = Field(default=0.05, ge=0, lt=1)
-    thermal_rig_to_rig: float = Field(default=0.10, ge=0, lt=1)
-    thermal_card_spread: float = Field(default=0.05, ge=0, lt=1)
+    thermal_run_to_run: float = Field(default=0.05, ge=0, le=0.5)
+    thermal_rig_to_rig: float = Field(default=0.10, ge=0, le=0.5)
+    thermal_card_spread: float = Field(default=0.05, ge=0, le=0.5)
+
+    _very_low_at_least_reported = ordered("min_relative_deficit", "very_low_deficit")
 
 
 class Rule(StrictModel):
@@ -99,13 +109,18 @@ class Rule(StrictModel):
     min_measure: float | None = None
     max_measure: float | None = None
 
+    # min_measure <= measure < max_measure: with min >= max the rule could never fire
+    _measure_range = ordered("min_measure", "max_measure", strict=True)
+
     @field_validator("finding")
     @classmethod
     def _known_finding(cls, finding: str) -> str:
         # a field validator, so that the error names rules.N.finding, not just the rule
         if finding not in FINDING_CODES:
+            hint = did_you_mean(finding, list(FINDING_CODES))
             raise ValueError(
-                f"unknown finding {finding!r} (expected one of: {', '.join(FINDING_CODES)})"
+                f"unknown finding {finding!r}"
+                + (hint or f" (expected one of: {', '.join(FINDING_CODES)})")
             )
         return finding
 
@@ -152,7 +167,7 @@ class Policy:
 
 def load_policy(path: Path | None = None) -> Policy:
     path = path or DEFAULT_POLICY
-    return policy_from_text(read_text_file(path), str(path))
+    return policy_from_text(read_text_file(path, MAX_TOML_BYTES), str(path))
 
 
 def policy_from_text(text: str, source: str) -> Policy:

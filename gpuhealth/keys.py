@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gpuhealth.atomicfile import write_atomic
+from gpuhealth.datafiles import decode_utf8, read_bytes_file
 from gpuhealth.errors import InputError, TrustStoreError
 
 CONFIG_DIR_ENV = "GPUHEALTH_CONFIG_DIR"
@@ -46,6 +47,10 @@ _FINGERPRINT = re.compile(r"SHA256:[0-9a-f]{32}")
 GENERATE_HINT = "create one: gpuhealth keys generate"
 PUBLIC_SUFFIX = ".pub"
 _GROUP_OTHER_WRITE = 0o022
+# An Ed25519 key's PEM is about 120 bytes (encrypted: about 300); a file far larger is not a key.
+MAX_KEY_BYTES = 64 * 2**10
+# The pinned file: about 60 bytes a signer; a million bytes is more signers than anyone pins.
+MAX_PINNED_BYTES = 2**20
 _GROUP_OTHER_ANY = 0o077
 
 
@@ -321,7 +326,7 @@ def load_key(path: Path) -> SigningKey:
     if not path.is_file():
         raise InputError(str(path), None, f"no signing key here ({GENERATE_HINT})")
     check_private_permissions(path)
-    data = path.read_bytes()
+    data = read_bytes_file(path, MAX_KEY_BYTES)
     private = _parse_private(path, data)
     _check_round_trip(path, data, private)
     key = SigningKey(private, path)
@@ -343,10 +348,12 @@ def public_key_fingerprint(value: str, source: str = "public key") -> str:
     """
     text = value.strip()
     path = Path(text)
-    with contextlib.suppress(OSError, ValueError):
-        if path.is_file():
-            source = str(path)
-            text = path.read_text(encoding="utf-8").strip()
+    is_file = False
+    with contextlib.suppress(OSError, ValueError):  # a value too long or odd for a file name
+        is_file = path.is_file()
+    if is_file:
+        source = str(path)
+        text = decode_utf8(read_bytes_file(path, MAX_KEY_BYTES), source).strip()
     if _FINGERPRINT.fullmatch(text):
         return text
     if "BEGIN PUBLIC KEY" in text:
@@ -408,9 +415,13 @@ def _check_store_place(path: Path, st: os.stat_result) -> None:
 
 def _read_all(fd: int, path: Path) -> bytes:
     chunks: list[bytes] = []
+    size = 0
     try:
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_PINNED_BYTES:
+                raise _store_error(path, f"larger than {MAX_PINNED_BYTES} bytes: not a pinned file")
     except OSError as exc:
         raise _store_error(path, exc.strerror or str(exc)) from None
     return b"".join(chunks)

@@ -462,16 +462,17 @@ def record_to_json(record: RunRecord) -> str:
 
 
 def record_from_json(text: str, source: str = "run record") -> RunRecord:
-    """Parse and validate a record; a bad one raises InputError naming the field and expectation."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source, None, f"not JSON ({exc.msg} at line {exc.lineno})") from exc
-    return record_from_data(data, source)
+    """Parse and validate a record; a bad one raises InputError naming the field and expectation
+    (gpuhealth.jsonfile: no duplicate keys, NaN or Infinity, nesting within reason)."""
+    from gpuhealth.jsonfile import loads
+
+    return record_from_data(loads(text, source), source)
 
 
 def record_from_data(data: object, source: str = "run record") -> RunRecord:
-    """Validate an already parsed record (json.loads of run.json): InputError when it is bad."""
+    """Validate an already parsed record (json.loads of run.json): InputError when it is bad.
+
+    Strict, as JSON spells types: no "300" for a number, no true for a number, no 1 for true."""
     if not isinstance(data, dict):
         raise InputError(source, None, "expected a JSON object (a gpuhealth run record)")
     version = data.get("schema_version")
@@ -483,7 +484,11 @@ def record_from_data(data: object, source: str = "run record") -> RunRecord:
             + (" (written by a newer gpuhealth)" if _newer(version) else ""),
         )
     try:
-        return _adapter().validate_python(migrate(data))
+        payload = json.dumps(migrate(data), allow_nan=False)
+    except ValueError:  # data parsed by a reader that took NaN or Infinity
+        raise InputError(source, None, "expected finite numbers (found NaN or Infinity)") from None
+    try:
+        return _adapter().validate_json(payload, strict=True)
     except ValidationError as exc:
         raise validation_error_to_input_error(exc, source) from exc
 

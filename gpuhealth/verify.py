@@ -22,14 +22,13 @@ verify codes; the first line of the output says the verdict, the second what to 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gpuhealth import __version__, shipped
+from gpuhealth import __version__, jsonfile, shipped
 from gpuhealth.checks import Check
 from gpuhealth.errors import (
     EXIT_BAD_CARD,
@@ -42,6 +41,7 @@ from gpuhealth.errors import (
     EXIT_USAGE,
     EXIT_VERSION_UNCHECKABLE,
     GpuHealthError,
+    InputError,
 )
 from gpuhealth.evidence import LEGACY_VERSIONS, evidence_problems
 from gpuhealth.keys import pinned_fingerprints
@@ -224,22 +224,12 @@ class Loaded:
     data: dict[str, Any]
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen[key] = value
-    return seen
-
-
 def _parse_json(text: str, what: str) -> tuple[dict[str, Any] | None, str]:
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as exc:
-        return None, f"{what} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    except (ValueError, RecursionError) as exc:  # a duplicate key, or nesting beyond reason
-        return None, f"{what} is not a valid record ({exc})"
+        data = jsonfile.loads(text, what)
+    except InputError as exc:  # not JSON, a duplicate key, NaN, nesting beyond reason
+        where = f"{exc.field}: " if exc.field else ""
+        return None, f"{what} is not a valid record ({where}{exc.expected})"
     if not isinstance(data, dict):
         return None, f"{what} is not a JSON object (a gpuhealth run record)"
     return data, ""

@@ -154,7 +154,7 @@ def test_misspelled_top_level_key(write_card: WriteCard) -> None:
     ("faults", "field", "words"),
     [
         ('bandwidth_scale = "fast"', "faults.bandwidth_scale", "number"),
-        ("bandwidth_scale = -1.0", "faults.bandwidth_scale", "greater than 0"),
+        ("bandwidth_scale = -1.0", "faults.bandwidth_scale", "greater than or equal to 0.01"),
         ("pcie_width = 64", "faults.pcie_width", "32"),
         ('lost_at = "soaking"', "faults.lost_at", "soak"),
         ("stuck_bits = [{ address = 4096, bit = 32, value = 0 }]", "faults.stuck_bits.0.bit", "31"),

@@ -18,11 +18,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from gpuhealth import tomlpos
 from gpuhealth.datafiles import StrictModel, load_toml_model, read_toml_with_text, validate
 from gpuhealth.errors import InputError
+from gpuhealth.limits import (
+    BandwidthGBs,
+    BusWidthBits,
+    ClockMHz,
+    Count,
+    MemoryBytes,
+    PowerW,
+    Probability,
+    ProcessId,
+    RateScale,
+    Seed,
+    SmCount,
+    TemperatureC,
+    ThermalResistanceCPerW,
+    ThroughputTflops,
+    TimeConstantS,
+    not_bool,
+    ordered,
+)
 from gpuhealth.resources import DATA_DIR
 
 SIMCARDS_DIR = DATA_DIR / "simcards"
@@ -58,72 +77,93 @@ class IdentityOverrides(StrictModel):
     vbios: str | None = None
     pci_device_id: str | None = Field(default=None, pattern=PCI_ID_PATTERN)
     pci_subsystem_id: str | None = Field(default=None, pattern=PCI_ID_PATTERN)
-    sm_count: int | None = Field(default=None, gt=0)
-    memory_bus_width_bits: int | None = Field(default=None, gt=0)
-    max_sm_clock_mhz: float | None = Field(default=None, gt=0)
-    max_memory_clock_mhz: float | None = Field(default=None, gt=0)
-    power_limit_default_w: float | None = Field(default=None, gt=0)
-    power_limit_max_w: float | None = Field(default=None, gt=0)
+    sm_count: SmCount | None = None
+    memory_bus_width_bits: BusWidthBits | None = None
+    max_sm_clock_mhz: ClockMHz | None = None
+    max_memory_clock_mhz: ClockMHz | None = None
+    power_limit_default_w: PowerW | None = None
+    power_limit_max_w: PowerW | None = None
+
+    _power_limits_ordered = ordered("power_limit_default_w", "power_limit_max_w")
 
 
 class SimDevice(StrictModel):
-    memory_total_bytes: int = Field(gt=0)
+    memory_total_bytes: MemoryBytes
     memory_reserved_bytes: int = Field(ge=0)
-    sm_count: int = Field(gt=0)
+    sm_count: SmCount
     compute_capability: tuple[int, int]
     l2_bytes: int = Field(gt=0)
     max_threads_per_sm: int = Field(gt=0)
-    max_sm_clock_mhz: float = Field(gt=0)
-    max_memory_clock_mhz: float = Field(gt=0)
-    memory_bus_width_bits: int = Field(gt=0)
+    max_sm_clock_mhz: ClockMHz
+    max_memory_clock_mhz: ClockMHz
+    memory_bus_width_bits: BusWidthBits
     pcie_gen_max: int = Field(ge=1, le=6)
     pcie_width_max: int = Field(ge=1, le=32)
     row_remap_banks: int = Field(ge=0)
 
+    @field_validator("memory_reserved_bytes")
+    @classmethod
+    def _reserved_within_total(cls, reserved: int, info: ValidationInfo) -> int:
+        total = info.data.get("memory_total_bytes")
+        if total is not None and reserved >= total:
+            raise ValueError(f"expected less than memory_total_bytes ({total}), got {reserved}")
+        return reserved
+
 
 class SimPerformance(StrictModel):
-    copy_gbs: float = Field(gt=0)
-    scale_gbs: float = Field(gt=0)
-    add_gbs: float = Field(gt=0)
-    triad_gbs: float = Field(gt=0)
-    read_gbs: float = Field(gt=0)
-    memtest_gbs: float = Field(gt=0)
-    fp32_tflops: float = Field(gt=0)
-    mma_tflops: float = Field(gt=0)
-    tensor_gemm_tflops: float = Field(gt=0)
-    gemm_fp16_tflops: float = Field(gt=0)
-    gemm_fp16_sustained_tflops: float = Field(gt=0)
-    gemm_fp32_tflops: float = Field(gt=0)
+    copy_gbs: BandwidthGBs
+    scale_gbs: BandwidthGBs
+    add_gbs: BandwidthGBs
+    triad_gbs: BandwidthGBs
+    read_gbs: BandwidthGBs
+    memtest_gbs: BandwidthGBs
+    fp32_tflops: ThroughputTflops
+    mma_tflops: ThroughputTflops
+    tensor_gemm_tflops: ThroughputTflops
+    gemm_fp16_tflops: ThroughputTflops
+    gemm_fp16_sustained_tflops: ThroughputTflops
+    gemm_fp32_tflops: ThroughputTflops
     noise_rel: float = Field(ge=0, le=0.5)
 
 
 class SimPower(StrictModel):
-    idle_w: float = Field(gt=0)
-    default_limit_w: float = Field(gt=0)
-    max_limit_w: float = Field(gt=0)  # the highest limit the card accepts
-    stream_w: float = Field(gt=0)
-    memtest_w: float = Field(gt=0)
-    fma_w: float = Field(gt=0)
-    mma_w: float = Field(gt=0)
-    tensor_gemm_w: float = Field(gt=0)
-    gemm_fp16_w: float = Field(gt=0)
-    gemm_fp32_w: float = Field(gt=0)
+    idle_w: PowerW
+    default_limit_w: PowerW
+    max_limit_w: PowerW  # the highest limit the card accepts
+    stream_w: PowerW
+    memtest_w: PowerW
+    fma_w: PowerW
+    mma_w: PowerW
+    tensor_gemm_w: PowerW
+    gemm_fp16_w: PowerW
+    gemm_fp32_w: PowerW
+
+    _limits_ordered = ordered("idle_w", "default_limit_w")
+    _max_limit_ordered = ordered("default_limit_w", "max_limit_w")
 
 
 class SimThermal(StrictModel):
-    slowdown_c: float
-    shutdown_c: float
-    memory_max_c: float
-    gpu_ambient_c: float
-    gpu_r_fast_c_per_w: float = Field(ge=0)
-    gpu_tau_fast_s: float = Field(gt=0)
-    gpu_r_slow_c_per_w: float = Field(ge=0)
-    gpu_tau_slow_s: float = Field(gt=0)
-    memory_ambient_c: float
-    memory_r_fast_c_per_w: float = Field(ge=0)
-    memory_tau_fast_s: float = Field(gt=0)
-    memory_r_slow_c_per_w: float = Field(ge=0)
-    memory_tau_slow_s: float = Field(gt=0)
+    slowdown_c: TemperatureC
+    shutdown_c: TemperatureC
+    memory_max_c: TemperatureC
+    gpu_ambient_c: TemperatureC
+    gpu_r_fast_c_per_w: ThermalResistanceCPerW
+    gpu_tau_fast_s: TimeConstantS
+    gpu_r_slow_c_per_w: ThermalResistanceCPerW
+    gpu_tau_slow_s: TimeConstantS
+    memory_ambient_c: TemperatureC
+    memory_r_fast_c_per_w: ThermalResistanceCPerW
+    memory_tau_fast_s: TimeConstantS
+    memory_r_slow_c_per_w: ThermalResistanceCPerW
+    memory_tau_slow_s: TimeConstantS
+
+    _shutdown_above_slowdown = ordered("slowdown_c", "shutdown_c", strict=True)
+    _gpu_ambient_below_slowdown = ordered(
+        "gpu_ambient_c", "slowdown_c", strict=True, on="gpu_ambient_c"
+    )
+    _memory_ambient_below_max = ordered(
+        "memory_ambient_c", "memory_max_c", strict=True, on="memory_ambient_c"
+    )
 
 
 class SimModel(StrictModel):
@@ -154,19 +194,21 @@ class WordBit(StrictModel):
 class StuckBit(WordBit):
     value: Literal[0, 1]
 
+    _value_not_bool = not_bool("value")  # Literal[0, 1] alone takes true for 1
+
 
 class FlakyBit(WordBit):
-    probability: float = Field(gt=0, le=1, description="chance that a read returns it flipped")
+    probability: Probability = Field(gt=0, description="chance that a read returns it flipped")
 
 
 class WrongResults(StrictModel):
-    rate: float = Field(gt=0, le=1, description="chance that a compute launch returns a bad value")
-    sm: int = Field(default=7, ge=0, description="the SM that computes wrong")
+    rate: Probability = Field(gt=0, description="chance that a compute launch returns a bad value")
+    sm: int = Field(default=7, ge=0, lt=1024, description="the SM that computes wrong")
 
 
 class RemappedRows(StrictModel):
-    correctable: int = Field(default=0, ge=0)
-    uncorrectable: int = Field(default=0, ge=0)
+    correctable: Count = 0
+    uncorrectable: Count = 0
     pending: bool = False
     failure: bool = False
 
@@ -174,13 +216,13 @@ class RemappedRows(StrictModel):
 class RetiredPages(StrictModel):
     """Page retirement, as cards before Ampere report it instead of remapped rows."""
 
-    sbe: int = Field(default=0, ge=0, description="pages retired for repeated single-bit errors")
-    dbe: int = Field(default=0, ge=0, description="pages retired for a double-bit error")
+    sbe: Count = Field(default=0, description="pages retired for repeated single-bit errors")
+    dbe: Count = Field(default=0, description="pages retired for a double-bit error")
     pending: bool = False
 
 
 class OtherProcess(StrictModel):
-    pid: int = Field(default=4242, gt=0)
+    pid: ProcessId = 4242
     name: str = "python3"
     used_memory_mib: int = Field(default=2048, ge=0)
 
@@ -228,22 +270,20 @@ Unreadable = Literal[
 
 
 class Faults(StrictModel):
-    bandwidth_scale: float = Field(default=1.0, gt=0, le=2)
-    fp32_scale: float = Field(default=1.0, gt=0, le=2)
-    fp16_scale: float = Field(default=1.0, gt=0, le=2)
+    bandwidth_scale: RateScale = 1.0
+    fp32_scale: RateScale = 1.0
+    fp16_scale: RateScale = 1.0
     stuck_bits: tuple[StuckBit, ...] = ()
     flaky_bits: tuple[FlakyBit, ...] = ()
     wrong_results: WrongResults | None = None
     remapped_rows: RemappedRows = RemappedRows()
-    ecc_uncorrected: int = Field(
-        default=0, ge=0, description="uncorrectable ECC errors during the run"
-    )
-    ecc_corrected: int = Field(default=0, ge=0, description="correctable ECC errors during the run")
+    ecc_uncorrected: Count = Field(default=0, description="uncorrectable ECC errors during the run")
+    ecc_corrected: Count = Field(default=0, description="correctable ECC errors during the run")
     ecc_enabled: bool = True
     # ECC mode after the next reboot, where a change waits for it (None: no change pending)
     ecc_pending_enabled: bool | None = None
-    sram_uncorrected: int = Field(
-        default=0, ge=0, description="uncorrectable on-chip (SRAM) ECC errors in the history"
+    sram_uncorrected: Count = Field(
+        default=0, description="uncorrectable on-chip (SRAM) ECC errors in the history"
     )
     # None: the card does not retire pages (Ampere and later remap rows; NVML answers "not
     # supported"). A card before Ampere: set it, and list the remapped_rows_* fields and
@@ -251,8 +291,9 @@ class Faults(StrictModel):
     retired_pages: RetiredPages | None = None
     pcie_width: int | None = Field(default=None, ge=1, le=32)
     pcie_gen: int | None = Field(default=None, ge=1, le=6)
-    thermal_resistance_scale: float = Field(default=1.0, gt=0, le=10)
-    power_limit_w: float | None = Field(default=None, gt=0)
+    # 0.1: a card ten times better cooled than its model is a typo; 10: no heat sink at all
+    thermal_resistance_scale: float = Field(default=1.0, ge=0.1, le=10)
+    power_limit_w: PowerW | None = None
     lost_at: TestName | None = None
     # The card stops answering during that test: a kernel that never returns (the fleet
     # supervisor's watchdog must kill the worker).
@@ -265,7 +306,7 @@ class Faults(StrictModel):
     # SMs that compute, where fewer than the card reports (a cut-down die that reports the full
     # count): every compute rate scales by working_sm_count / the model's SM count. None: the SMs
     # the card reports ([identity] sm_count, else the model's).
-    working_sm_count: int | None = Field(default=None, gt=0)
+    working_sm_count: SmCount | None = None
     # Between-card variation of a healthy population (relative offset of every rate).
     card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
 
@@ -289,7 +330,7 @@ class CardSpec(StrictModel):
     serial: str | None = None
     uuid: str | None = None
     name: str | None = None
-    seed: int = 0
+    seed: Seed = 0
     # Real seconds slept per simulated device second (0: as fast as the CPU allows). With it a
     # card's wall time is dominated by its device time, as on a real GPU (fleet tests, benchmarks).
     wall_time_scale: float = Field(default=0.0, ge=0, le=10)
@@ -355,10 +396,12 @@ def load_card(name_or_path: str) -> SimCard:
                 line=tomlpos.line_of(text, ("model",)),
             )
         source = str(path)
+        model = load_model(spec.model)
+        _check_against_model(spec, model, text, source)
     else:
         spec = CardSpec(model=name_or_path)
         source = f"built-in {name_or_path}"
-    model = load_model(spec.model)
+        model = load_model(spec.model)
     return SimCard(
         model=model,
         serial=spec.serial or model.identity.serial,
@@ -371,3 +414,48 @@ def load_card(name_or_path: str) -> SimCard:
         identity=spec.identity,
         rig=spec.rig,
     )
+
+
+def _check_against_model(spec: CardSpec, model: SimModel, text: str, source: str) -> None:
+    """Faults the card's model cannot have: a bit beyond the memory a test can reach (it would
+    never fire), more SMs or a wider link than the die has, a power limit above the card's."""
+    device, faults = model.device, spec.faults
+    reachable = device.memory_total_bytes - device.memory_reserved_bytes
+    for kind in ("stuck_bits", "flaky_bits"):
+        for index, bit in enumerate(getattr(faults, kind)):
+            if bit.address + 4 > reachable:
+                raise _model_error(
+                    source,
+                    text,
+                    ("faults", kind, index, "address"),
+                    f"expected a byte address within the card's memory (below {reachable:#x}: "
+                    f"{spec.model} less what the driver reserves), got {bit.address:#x}",
+                )
+    limits: list[tuple[tuple[str | int, ...], float | None, float, str]] = [
+        (("faults", "working_sm_count"), faults.working_sm_count, device.sm_count, "SM count"),
+        (("faults", "pcie_width"), faults.pcie_width, device.pcie_width_max, "pcie_width_max"),
+        (("faults", "pcie_gen"), faults.pcie_gen, device.pcie_gen_max, "pcie_gen_max"),
+        (("faults", "power_limit_w"), faults.power_limit_w, model.power.max_limit_w, "max_limit_w"),
+    ]
+    if faults.wrong_results is not None:
+        limits.append(
+            (
+                ("faults", "wrong_results", "sm"),
+                faults.wrong_results.sm,
+                device.sm_count - 1,
+                "last SM",
+            )
+        )
+    for where, value, most, what in limits:
+        if value is not None and value > most:
+            raise _model_error(
+                source,
+                text,
+                where,
+                f"expected at most the model's {what} ({most:g} on {spec.model}), got {value:g}",
+            )
+
+
+def _model_error(source: str, text: str, where: tuple[str | int, ...], expected: str) -> InputError:
+    field = ".".join(str(part) for part in where)
+    return InputError(source, field, expected, line=tomlpos.line_of(text, where))

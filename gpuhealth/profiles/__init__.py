@@ -14,11 +14,34 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 
-from gpuhealth.datafiles import StrictModel, parse_toml, read_text_file, validate
+from gpuhealth import tomlpos
+from gpuhealth.datafiles import (
+    MAX_TOML_BYTES,
+    StrictModel,
+    did_you_mean,
+    parse_toml,
+    read_text_file,
+    validate,
+)
 from gpuhealth.errors import InputError
+from gpuhealth.limits import (
+    BANDWIDTH_GBS,
+    RELATIVE_SPREAD,
+    TFLOPS_PER_W,
+    THROUGHPUT_TFLOPS,
+    BusWidthBits,
+    ClockMHz,
+    MemoryGiB,
+    PowerW,
+    Range,
+    SmCount,
+    ThermalResistanceCPerW,
+    ordered,
+)
 from gpuhealth.models import CardIdentity, ReferenceMetric
 
 PROFILES_DIR = Path(__file__).resolve().parent / "data"
@@ -46,17 +69,71 @@ PRIOR_SPREAD = 0.02
 POWER_CAPPED_PRIOR_SPREAD = 0.03
 POWER_CAPPED_METRICS = frozenset({"soak.iteration_tflops", "efficiency.soak_tflops_per_w"})
 
+# The tests whose metrics a profile may hold ("test.metric"), and the metrics gpuhealth measures
+# (a key close to one of these but not equal is a misspelling that would never be compared).
+METRIC_TESTS = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak", "efficiency")
+KNOWN_METRICS = (
+    "bandwidth.copy_gbs",
+    "bandwidth.scale_gbs",
+    "bandwidth.add_gbs",
+    "bandwidth.triad_gbs",
+    "bandwidth.read_gbs",
+    "memtest.pass_gbs",
+    "fp32.fp32_tflops",
+    "fp16_tensor.mma_tflops",
+    "fp16_tensor.tensor_gemm_tflops",
+    "gemm.fp16_tflops",
+    "gemm.fp32_tflops",
+    "soak.iteration_tflops",
+    "soak.memory_phase_gbs",
+    "efficiency.soak_tflops_per_w",
+    "efficiency.memory_phase_gbs_per_w",
+)
+# A centre's physical range by the unit its metric's name ends with (gpuhealth.limits).
+_CENTER_RANGES: tuple[tuple[str, Range], ...] = (
+    ("_tflops_per_w", TFLOPS_PER_W),
+    ("_gbs", BANDWIDTH_GBS),
+    ("_tflops", THROUGHPUT_TFLOPS),
+)
+
+
+def _metric_key(key: str) -> str:
+    """A metric key "test.metric" of a known test; a near miss of a known metric is refused."""
+    test, dot, name = key.partition(".")
+    if not dot or not name or test not in METRIC_TESTS:
+        raise ValueError(
+            f"expected a metric key 'test.metric' of a test {', '.join(METRIC_TESTS)}"
+            + (did_you_mean(key, list(KNOWN_METRICS)) or did_you_mean(test, list(METRIC_TESTS)))
+        )
+    if key not in KNOWN_METRICS and (hint := did_you_mean(key, list(KNOWN_METRICS))):
+        raise ValueError(f"unknown metric {key!r}{hint}")
+    return key
+
+
+MetricKey = Annotated[str, AfterValidator(_metric_key)]
+
 
 class ProfileMetric(StrictModel):
     center: float = Field(gt=0)
     spread: float = Field(gt=0)
-    n: int = Field(ge=0)
+    n: int = Field(ge=0, le=1_000_000)
     source: str
     higher_is_better: bool = True
     published_peak: float | None = Field(default=None, gt=0)
     # Test parameters the centre was measured with (e.g. gemm_n = 4096): a run with other values
     # measures something else and is not compared.
     conditions: dict[str, bool | int | float | str] = Field(default_factory=dict)
+
+    @field_validator("spread")
+    @classmethod
+    def _spread_relative_to_center(cls, spread: float, info: ValidationInfo) -> float:
+        center = info.data.get("center")
+        if center is not None and spread / center not in RELATIVE_SPREAD:
+            raise ValueError(
+                f"expected a spread of {RELATIVE_SPREAD.low:.1%} to {RELATIVE_SPREAD.high:.0%} "
+                f"of the centre ({center:g}), got {spread:g} ({spread / center:.2%})"
+            )
+        return spread
 
     def applies_to(self, parameters: Mapping[str, object]) -> bool:
         return all(parameters.get(key) == value for key, value in self.conditions.items())
@@ -76,16 +153,16 @@ class ProfileThermal(StrictModel):
     """The thermal resistance healthy cards of the model show (gpuhealth/thermal_reference.py
     picks the value a run is held to and how far a healthy run may stray from it)."""
 
-    c_per_w: float = Field(gt=0)  # any preset, unless presets has the run's
+    c_per_w: ThermalResistanceCPerW = Field(gt=0)  # any preset, unless presets has the run's
     source: str
     # Cards behind the value: the centre's own error shrinks with them.
-    cards: int = Field(default=1, ge=1)
+    cards: int = Field(default=1, ge=1, le=1_000_000)
     # The rig (host name) every card was measured in; None: a model-wide value from another rig,
     # which a run is held to with rig-to-rig variation allowed for.
     rig: str | None = None
     # Per preset: a chassis mode slower than the fit's slow stage makes a longer soak read higher
     # (one H100: 0.0632 standard, 0.046-0.049 quick; bench/RESULTS.md).
-    presets: dict[str, float] = Field(default_factory=dict)
+    presets: dict[str, ThermalResistanceCPerW] = Field(default_factory=dict)
     # Relative SD between runs of one card in that rig, where measured (None: the policy's).
     run_to_run: float | None = Field(default=None, ge=0, lt=1)
 
@@ -106,14 +183,16 @@ class ProfileIdentity(StrictModel):
 
     pci_device_ids: tuple[str, ...] = ()  # nvmlPciInfo_t.pciDeviceId in hex, "0x233010DE"
     pci_subsystem_ids: tuple[str, ...] = ()  # nvmlPciInfo_t.pciSubSystemId in hex
-    sm_count: int | None = Field(default=None, gt=0)
-    memory_bus_width_bits: int | None = Field(default=None, gt=0)
-    max_sm_clock_mhz: float | None = Field(default=None, gt=0)
-    max_memory_clock_mhz: float | None = Field(default=None, gt=0)
-    power_limit_default_w: float | None = Field(default=None, gt=0)
-    power_limit_max_w: float | None = Field(default=None, gt=0)
+    sm_count: SmCount | None = None
+    memory_bus_width_bits: BusWidthBits | None = None
+    max_sm_clock_mhz: ClockMHz | None = None
+    max_memory_clock_mhz: ClockMHz | None = None
+    power_limit_default_w: PowerW | None = None
+    power_limit_max_w: PowerW | None = None
     board_part_numbers: tuple[str, ...] = ()
     source: str | None = None
+
+    _power_limits_ordered = ordered("power_limit_default_w", "power_limit_max_w")
 
     @field_validator("pci_device_ids", "pci_subsystem_ids")
     @classmethod
@@ -130,7 +209,7 @@ class Profile(StrictModel):
     key: str
     name: str
     nvml_names: tuple[str, ...]
-    memory_gib: float = Field(gt=0)
+    memory_gib: MemoryGiB
     source: str
     cards: int = Field(ge=0)
     # The runs a fleet-built profile was computed from (run id, card serial, file).
@@ -139,7 +218,7 @@ class Profile(StrictModel):
     vbios_versions: tuple[str, ...] = ()
     # What a genuine card of the model reports (None: identity not checked).
     identity: ProfileIdentity | None = None
-    metrics: dict[str, ProfileMetric]
+    metrics: dict[MetricKey, ProfileMetric]
     thermal: ProfileThermal | None = None
     # The file's text when the profile was read from one: embedded in every record judged under
     # it (None for a profile built in memory, which is embedded as rendered TOML).
@@ -208,14 +287,29 @@ def find_profile(key_or_path: str) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
-    return profile_from_text(read_text_file(path), str(path))
+    return profile_from_text(read_text_file(path, MAX_TOML_BYTES), str(path))
 
 
 def profile_from_text(text: str, source: str) -> Profile:
     """A profile from a file's text (a file, or the copy a record embeds); InputError if bad."""
     profile = validate(Profile, parse_toml(text, source), source, text)
+    _check_centres(profile, text, source)
     profile._text = text
     return profile
+
+
+def _check_centres(profile: Profile, text: str, source: str) -> None:
+    """Each centre in the physical range of its metric's unit (the name's suffix: _gbs...)."""
+    for key, metric in profile.metrics.items():
+        unit_range = next((r for suffix, r in _CENTER_RANGES if key.endswith(suffix)), None)
+        if unit_range is not None and metric.center not in unit_range:
+            where = ("metrics", key, "center")
+            raise InputError(
+                source,
+                ".".join(where),
+                f"expected {unit_range.describe()}, got {metric.center:g}",
+                line=tomlpos.line_of(text, where),
+            )
 
 
 def match_profile(identity: CardIdentity, profiles: list[Profile]) -> Profile | None:
