@@ -130,6 +130,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.soak_findings(summary, counters)
         + registry_findings(record, profile)
         + unmade_check_findings(record, profile, comparisons, summary)
+        + health.card_history_findings(record.stored_history)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

@@ -226,7 +226,7 @@ def test_add_history_summary(db_url: str, tmp_path: Path) -> None:
         files.append(write_run(tmp_path / "runs" / name.removesuffix(".json"), load(name)))
     added = cli("store", "add", *map(str, files), "--db", db_url)
     assert added.exit_code == 0, added.output
-    assert "12 added, 0 skipped, 0 invalid" in added.stderr
+    assert "12 added, 0 updated, 0 skipped, 0 invalid" in added.stderr
 
     shown = cli("history", "1653823054517", "--db", db_url)
     assert shown.exit_code == 0, shown.output
@@ -248,7 +248,11 @@ def test_add_history_summary(db_url: str, tmp_path: Path) -> None:
         "NVIDIA H100 80GB HBM3": {"A": 2, "C": 1, "F": 1, "INCOMPLETE": 1},
         "NVIDIA H200": {"C": 2, "D": 1},
     }
-    assert [c["grade"] for c in summary["worst"]] == ["F", "D", "INCOMPLETE", "C", "C", "C"]
+    # ranked by the worst grade of each card, not its latest: 1653823054517 was C, then A twice
+    assert [c["grade"] for c in summary["worst"]] == ["F", "D", "INCOMPLETE", "C", "C", "C", "C"]
+    graded_c_then_a = [c for c in summary["worst"] if c["serial"] == "1653823054517"]
+    assert [(c["grade"], c["latest_grade"]) for c in graded_c_then_a] == [("C", "A")]
+    assert summary["counts"]["NVIDIA H100 80GB HBM3"]["A"] == 2  # counted by its latest grade
     assert summary["worst"][1]["serial"] == "SIM-WORN-0001"
     assert summary["worst"][1]["remapped_rows"] == 3
     assert "3 row(s) remapped (2 for uncorrectable errors)" in summary["worst"][1]["reasons"]
@@ -273,8 +277,8 @@ def test_same_run_twice_is_one_row(db_url: str, tmp_path: Path) -> None:
     assert cli("store", "add", str(path), "--db", db_url).exit_code == 0
     again = cli("store", "add", str(path), str(copy), "--db", db_url)
     assert again.exit_code == 0
-    assert "0 added, 2 skipped" in again.stderr and "already stored" in again.stdout
-    assert save_record(record, db_url) is False
+    assert "0 added, 0 updated, 2 skipped" in again.stderr and "already stored" in again.stdout
+    assert save_record(record, db_url) == "already stored"
     assert row_count(db_url, runs) == 1
     assert row_count(db_url, cards) == 1
     assert record.analysis is not None and record.grade is not None
@@ -403,9 +407,9 @@ def test_database_down_then_back(
 
     back = cli("sync", str(folders), "--db", url)
     assert back.exit_code == 0, back.output
-    assert "3 added, 0 skipped" in back.stderr
+    assert "3 added, 0 updated, 0 skipped" in back.stderr
     again = cli("sync", str(folders), str(folders / "gpu0"), "--db", url)
-    assert again.exit_code == 0 and "0 added, 3 skipped" in again.stderr
+    assert again.exit_code == 0 and "0 added, 0 updated, 3 skipped" in again.stderr
     assert row_count(url, runs) == 3
 
 
@@ -464,7 +468,7 @@ def test_migration_1_upgrades_to_latest(db_url: str) -> None:
     _insert_v1(db_url, record)
 
     with Store(db_url) as store:  # opening upgrades
-        assert store.schema_version() == LATEST == 2
+        assert store.schema_version() == LATEST == 3
         history = store.history("SIM-WORN-0001")
         assert history.runs[0].remapped_rows_correctable == 1  # backfilled from the record JSON
         assert history.runs[0].remapped_rows_uncorrectable == 2
@@ -492,7 +496,7 @@ def test_ungraded_and_invalid_files(tmp_path: Path) -> None:
     write_run(tmp_path / "runs" / "c", load("sim-stuck-bit-quick.json"))
     result = cli("sync", str(tmp_path / "runs"), "--db", url)
     assert result.exit_code == 2
-    assert "1 added, 1 skipped, 1 invalid" in result.stderr
+    assert "1 added, 0 updated, 1 skipped, 1 invalid" in result.stderr
     assert "not graded yet" in result.stdout
     assert "not JSON" in result.stderr
     assert row_count(url, runs) == 1
@@ -504,7 +508,7 @@ def test_location_env_and_sqlite_settings(tmp_path: Path, monkeypatch: pytest.Mo
     url, is_default = resolve_url(None)
     assert is_default and url.database == str(tmp_path / "cfg" / "results.sqlite")
     assert default_db_path() == tmp_path / "cfg" / "results.sqlite"
-    assert save_record(load("sim-worn-quick.json")) is True  # creates the folder and the file
+    assert save_record(load("sim-worn-quick.json")) == "added"  # creates the folder and the file
     assert (tmp_path / "cfg" / "results.sqlite").is_file()
 
     monkeypatch.setenv("GPUHEALTH_DB", str(tmp_path / "env.sqlite"))
