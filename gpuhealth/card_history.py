@@ -108,14 +108,17 @@ def _identity_facts(earlier: Sequence[PriorRun], record: RunRecord) -> tuple[His
 
 
 def _counter_facts(earlier: Sequence[PriorRun], record: RunRecord) -> tuple[HistoryFact, ...]:
-    if not earlier:
-        return ()
-    last = earlier[-1]
+    """Each counter against the latest earlier run that read it."""
     now = counters_of(record)
     facts = []
     for name in MONOTONIC_COUNTERS:
-        before, after = last.counters.get(name), now.get(name)
-        if before is not None and after is not None and after < before:
+        read = [p for p in earlier if p.counters.get(name) is not None]
+        after = now.get(name)
+        if not read or after is None:
+            continue
+        last = read[-1]
+        before = last.counters[name]
+        if before is not None and after < before:
             facts.append(HistoryFact("counter", name, str(before), str(after), last.run_id))
     return tuple(facts)
 
