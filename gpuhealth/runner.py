@@ -179,7 +179,7 @@ def run_id_for(started_at: str, serial: str | None, index: int, uuid: str | None
     if digits:
         parts.append(digits[:RUN_ID_UUID_CHARS])
     safe = [
-        "".join(c if c.isascii() and (c.isalnum() or c in "._") else "_" for c in p) for p in parts
+        "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in p) for p in parts
     ]
     return "-".join(p.replace("..", "__").lstrip(".") or "_" for p in safe)
 

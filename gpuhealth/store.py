@@ -688,8 +688,10 @@ class Store:
 
     def prior_runs(self, record: RunRecord) -> list[PriorRun]:
         """The stored runs of the record's serial or UUID (other run ids), on the same kind of
-        backend: a simulated card is the same card only when it is the same sim spec (the sim's
-        built-in serials are shared by every simulated card of a model)."""
+        backend. A simulated card's identity is made up (every simulated card of a model without
+        its own serial or UUID in its spec shares the built-in ones), so it is the same card only
+        when its serial, UUID and simulated model all match: no identity fact for simulated
+        cards, only counters."""
         ident = record.identity
         keys = [runs.c.serial == ident.serial] if ident.serial else []
         keys += [runs.c.uuid == ident.uuid] if ident.uuid else []
@@ -707,7 +709,11 @@ class Store:
             .where(or_(*keys), runs.c.run_id != record.run_id, runs.c.backend == record.backend)
         )
         if record.backend == "sim":
-            query = query.where(runs.c.sim_card == ident.sim_card)
+            query = query.where(
+                runs.c.sim_card == ident.sim_card,
+                runs.c.serial == ident.serial,
+                runs.c.uuid == ident.uuid,
+            )
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [

@@ -641,6 +641,9 @@ def test_run_ids_are_unique_per_card_and_safe() -> None:
         )
         assert ".." not in run_id and not run_id.startswith(".") and len(run_id) <= 120
         assert "-gpu3" in run_id
+    assert run_id_for(when, "SIM-STUCK-0001", 0, "GPU-51a00000-0000") == (
+        "20261126T053839-SIM-STUCK-0001-gpu0-51a00000"
+    )
 
 
 def test_two_cards_with_one_serial_in_one_run_are_both_stored(tmp_path: Path) -> None:
@@ -686,7 +689,7 @@ def _grade(card: str, out: Path, url: str) -> Result:
     return cli("grade", "--quiet", "--quick", "--sim-card", card, "--out", str(out), "--db", url)
 
 
-def test_grade_finds_counters_that_went_down_and_a_changed_uuid(tmp_path: Path) -> None:
+def test_grade_finds_counters_that_went_down(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     card = tmp_path / "card.toml"
     _spec(card, "SIM-HIST-1", "remapped_rows = { correctable = 5, uncorrectable = 0 }")
@@ -704,13 +707,12 @@ def test_grade_finds_counters_that_went_down_and_a_changed_uuid(tmp_path: Path) 
     assert "remapped_rows_correctable went down from 5" in rules["card-counters-decreased"]
     assert second.exit_code == first.exit_code == 0  # a reduced tier, graded
 
+    # a simulated card's identity is made up: another UUID is another simulated card
     _spec(card, "SIM-HIST-1", uuid="GPU-99999999-0000-4000-8000-000000000009")
-    cli("grade", "--quiet", "--quick", "--sim-card", str(card), "--out", str(tmp_path / "c"),
-        "--db", url)  # fmt: skip
+    _grade(str(card), tmp_path / "c", url)
     three = record_from_json((tmp_path / "c" / "run.json").read_text(encoding="utf-8"))
-    assert three.grade is not None and three.grade.letter == "C"
-    changed = [r for r in three.grade.reasons if r.rule == "card-identity-changed"]
-    assert changed and "identity.uuid is GPU-99999999" in changed[0].message
+    assert three.stored_history is not None and three.stored_history.prior_runs == 0
+    assert three.grade is not None and three.grade.letter == "A"
 
     # the judgement is a function of the signed record: re-judging it needs no database
     from gpuhealth.analysis import judge
@@ -895,3 +897,35 @@ def test_a_hot_rig_is_flagged_not_its_cards(db_url: str) -> None:
     table = cli("fleet", "summary", "--db", db_url).stdout
     assert "RIG: host hot-rig: median thermal ratio 1.22 over 4 cards" in table
     assert "RIG: host cold-rig" in table and "fine-rig" not in table
+
+
+def test_grade_time_lookup_finds_a_real_card_under_another_uuid(tmp_path: Path) -> None:
+    """runner.finish with a database: a real (cuda) card whose serial is stored with another
+    UUID gets card_identity_changed (C); the facts are in the record."""
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.runner import GradeOptions, finish
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    base = load("h100-quick-2026-11-26.json")
+    with Store(url) as store:
+        store.add(variant(base, "REAL-1", "real-1", day=1))
+    moved = variant(base, "REAL-1", "real-2", day=2)
+    moved = dataclasses.replace(
+        moved, identity=dataclasses.replace(moved.identity, uuid="GPU-another")
+    )
+    options = GradeOptions(preset("quick"), load_policy(None), None, None, write_files=False,
+                           history_db=url)  # fmt: skip
+    graded = finish(moved, tmp_path / "out", options).record
+    assert graded.stored_history is not None and graded.stored_history.prior_runs == 1
+    assert [(f.kind, f.field) for f in graded.stored_history.facts] == [
+        ("identity", "identity.uuid")
+    ]
+    assert graded.grade is not None and graded.grade.letter == "C"
+    reason = next(r for r in graded.grade.reasons if r.rule == "card-identity-changed")
+    assert "identity.uuid is GPU-another, but stored run real-1" in reason.message
+    assert "check it is the card you think" in reason.message
+    unlooked = finish(moved, tmp_path / "out", dataclasses.replace(options, history_db=None))
+    assert unlooked.record.stored_history is None and unlooked.record.grade is not None
+    assert unlooked.record.grade.letter in ("A", "B")  # B: judged again under today's rules
+    assert not any(r.rule.startswith("card-") for r in unlooked.record.grade.reasons)
