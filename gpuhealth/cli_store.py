@@ -200,7 +200,7 @@ def fleet_summary(
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @db_option
 def sync(run_dirs: tuple[Path, ...], db_url: str | None) -> None:
-    """Add the run.json files under RUN_DIRS that are not stored yet, update the changed ones.
+    """Add new and changed run.json files under RUN_DIRS to the results database.
 
     Every run.json under the folders whose run id the results database does not hold is added;
     one it holds with other content (resumed by `gpuhealth resume`, closed, re-signed, re-graded)
@@ -222,8 +222,9 @@ def sync(run_dirs: tuple[Path, ...], db_url: str | None) -> None:
 @since_option
 @click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
 def fleet_cards(db_url: str | None, since: datetime | None, as_json: bool) -> None:
-    """Every stored card: serial, UUID, model, host, runs, latest and worst grade, flags.
+    """Every stored card with its latest and worst grade and its flags.
 
+    Columns: serial, UUID, model, host, runs, latest grade, worst grade, flags.
     The worst grade is the worst of the card's runs in the window (--since); flags look at the
     card's whole history (identity changed, counters went down). Exit codes: 0 shown, 2 bad
     option, 3 the database cannot be reached.
