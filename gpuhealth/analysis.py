@@ -138,6 +138,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.soak_findings(summary, counters, thermal_flag_ratio(policy))
         + registry_findings(record, profile)
         + unmade_check_findings(record, profile, comparisons, summary)
+        + health.card_history_findings(record.stored_history)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

@@ -249,13 +249,14 @@ def grade(
                 signer,
                 as_json,
                 quiet,
+                history_db=None if no_db else (db or ""),
             )
         ]
         failed: list[tuple[int, str]] = []
     else:
         graded, failed = _grade_fleet(
             backend, indexes, sim_cards, preset_name, out_dir, profile_path, policy_path,
-            allow_busy, signer, as_json, quiet,
+            allow_busy, signer, as_json, quiet, history_db=None if no_db else (db or ""),
         )  # fmt: skip
     _signed_note(signer, len(graded))
     if not no_db:
@@ -273,6 +274,9 @@ def _store_records(graded: list[GradedCard], db: str | None) -> None:
     folders (the grade's exit code does not change) and `gpuhealth sync` adds them later."""
     from gpuhealth.store import StoreError, StoreUnavailable, save_record
 
+    unchecked = [g.record.stored_history for g in graded if g.record.stored_history]
+    unchecked = [h for h in unchecked if not h.checked]
+    note = "; the cards' history was not checked" if unchecked else ""
     try:
         for result in graded:
             save_record(result.record, db)
@@ -280,9 +284,12 @@ def _store_records(graded: list[GradedCard], db: str | None) -> None:
         folders = " ".join(str(g.out_dir) for g in graded)
         click.echo(
             f"gpuhealth: warning: {error.one_line()}; the results are kept in {folders} "
-            "(add them later: gpuhealth sync FOLDER)",
+            f"(add them later: gpuhealth sync FOLDER){note}",
             err=True,
         )
+        return
+    if unchecked:
+        click.echo(f"gpuhealth: warning: card history not checked: {unchecked[0].note}", err=True)
 
 
 def _signed_note(signer: SigningKey | None, count: int) -> None:
@@ -313,6 +320,7 @@ def _grade_here(
     signer: SigningKey | None,
     as_json: bool,
     quiet: bool,
+    history_db: str | None = None,
 ) -> GradedCard:
     """One GPU, graded in this process (no worker: the common case costs nothing extra)."""
     from gpuhealth.backends import open_backend
@@ -323,7 +331,10 @@ def _grade_here(
 
     policy = load_policy(policy_path)
     profile = load_profile(profile_path) if profile_path else None
-    options = GradeOptions(preset(preset_name), policy, profile, out_dir, allow_busy, signer=signer)
+    options = GradeOptions(
+        preset(preset_name), policy, profile, out_dir, allow_busy, signer=signer,
+        history_db=history_db,
+    )  # fmt: skip
     card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
     stop = StopFlag()
     try:
@@ -348,6 +359,7 @@ def _grade_fleet(
     signer: SigningKey | None,
     as_json: bool,
     quiet: bool,
+    history_db: str | None = None,
 ) -> tuple[list[GradedCard], list[tuple[int, str]]]:
     """Several GPUs at once: one supervised worker process per GPU (gpuhealth/fleet.py)."""
     from gpuhealth.backends.simcards import load_card
@@ -368,6 +380,7 @@ def _grade_fleet(
             profile_path=profile_path,
             allow_busy=allow_busy,
             key_path=signer.path if signer else None,
+            history_db=history_db,
         )
         for index in indexes
     ]

@@ -12,6 +12,7 @@ from gpuhealth.models import (
     HealthCounters,
     RunRecord,
     SoakSummary,
+    StoredHistory,
     SubsystemScore,
     TestResult,
 )
@@ -611,3 +612,40 @@ def vbios_findings(record: RunRecord, known_versions: tuple[str, ...]) -> list[F
             reference=", ".join(known_versions),
         )
     ]
+
+
+def card_history_findings(history: StoredHistory | None) -> list[Finding]:
+    """What the results database knew of the card and this run contradicts (card_history.py).
+    None (not looked up) or not checked (the database could not be read): no finding, since
+    nothing was compared; the record's stored_history says which."""
+    if history is None or not history.checked:
+        return []
+    found: list[Finding] = []
+    for fact in history.facts:
+        if fact.kind == "identity":
+            found.append(
+                Finding(
+                    "card_identity_changed",
+                    "major",
+                    "history",
+                    f"{fact.field} is {fact.found}, but stored run {fact.run_id} of this card had "
+                    f"{fact.stored}: the history does not match the card; check it is the card "
+                    "you think",
+                    value=fact.found,
+                    reference=fact.stored,
+                )
+            )
+        else:
+            found.append(
+                Finding(
+                    "card_counters_decreased",
+                    "major",
+                    "history",
+                    f"{fact.field} went down from {fact.stored} (stored run {fact.run_id}) to "
+                    f"{fact.found}: it never goes down on one card (an InfoROM reset or another "
+                    "card)",
+                    value=fact.found,
+                    reference=f">= {fact.stored}",
+                )
+            )
+    return found

@@ -69,6 +69,7 @@ class WorkerSpec:
     profile_path: Path | None = None
     allow_busy: bool = False
     key_path: Path | None = None  # sign with this key; None: unsigned
+    history_db: str | None = None  # GradeOptions.history_db
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def options_for(spec: WorkerSpec) -> GradeOptions:
         out_dir=spec.out_dir,
         allow_busy=spec.allow_busy,
         signer=load_key(spec.key_path) if spec.key_path else None,
+        history_db=spec.history_db,
     )
 
 

@@ -79,6 +79,8 @@ FINDING_CODES = (
     "identity_mismatch",
     "identity_unrecognised",
     "identity_unverified",
+    "card_identity_changed",
+    "card_counters_decreased",
 )
 
 

@@ -422,6 +422,32 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class HistoryFact:
+    """One thing the results database knew of the card that this run contradicts
+    (gpuhealth/card_history.py): kind "identity" (the serial was stored with another UUID, or the
+    UUID with another serial) or "counter" (a counter that never goes down on one card is lower
+    than in the last stored run: an InfoROM reset or another card)."""
+
+    kind: Literal["identity", "counter"]
+    field: str  # identity.serial / identity.uuid, or the HealthCounters field
+    stored: str  # the value the stored run holds
+    found: str  # this run's value
+    run_id: str  # the stored run it was compared with
+
+
+@dataclass(frozen=True)
+class StoredHistory:
+    """What the results database said about this card when it was graded. checked=False: the
+    database could not be read (`note` says why) and nothing was compared."""
+
+    checked: bool
+    database: str | None = None  # the database, password hidden
+    prior_runs: int = 0  # stored runs of this serial or UUID before this run
+    facts: tuple[HistoryFact, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     schema_version: int
     tool_version: str
@@ -445,6 +471,8 @@ class RunRecord:
     grade: Grade | None = None
     rules: JudgedUnder | None = None  # set with the grade (None in migrated version-1 records)
     signature: Signature | None = None  # signed with the rest, except signature.value
+    # what the results database knew of the card when it was judged; None: not looked up
+    stored_history: StoredHistory | None = None
 
     def test(self, name: str) -> TestResult | None:
         return next((t for t in self.tests if t.name == name), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Callable
@@ -151,6 +152,9 @@ class GradeOptions:
     # Signs the judged record before run.json, report.html and report.md are written (all three
     # then carry the signature). None: the reports are unsigned.
     signer: SigningKey | None = None
+    # The results database to look the card up in before judging (card_history.py); "" is the
+    # default database, None: not looked up (the record's stored_history stays as it was).
+    history_db: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,9 +167,25 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_id_for(started_at: str, serial: str | None, index: int) -> str:
+RUN_ID_SERIAL_CHARS = 64  # a run id is a folder name: bounded whatever the card reports
+RUN_ID_TAG_BYTES = 2  # 4 hex digits: 65536 runs of one card per second
+RUN_ID_UUID_CHARS = 8  # hex digits of the UUID: tells apart cards that share a serial
+
+
+def run_id_for(started_at: str, serial: str | None, index: int, uuid: str | None = None) -> str:
+    """A run id unique per card and run, safe as a file name: the start time, the serial, the
+    GPU index, the UUID's first hex digits and a random tag (two grades of one card can start
+    within one second), in [A-Za-z0-9._-] (no "/", no ".."), bounded."""
     stamp = started_at.replace("-", "").replace(":", "").replace("+0000", "Z")[:15]
-    return f"{stamp}-{serial or f'gpu{index}'}"
+    parts = [stamp, (serial or "noserial")[:RUN_ID_SERIAL_CHARS], f"gpu{index}"]
+    digits = "".join(c for c in (uuid or "").removeprefix("GPU-") if c.isascii() and c.isalnum())
+    if digits:
+        parts.append(digits[:RUN_ID_UUID_CHARS])
+    parts.append(secrets.token_hex(RUN_ID_TAG_BYTES))
+    safe = [
+        "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in p) for p in parts
+    ]
+    return "-".join(p.replace("..", "__").lstrip(".") or "_" for p in safe)
 
 
 def journal(record: RunRecord, out_dir: Path) -> None:
@@ -214,7 +234,7 @@ def grade_card(
     record = RunRecord(
         schema_version=SCHEMA_VERSION,
         tool_version=__version__,
-        run_id=run_id_for(started_at, identity.serial, identity.index),
+        run_id=run_id_for(started_at, identity.serial, identity.index, identity.uuid),
         started_at=started_at,
         host=socket.gethostname(),
         backend=backend.name,
@@ -248,6 +268,10 @@ def finish(record: RunRecord, out_dir: Path, options: GradeOptions) -> GradedCar
     """Judge a closed record, sign it when there is a key, write run.json and the reports."""
     profile = options.profile or match_profile(record.identity, builtin_profiles())
     record = replace(record, analysis=None, grade=None, signature=None)
+    if options.history_db is not None:
+        from gpuhealth.store import stored_history_for
+
+        record = replace(record, stored_history=stored_history_for(record, options.history_db))
     record = judge(record, profile, options.policy)
     if options.signer is not None:
         record = sign_record(record, options.signer)

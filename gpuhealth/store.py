@@ -7,10 +7,13 @@ a plain path means an SQLite file.
 
 Several processes may write at once: SQLite runs in WAL mode with a busy timeout and every write
 transaction starts with BEGIN IMMEDIATE (it takes the write lock up front, so a transaction never
-fails half way on a lock upgrade); on PostgreSQL the unique run_id and INSERT ... ON CONFLICT DO
-NOTHING keep concurrent writers apart. A run is stored once: adding the same run_id again is a
-no-op. The schema is created and upgraded on open (gpuhealth/store_schema.py) under a
-database-wide lock, so the first processes to open a fresh database can race safely.
+fails half way on a lock upgrade); on PostgreSQL the unique run_id, INSERT ... ON CONFLICT DO
+NOTHING and SELECT ... FOR UPDATE keep concurrent writers apart. A run id identifies a run: adding
+the same record again is a no-op ("already stored"); adding it with other content (resumed, closed,
+re-signed, re-graded: the SHA-256 of its canonical JSON differs) updates the run ("updated") and
+keeps the earlier version in run_versions. The schema is created and upgraded on open
+(gpuhealth/store_schema.py) under a database-wide lock, so the first processes to open a fresh
+database can race safely.
 
 A database that cannot be reached raises StoreUnavailable (exit code 3) with a one-line message;
 the run folders are only ever read, so nothing is lost and `gpuhealth sync` catches up later.
@@ -19,14 +22,15 @@ the run folders are only ever read, so nothing is lost and `gpuhealth sync` catc
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import TypeAdapter
 from sqlalchemy import (
@@ -35,6 +39,7 @@ from sqlalchemy import (
     Engine,
     case,
     create_engine,
+    delete,
     event,
     func,
     make_url,
@@ -45,10 +50,28 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    ProgrammingError,
+)
 
+from gpuhealth.card_history import MONOTONIC_COUNTERS, PriorRun, history_facts, not_checked
 from gpuhealth.errors import EXIT_USAGE, GpuHealthError, InputError
-from gpuhealth.models import CardIdentity, RunRecord, record_from_json
+from gpuhealth.models import CardIdentity, RunRecord, StoredHistory, record_from_json
+from gpuhealth.store_fleet import (
+    CardSummary,
+    FleetRun,
+    RigFlag,
+    card_summaries,
+    counts_by_model,
+    rig_flags,
+    worst_cards,
+)
 from gpuhealth.store_schema import (
     LATEST,
     cards,
@@ -58,6 +81,8 @@ from gpuhealth.store_schema import (
     grade_reasons,
     metrics,
     run_counters,
+    run_facts,
+    run_versions,
     runs,
     upgrade,
     utc_now,
@@ -76,10 +101,10 @@ KEY_METRICS: tuple[tuple[str, str, str], ...] = (
     ("fp32", "fp32_tflops", "fp32 TFLOP/s"),
     ("soak", "iteration_tflops", "soak TFLOP/s"),
 )
-# worst first; a missing grade counts as INCOMPLETE (as the grade command's exit code does)
-GRADE_ORDER: tuple[str, ...] = ("F", "D", "INCOMPLETE", "C", "B", "A")
-WORST_GRADES = frozenset({"F", "D", "INCOMPLETE", "C"})
+Outcome = Literal["added", "updated", "already stored"]
 REMAP_DOWN = "counter reset or a different card"
+COUNTER_DOWN = "an InfoROM reset or a different card"
+ID_CHANGED = "check it is the card you think"
 
 
 class StoreError(GpuHealthError):
@@ -192,6 +217,10 @@ class HistoryRun:
     ecc_aggregate_uncorrected: int | None
     key_metrics: dict[str, float | None]
     flags: tuple[str, ...] = ()
+    serial: str | None = None
+    uuid: str | None = None
+    host: str = ""
+    counters: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,25 +240,34 @@ class WorstCard:
     serial: str | None
     uuid: str | None
     model: str
-    run_id: str
+    run_id: str  # the run of the worst grade (within the window)
     started_at: datetime
-    grade: str
+    grade: str  # the worst grade within the window
     remapped_rows: int | None
     reasons: tuple[str, ...]
+    latest_grade: str = ""
+    latest_run_id: str = ""
+    host: str = ""
+    simulated: bool = False
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FleetSummary:
     database: str
-    cards: int
-    runs: int
+    cards: int  # cards with a run in the window
+    runs: int  # runs in the window
     counts: dict[str, dict[str, int]]  # model -> latest grade -> cards
     worst: tuple[WorstCard, ...]
+    since: datetime | None = None  # the window's start (naive UTC); None: every run
+    rigs: tuple[RigFlag, ...] = ()
+    flagged: int = 0  # cards with a history flag
 
 
 @dataclass(frozen=True)
 class ImportReport:
     added: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    updated: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
     skipped: list[tuple[Path, str, str]] = dataclasses.field(default_factory=list)  # path, id, why
     invalid: list[tuple[Path, str]] = dataclasses.field(default_factory=list)  # path, message
 
@@ -275,7 +313,9 @@ class Store:
         """Unreachable / unopenable database errors -> StoreUnavailable with one line."""
         try:
             yield
-        except (OperationalError, InterfaceError) as exc:
+        except (IntegrityError, ProgrammingError, DataError):
+            raise  # gpuhealth's own mistake with a working database: never hidden as "down"
+        except (DatabaseError, InterfaceError) as exc:  # unreachable, locked, corrupt, read-only
             raise StoreUnavailable(
                 f"results database {self.display_url} unavailable: {_first_line(exc)}"
             ) from None
@@ -316,22 +356,85 @@ class Store:
     # ---------------------------------------------------------------------------- writing
 
     def add(self, record: RunRecord) -> bool:
-        """Store one run; False when its run_id is already stored (nothing changes then)."""
+        """Store one run; False when this very record is already stored (nothing changes then).
+        True when it was added, or updated a stored version with other content."""
+        return self.put(record) != "already stored"
+
+    def put(self, record: RunRecord) -> Outcome:
+        """Store one run: "added" (a new run id), "updated" (the run id is stored with other
+        content: that version moves to run_versions, this one becomes the run) or "already
+        stored" (the same content: nothing changes)."""
         row = _run_row(record)
-        with self._write() as conn:
-            if conn.execute(select(runs.c.id).where(runs.c.run_id == record.run_id)).first():
-                return False
-            card_pk = self._upsert_card(conn, record.identity, record.run_id, row["started_at"])
-            inserted = conn.execute(
-                self._insert(runs)
-                .values(card_id=card_pk, **row)
-                .on_conflict_do_nothing(index_elements=["run_id"])
-                .returning(runs.c.id)
-            ).first()
-            if inserted is None:  # another process stored it since the check above
-                return False
-            _insert_children(conn, int(inserted[0]), record)
-        return True
+        for _attempt in range(2):  # a second pass when another process inserted it meanwhile
+            with self._write() as conn:
+                outcome = self._put(conn, record, row)
+            if outcome is not None:
+                return outcome
+        raise StoreError(f"run {record.run_id}: stored and removed again while adding it")
+
+    def _put(self, conn: Connection, record: RunRecord, row: dict[str, Any]) -> Outcome | None:
+        stored = conn.execute(
+            select(runs).where(runs.c.run_id == record.run_id).with_for_update()
+        ).first()
+        if stored is not None:
+            if _stored_sha256(stored) == row["content_sha256"]:
+                return "already stored"
+            self._replace(conn, record, row, stored)
+            return "updated"
+        card_pk = self._upsert_card(conn, record.identity, record.run_id, row["started_at"])
+        inserted = conn.execute(
+            self._insert(runs)
+            .values(card_id=card_pk, **row)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(runs.c.id)
+        ).first()
+        if inserted is None:  # another process stored it since the select above
+            return None
+        _insert_children(conn, int(inserted[0]), record)
+        return "added"
+
+    def _replace(self, conn: Connection, record: RunRecord, row: dict[str, Any], old: Any) -> None:
+        """The stored version to run_versions; the run's row and its children rewritten."""
+        now = utc_now()
+        conn.execute(
+            run_versions.insert().values(
+                run_id=old.run_id,
+                version=old.version,
+                content_sha256=_stored_sha256(old),
+                grade=old.grade,
+                complete=old.complete,
+                stored_at=old.updated_at or old.added_at,
+                replaced_at=now,
+                record_json=old.record_json,
+            )
+        )
+        card_pk = self._upsert_card(conn, record.identity, record.run_id, row["started_at"])
+        values = {k: v for k, v in row.items() if k != "added_at"}
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == old.id)
+            .values(card_id=card_pk, version=old.version + 1, updated_at=now, **values)
+        )
+        for child in (metrics, findings, grade_reasons):
+            conn.execute(delete(child).where(child.c.run_pk == old.id))
+        conn.execute(delete(run_counters).where(run_counters.c.run_pk == old.id))
+        _insert_children(conn, int(old.id), record)
+
+    def versions(self, run_id: str) -> list[tuple[int, str | None, str | None]]:
+        """The stored versions of a run, oldest first: (version, grade, content SHA-256); the
+        last is the current one."""
+        with self._read() as conn:
+            earlier = conn.execute(
+                select(run_versions.c.version, run_versions.c.grade, run_versions.c.content_sha256)
+                .where(run_versions.c.run_id == run_id)
+                .order_by(run_versions.c.version)
+            ).all()
+            current = conn.execute(
+                select(runs.c.version, runs.c.grade, runs.c.content_sha256).where(
+                    runs.c.run_id == run_id
+                )
+            ).all()
+        return [(int(v), g, h) for v, g, h in [*earlier, *current]]
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
@@ -367,19 +470,25 @@ class Store:
         return int(card_pk)
 
     def stored_run_ids(self, run_ids: Iterable[str]) -> set[str]:
+        return set(self.stored_hashes(run_ids))
+
+    def stored_hashes(self, run_ids: Iterable[str]) -> dict[str, str | None]:
+        """run id -> the stored content SHA-256, for the run ids that are stored."""
         wanted = list(dict.fromkeys(run_ids))
-        found: set[str] = set()
+        found: dict[str, str | None] = {}
         with self._read() as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                found.update(
-                    conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk))).scalars()
-                )
+                for run_id, sha in conn.execute(
+                    select(runs.c.run_id, runs.c.content_sha256).where(runs.c.run_id.in_(chunk))
+                ):
+                    found[run_id] = sha
         return found
 
     def import_files(self, paths: Sequence[Path]) -> ImportReport:
-        """Add the run records in `paths` that are not stored yet (files that are not valid run
-        records, or not graded yet, are reported, never stored)."""
+        """Add the run records in `paths` that are not stored yet, and update those stored with
+        other content (files that are not valid run records, or not graded yet, are reported,
+        never stored)."""
         report = ImportReport()
         parsed: list[tuple[Path, RunRecord]] = []
         for path in paths:
@@ -396,13 +505,17 @@ class Store:
                 report.skipped.append((path, record.run_id, why))
                 continue
             parsed.append((path, record))
-        stored = self.stored_run_ids(r.run_id for _, r in parsed)
+        stored = self.stored_hashes(r.run_id for _, r in parsed)
         for path, record in parsed:
-            if record.run_id in stored or not self.add(record):
-                report.skipped.append((path, record.run_id, "already stored"))
-            else:
+            sha = run_facts(json.loads(record_json(record)))["content_sha256"]
+            outcome = "already stored" if stored.get(record.run_id) == sha else self.put(record)
+            stored[record.run_id] = sha
+            if outcome == "added":
                 report.added.append((path, record.run_id))
-                stored.add(record.run_id)
+            elif outcome == "updated":
+                report.updated.append((path, record.run_id))
+            else:
+                report.skipped.append((path, record.run_id, "already stored"))
         return report
 
     # ---------------------------------------------------------------------------- reading
@@ -442,6 +555,12 @@ class Store:
                     run_counters.c.remapped_rows_uncorrectable,
                     run_counters.c.remapped_rows_pending,
                     run_counters.c.ecc_aggregate_uncorrected,
+                    run_counters.c.ecc_aggregate_corrected,
+                    run_counters.c.retired_pages_sbe,
+                    run_counters.c.retired_pages_dbe,
+                    runs.c.serial,
+                    runs.c.uuid,
+                    runs.c.host,
                 )
                 .outerjoin(run_counters, run_counters.c.run_pk == runs.c.id)
                 .where(runs.c.card_id.in_([m.id for m in matched]))
@@ -473,9 +592,14 @@ class Store:
                 remapped_rows_pending=r.remapped_rows_pending,
                 ecc_aggregate_uncorrected=r.ecc_aggregate_uncorrected,
                 key_metrics={f"{t}.{m}": values.get((r.id, f"{t}.{m}")) for t, m, _ in KEY_METRICS},
+                serial=r.serial,
+                uuid=r.uuid,
+                host=r.host,
+                counters={name: getattr(r, name) for name in MONOTONIC_COUNTERS},
             )
             if previous is not None:
-                flags = remap_decrease(previous, run)
+                flags = remap_decrease(previous, run) + other_decrease(previous, run)
+                flags += identity_change(previous, run)
                 if flags:
                     run = dataclasses.replace(run, flags=flags)
             history.append(run)
@@ -487,89 +611,139 @@ class Store:
             runs=tuple(history),
         )
 
-    def fleet_summary(self, worst: int = 10) -> FleetSummary:
-        """Cards by model and latest grade; the `worst` cards (latest grade C or worse)."""
-        ranked = select(
-            runs.c.id,
-            runs.c.card_id,
-            func.row_number()
-            .over(
-                partition_by=runs.c.card_id, order_by=(runs.c.started_at.desc(), runs.c.id.desc())
-            )
-            .label("rank"),
-        ).subquery()
-        latest = select(ranked.c.id, ranked.c.card_id).where(ranked.c.rank == 1).subquery("latest")
-        grade_col = func.coalesce(runs.c.grade, "INCOMPLETE")
+    def fleet_runs(self) -> list[FleetRun]:
+        """Every stored run, as the fleet views need it (one query, one row per run)."""
+        counter_cols = [getattr(run_counters.c, name) for name in MONOTONIC_COUNTERS]
         with self._read() as conn:
-            n_cards, n_runs = (
-                conn.execute(select(func.count()).select_from(cards)).scalar_one(),
-                conn.execute(select(func.count()).select_from(runs)).scalar_one(),
-            )
-            counts: dict[str, dict[str, int]] = {}
-            for model, letter, n in conn.execute(
-                select(cards.c.model, grade_col, func.count())
-                .select_from(latest)
-                .join(cards, cards.c.id == latest.c.card_id)
-                .join(runs, runs.c.id == latest.c.id)
-                .group_by(cards.c.model, grade_col)
-            ):
-                counts.setdefault(model, {})[letter] = int(n)
-            order = case(
-                *((grade_col == g, i) for i, g in enumerate(GRADE_ORDER)), else_=len(GRADE_ORDER)
-            )
-            remapped = func.coalesce(run_counters.c.remapped_rows_correctable, 0) + func.coalesce(
-                run_counters.c.remapped_rows_uncorrectable, 0
-            )
-            worst_rows = conn.execute(
+            rows = conn.execute(
                 select(
                     runs.c.id,
                     runs.c.run_id,
+                    runs.c.card_id,
                     runs.c.started_at,
-                    grade_col.label("grade"),
-                    cards.c.serial,
-                    cards.c.uuid,
+                    runs.c.grade,
+                    runs.c.host,
+                    runs.c.backend,
+                    func.coalesce(runs.c.serial, cards.c.serial).label("serial"),
+                    func.coalesce(runs.c.uuid, cards.c.uuid).label("uuid"),
                     cards.c.model,
-                    run_counters.c.remapped_rows_correctable,
-                    run_counters.c.remapped_rows_uncorrectable,
+                    runs.c.thermal_ratio,
+                    *counter_cols,
                 )
-                .select_from(latest)
-                .join(runs, runs.c.id == latest.c.id)
-                .join(cards, cards.c.id == latest.c.card_id)
+                .join(cards, cards.c.id == runs.c.card_id)
                 .outerjoin(run_counters, run_counters.c.run_pk == runs.c.id)
-                .where(or_(runs.c.grade.is_(None), runs.c.grade.in_(sorted(WORST_GRADES))))
-                .order_by(order, remapped.desc(), runs.c.started_at.desc(), runs.c.id)
-                .limit(max(worst, 0))
+                .order_by(runs.c.started_at, runs.c.id)
             ).all()
-            reasons: dict[int, list[str]] = {}
-            if worst_rows:
-                for pk, message in conn.execute(
-                    select(grade_reasons.c.run_pk, grade_reasons.c.message)
-                    .where(grade_reasons.c.run_pk.in_([r.id for r in worst_rows]))
-                    .order_by(grade_reasons.c.id)
-                ):
-                    reasons.setdefault(pk, []).append(message)
-        worst_cards = tuple(
-            WorstCard(
+        return [
+            FleetRun(
+                run_pk=r.id,
+                run_id=r.run_id,
+                card_id=r.card_id,
+                started_at=r.started_at,
+                grade=r.grade or "INCOMPLETE",
+                host=r.host,
+                backend=r.backend,
                 serial=r.serial,
                 uuid=r.uuid,
                 model=r.model,
-                run_id=r.run_id,
-                started_at=r.started_at,
-                grade=r.grade,
+                thermal_ratio=r.thermal_ratio,
                 remapped_rows=_sum_or_none(
                     r.remapped_rows_correctable, r.remapped_rows_uncorrectable
                 ),
-                reasons=tuple(reasons.get(r.id, ())),
+                counters={name: getattr(r, name) for name in MONOTONIC_COUNTERS},
             )
-            for r in worst_rows
-        )
+            for r in rows
+        ]
+
+    def fleet_cards(self, since: datetime | None = None) -> list[CardSummary]:
+        """Every stored card with a run since `since` (all when None): latest and worst grade,
+        host, flags."""
+        return card_summaries(self.fleet_runs(), since)
+
+    def fleet_summary(self, worst: int = 10, since: datetime | None = None) -> FleetSummary:
+        """Cards by model and latest grade; the `worst` cards (worst grade in the window C or
+        worse, or a history flag) with the reasons of that grade; hosts whose rig looks off."""
+        all_runs = self.fleet_runs()
+        summaries = card_summaries(all_runs, since)
+        listed = worst_cards(summaries, worst)
+        reasons: dict[int, list[str]] = {}
+        if listed:
+            with self._read() as conn:
+                for pk, message in conn.execute(
+                    select(grade_reasons.c.run_pk, grade_reasons.c.message)
+                    .where(grade_reasons.c.run_pk.in_([c.worst_run_pk for c in listed]))
+                    .order_by(grade_reasons.c.id)
+                ):
+                    reasons.setdefault(pk, []).append(message)
         return FleetSummary(
             database=self.display_url,
-            cards=int(n_cards),
-            runs=int(n_runs),
-            counts={m: counts[m] for m in sorted(counts)},
-            worst=worst_cards,
+            cards=len(summaries),
+            runs=sum(1 for r in all_runs if since is None or r.started_at >= since),
+            counts=counts_by_model(summaries),
+            worst=tuple(_worst_card(c, reasons.get(c.worst_run_pk, ())) for c in listed),
+            since=since,
+            rigs=tuple(rig_flags(all_runs, since)),
+            flagged=sum(1 for c in summaries if c.flags),
         )
+
+    def prior_runs(self, record: RunRecord) -> list[PriorRun]:
+        """The stored runs of the record's serial or UUID (other run ids), on the same kind of
+        backend. A simulated card's identity is made up (every simulated card of a model without
+        its own serial or UUID in its spec shares the built-in ones), so it is the same card only
+        when its serial, UUID and simulated model all match: no identity fact for simulated
+        cards, only counters."""
+        ident = record.identity
+        keys = [runs.c.serial == ident.serial] if ident.serial else []
+        keys += [runs.c.uuid == ident.uuid] if ident.uuid else []
+        if not keys:
+            return []
+        query = (
+            select(
+                runs.c.run_id,
+                runs.c.started_at,
+                runs.c.serial,
+                runs.c.uuid,
+                *(getattr(run_counters.c, name) for name in MONOTONIC_COUNTERS),
+            )
+            .outerjoin(run_counters, run_counters.c.run_pk == runs.c.id)
+            .where(or_(*keys), runs.c.run_id != record.run_id, runs.c.backend == record.backend)
+        )
+        if record.backend == "sim":
+            query = query.where(
+                runs.c.sim_card == ident.sim_card,
+                runs.c.serial == ident.serial,
+                runs.c.uuid == ident.uuid,
+            )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            PriorRun(
+                run_id=r.run_id,
+                started_at=r.started_at,
+                serial=r.serial,
+                uuid=r.uuid,
+                counters={name: getattr(r, name) for name in MONOTONIC_COUNTERS},
+            )
+            for r in rows
+        ]
+
+
+def _worst_card(card: CardSummary, reasons: Iterable[str]) -> WorstCard:
+    return WorstCard(
+        serial=card.serial,
+        uuid=card.uuid,
+        model=card.model,
+        run_id=card.worst_run_id,
+        started_at=card.worst_at,
+        grade=card.worst_grade,
+        remapped_rows=card.remapped_rows,
+        reasons=tuple(reasons),
+        latest_grade=card.latest_grade,
+        latest_run_id=card.latest_run_id,
+        host=card.host,
+        simulated=card.simulated,
+        flags=card.flags,
+    )
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -597,6 +771,7 @@ def parse_time(value: str) -> datetime:
 
 def _run_row(record: RunRecord) -> dict[str, Any]:
     grade = record.grade
+    text_json = record_json(record)
     return {
         "run_id": record.run_id,
         "started_at": parse_time(record.started_at),
@@ -609,8 +784,14 @@ def _run_row(record: RunRecord) -> dict[str, Any]:
         "tool_version": record.tool_version,
         "policy": grade.policy if grade else None,
         "added_at": utc_now(),
-        "record_json": record_json(record),
+        "record_json": text_json,
+        **run_facts(json.loads(text_json)),
     }
+
+
+def _stored_sha256(row: Any) -> str:
+    """A stored run's content SHA-256 (computed from its JSON if the column is empty)."""
+    return str(row.content_sha256 or run_facts(json.loads(row.record_json))["content_sha256"])
 
 
 @cache
@@ -692,6 +873,34 @@ def remap_decrease(previous: HistoryRun, run: HistoryRun) -> tuple[str, ...]:
     return tuple(flags)
 
 
+def other_decrease(previous: HistoryRun, run: HistoryRun) -> tuple[str, ...]:
+    """Retired pages and lifetime ECC counts that went down (remapped rows: remap_decrease)."""
+    flags = []
+    for name in MONOTONIC_COUNTERS:
+        if name.startswith("remapped_rows"):
+            continue
+        before, after = previous.counters.get(name), run.counters.get(name)
+        if before is not None and after is not None and after < before:
+            flags.append(
+                f"{name} went down from {before} to {after} since {previous.run_id}: {COUNTER_DOWN}"
+            )
+    return tuple(flags)
+
+
+def identity_change(previous: HistoryRun, run: HistoryRun) -> tuple[str, ...]:
+    """The card's serial or UUID differs from its previous run's."""
+    flags = []
+    for name, before, after in (
+        ("UUID", previous.uuid, run.uuid),
+        ("serial", previous.serial, run.serial),
+    ):
+        if before and after and before != after:
+            flags.append(
+                f"{name} changed from {before} to {after} since {previous.run_id}: {ID_CHANGED}"
+            )
+    return tuple(flags)
+
+
 def _sum_or_none(*values: int | None) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
@@ -712,19 +921,62 @@ def open_store(url: str | None = None) -> Store:
     return Store(url)
 
 
-def save_record(record: RunRecord, url: str | None = None) -> bool:
-    """Store one graded record (the grade command calls this after each card). True if added,
-    False if this run_id was already stored. StoreUnavailable when the database cannot be reached:
+def save_record(record: RunRecord, url: str | None = None) -> Outcome:
+    """Store one graded record (the grade command calls this after each card): "added",
+    "updated" or "already stored" (Store.put). StoreUnavailable when the database cannot be reached:
     the run folder still holds the record, and `gpuhealth sync` adds it later."""
     with Store(url) as store:
-        return store.add(record)
+        return store.put(record)
+
+
+def stored_history_for(record: RunRecord, url: str | None = None) -> StoredHistory:
+    """What the results database knows of the record's card (gpuhealth/card_history.py), for
+    the grade to judge. A database that cannot be opened or read is not an error here: the
+    history is marked not checked, with the one-line reason, and nothing is found."""
+    where: str | None = None
+    try:
+        where = display_url(resolve_url(url)[0])
+        with Store(url) as store:
+            return history_facts(store.prior_runs(record), record, store.display_url)
+    except GpuHealthError as error:
+        return not_checked(error.one_line(), where)
 
 
 def summary_to_json(summary: FleetSummary) -> dict[str, Any]:
     data = dataclasses.asdict(summary)
     for card in data["worst"]:
         card["started_at"] = _iso(card["started_at"])
+    data["since"] = _iso(summary.since) if summary.since else None
+    data["rigs"] = [{**dataclasses.asdict(r), "message": r.message} for r in summary.rigs]
     return data
+
+
+def cards_to_json(found: Sequence[CardSummary]) -> list[dict[str, Any]]:
+    out = []
+    for card in found:
+        data = dataclasses.asdict(card)
+        data.pop("worst_run_pk")
+        for key in ("latest_at", "worst_at"):
+            data[key] = _iso(data[key])
+        out.append(data)
+    return out
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """--since: an ISO date or time (UTC when it has no zone), or a duration back from now:
+    30d, 12h, 2w, 90m. Returns naive UTC; ValueError with what was expected."""
+    value = value.strip()
+    units_s = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    if value[:-1].isdigit() and value[-1:] in units_s:
+        moment = now or datetime.now(timezone.utc).replace(tzinfo=None)
+        return moment - timedelta(seconds=int(value[:-1]) * units_s[value[-1]])
+    try:
+        return parse_time(value)
+    except InputError:
+        raise ValueError(
+            f"expected an ISO date (2026-11-01), a time, or a duration like 30d, 12h, 2w, 90m; "
+            f"got {value!r}"
+        ) from None
 
 
 def history_to_json(history: CardHistory) -> dict[str, Any]:
@@ -747,10 +999,13 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "cards_to_json",
     "find_run_files",
     "history_to_json",
     "open_store",
+    "parse_since",
     "resolve_url",
     "save_record",
+    "stored_history_for",
     "summary_to_json",
 ]

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from gpuhealth import __version__, csvsafe
 from gpuhealth.store import KEY_METRICS, CardHistory, FleetSummary
+from gpuhealth.store_fleet import CardSummary
 
 NA = "n/a"
 SUMMARY_TEMPLATE = "fleet.html.j2"
@@ -56,7 +57,7 @@ def history_text(history: CardHistory) -> str:
                 run.grade,
                 *(_num(run.key_metrics.get(f"{t}.{m}")) for t, m, _ in KEY_METRICS),
                 _rows(run.remapped_rows_correctable, run.remapped_rows_uncorrectable),
-                "REMAP DOWN" if run.flags else "",
+                _history_flag(run.flags),
             ]
         )
     title = (
@@ -70,6 +71,26 @@ def history_text(history: CardHistory) -> str:
     return "\n".join(lines)
 
 
+def _history_flag(flags: Sequence[str]) -> str:
+    """The history table's flag column: what kind of flag the run has."""
+    kinds = []
+    if any(f.startswith("remapped rows") for f in flags):
+        kinds.append("REMAP DOWN")
+    if any(" went down " in f and not f.startswith("remapped rows") for f in flags):
+        kinds.append("COUNTER DOWN")
+    if any(" changed from " in f for f in flags):
+        kinds.append("ID CHANGED")
+    return ", ".join(kinds)
+
+
+def _window(summary: FleetSummary) -> str:
+    return f" since {summary.since:%Y-%m-%d %H:%M} UTC" if summary.since else ""
+
+
+def _card_label(serial: str | None, uuid: str | None, simulated: bool) -> str:
+    return (serial or uuid or NA) + (" [sim]" if simulated else "")
+
+
 def summary_text(summary: FleetSummary) -> str:
     header = ["model", *GRADE_COLUMNS, "total"]
     rows = [
@@ -77,28 +98,53 @@ def summary_text(summary: FleetSummary) -> str:
         for model, counts in summary.counts.items()
     ]
     lines = [
-        f"{summary.cards} card(s), {summary.runs} run(s) in {summary.database}",
+        f"{summary.cards} card(s), {summary.runs} run(s) in {summary.database}{_window(summary)}"
+        + (f"; {summary.flagged} card(s) flagged" if summary.flagged else ""),
         "",
         "Cards by model and latest grade:",
         text_table(header, rows) if rows else "(no cards stored)",
         "",
     ]
     if summary.worst:
-        lines.append("Worst cards (latest grade C or worse):")
+        lines.append(f"Worst cards (worst grade{_window(summary)} C or worse, or flagged):")
         for card in summary.worst:
             lines.append(
-                f"  {card.grade:<10} {card.serial or card.uuid or NA}  {card.model}  "
-                f"{card.started_at:%Y-%m-%d %H:%M}  run {card.run_id}  "
+                f"  worst {card.grade:<10} latest {card.latest_grade:<10} "
+                f"{_card_label(card.serial, card.uuid, card.simulated)}  {card.model}  "
+                f"host {card.host}  {card.started_at:%Y-%m-%d %H:%M}  run {card.run_id}  "
                 f"remapped rows {_num(card.remapped_rows)}"
             )
+            lines.extend(f"      FLAG: {flag}" for flag in card.flags)
             lines.extend(f"      - {reason}" for reason in card.reasons)
     else:
-        lines.append("No card graded C or worse.")
+        lines.append("No card graded C or worse, none flagged.")
+    for rig in summary.rigs:
+        lines.append(f"RIG: {rig.message}")
     return "\n".join(lines)
 
 
+def cards_text(found: Sequence[CardSummary]) -> str:
+    """fleet cards: one row per card."""
+    header = ["serial", "uuid", "model", "host", "runs", "latest", "worst", "flags"]
+    rows = [
+        [
+            _card_label(c.serial, None, c.simulated) if c.serial else NA,
+            c.uuid or NA,
+            c.model,
+            c.host,
+            str(c.runs),
+            c.latest_grade,
+            c.worst_grade,
+            "; ".join(c.flags),
+        ]
+        for c in found
+    ]
+    return text_table(header, rows) if rows else "(no cards stored)"
+
+
 def summary_csv(summary: FleetSummary) -> str:
-    """Two sections in one CSV: counts (section=count) and worst cards (section=worst).
+    """Sections in one CSV: counts (section=count), worst cards (section=worst: grade is the worst
+    in the window) and rigs to check (section=rig).
 
     Written through `csvsafe.writer`: a model, serial or reason that a spreadsheet would run as
     a formula gets a leading ' (see `csvsafe.csv_safe`); counts and remapped rows stay numbers.
@@ -116,12 +162,16 @@ def summary_csv(summary: FleetSummary) -> str:
             "date",
             "remapped_rows",
             "reasons",
+            "latest_grade",
+            "host",
+            "simulated",
+            "flags",
         ]
     )
     for model, counts in summary.counts.items():
         for grade in GRADE_COLUMNS:
             if counts.get(grade):
-                writer.writerow(["count", model, grade, counts[grade], "", "", "", "", ""])
+                writer.writerow(["count", model, grade, counts[grade], *[""] * 9])
     for card in summary.worst:
         writer.writerow(
             [
@@ -134,7 +184,15 @@ def summary_csv(summary: FleetSummary) -> str:
                 card.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "" if card.remapped_rows is None else card.remapped_rows,
                 " | ".join(card.reasons),
+                card.latest_grade,
+                card.host,
+                "yes" if card.simulated else "no",
+                " | ".join(card.flags),
             ]
+        )
+    for rig in summary.rigs:
+        writer.writerow(
+            ["rig", "", "", rig.cards, "", "", "", "", rig.message, "", rig.host, "", ""]
         )
     return out.getvalue()
 

@@ -17,10 +17,15 @@ Tables (latest):
   findings          one row per finding of the analysis
   run_counters      NVML health counters per run (after the run, else before)       [migration 2]
   grade_reasons     why the grade: one row per reason                                [migration 2]
+  run_versions      earlier versions of a run (resumed, closed, re-signed, re-graded)  [migration 3]
+Migration 3 also gives runs the content hash of the record, its version number, the run's serial,
+UUID and simulated card (a card's identity may change between runs) and its thermal ratio, and
+run_counters the retired pages (counters that never go down, for the history check).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,9 +46,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     insert,
     select,
     text,
+    update,
 )
 
 SCHEMA_TABLE = "gpuhealth_schema"
@@ -87,6 +94,13 @@ runs = Table(
     Column("policy", String(200)),
     Column("added_at", DateTime, nullable=False),
     Column("record_json", Text, nullable=False),
+    Column("content_sha256", String(64)),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("updated_at", DateTime),
+    Column("serial", String(100)),
+    Column("uuid", String(100)),
+    Column("sim_card", String(500)),
+    Column("thermal_ratio", Float),
     Index("ix_runs_card_started", "card_id", "started_at"),
 )
 
@@ -133,6 +147,8 @@ run_counters = Table(
     Column("remapped_rows_pending", Boolean),
     Column("ecc_aggregate_corrected", Integer),
     Column("ecc_aggregate_uncorrected", Integer),
+    Column("retired_pages_sbe", Integer),
+    Column("retired_pages_dbe", Integer),
 )
 
 grade_reasons = Table(
@@ -144,6 +160,21 @@ grade_reasons = Table(
     Column("grade", String(20), nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_grade_reasons_run", "run_pk"),
+)
+
+run_versions = Table(
+    "run_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_sha256", String(64)),
+    Column("grade", String(20)),
+    Column("complete", Boolean, nullable=False),
+    Column("stored_at", DateTime, nullable=False),
+    Column("replaced_at", DateTime, nullable=False),
+    Column("record_json", Text, nullable=False),
+    UniqueConstraint("run_id", "version", name="uq_run_versions_run_version"),
 )
 
 # ----------------------------------------------------------------------------------- migrations
@@ -217,17 +248,21 @@ def _m1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
-def counter_values(record_data: dict[str, Any]) -> dict[str, Any]:
+# the counters run_counters kept in migration 2; migration 3 added the retired pages
+COUNTERS_V2: tuple[str, ...] = (
+    "remapped_rows_correctable",
+    "remapped_rows_uncorrectable",
+    "remapped_rows_pending",
+    "ecc_aggregate_corrected",
+    "ecc_aggregate_uncorrected",
+)
+COUNTERS: tuple[str, ...] = (*COUNTERS_V2, "retired_pages_sbe", "retired_pages_dbe")
+
+
+def counter_values(record_data: dict[str, Any], names: Sequence[str] = COUNTERS) -> dict[str, Any]:
     """The counters history needs, from parsed record JSON: after the run, else before."""
     after = record_data.get("counters_after") or {}
     before = record_data.get("counters_before") or {}
-    names = (
-        "remapped_rows_correctable",
-        "remapped_rows_uncorrectable",
-        "remapped_rows_pending",
-        "ecc_aggregate_corrected",
-        "ecc_aggregate_uncorrected",
-    )
     return {n: after.get(n) if after.get(n) is not None else before.get(n) for n in names}
 
 
@@ -272,10 +307,103 @@ def _m2_history(conn: Connection) -> None:
     old = conn.execute(text("SELECT id, record_json FROM runs")).all()
     for run_pk, raw in old:
         data = json.loads(raw)
-        conn.execute(insert(counters_t).values(run_pk=run_pk, **counter_values(data)))
+        conn.execute(insert(counters_t).values(run_pk=run_pk, **counter_values(data, COUNTERS_V2)))
         reasons = reason_values(data)
         if reasons:
             conn.execute(insert(reasons_t), [{"run_pk": run_pk, **r} for r in reasons])
+
+
+def content_sha256(record_data: Any) -> str:
+    """SHA-256 of a parsed record's canonical JSON (RFC 8785, as signing uses; sorted compact
+    JSON for the rare record JCS cannot write): equal for equal content, whatever the spacing."""
+    import rfc8785
+
+    try:
+        raw = rfc8785.dumps(record_data)
+    except rfc8785.CanonicalizationError:
+        raw = json.dumps(record_data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()
+
+
+def run_facts(record_data: dict[str, Any]) -> dict[str, Any]:
+    """The run columns migration 3 added, from parsed record JSON."""
+    identity = record_data.get("identity") or {}
+    soak = (record_data.get("analysis") or {}).get("soak") or {}
+    measured, reference = soak.get("thermal_resistance_c_per_w"), soak.get("reference_c_per_w")
+    ratio = measured / reference if measured is not None and reference else None
+    return {
+        "content_sha256": content_sha256(record_data),
+        "serial": identity.get("serial"),
+        "uuid": identity.get("uuid"),
+        "sim_card": identity.get("sim_card"),
+        "thermal_ratio": ratio,
+    }
+
+
+def _m3_versions(conn: Connection) -> None:
+    """run_versions (earlier versions of a run); runs gain the content hash, version, the run's
+    own serial / UUID / simulated card and thermal ratio; run_counters the retired pages. Filled
+    from the stored records."""
+    md = MetaData()
+    versions_t = Table(
+        "run_versions",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", String(200), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("content_sha256", String(64)),
+        Column("grade", String(20)),
+        Column("complete", Boolean, nullable=False),
+        Column("stored_at", DateTime, nullable=False),
+        Column("replaced_at", DateTime, nullable=False),
+        Column("record_json", Text, nullable=False),
+        UniqueConstraint("run_id", "version", name="uq_run_versions_run_version"),
+    )
+    md.create_all(conn, tables=[versions_t])
+    for column, kind in (
+        ("content_sha256", "VARCHAR(64)"),
+        ("version", "INTEGER NOT NULL DEFAULT 1"),
+        ("updated_at", _timestamp(conn)),
+        ("serial", "VARCHAR(100)"),
+        ("uuid", "VARCHAR(100)"),
+        ("sim_card", "VARCHAR(500)"),
+        ("thermal_ratio", "FLOAT"),
+    ):
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column} {kind}"))
+    for column in ("retired_pages_sbe", "retired_pages_dbe"):
+        conn.execute(text(f"ALTER TABLE run_counters ADD COLUMN {column} INTEGER"))
+    conn.execute(text("CREATE INDEX ix_runs_uuid ON runs (uuid)"))
+    conn.execute(text("CREATE INDEX ix_runs_serial ON runs (serial)"))
+    runs_t = Table(
+        "runs",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        *(Column(n, String) for n in ("content_sha256", "serial", "uuid", "sim_card")),
+        Column("thermal_ratio", Float),
+    )
+    counters_t = Table(
+        "run_counters",
+        MetaData(),
+        Column("run_pk", Integer, primary_key=True),
+        Column("retired_pages_sbe", Integer),
+        Column("retired_pages_dbe", Integer),
+    )
+    for run_pk, raw in conn.execute(text("SELECT id, record_json FROM runs")).all():
+        data = json.loads(raw)
+        conn.execute(update(runs_t).where(runs_t.c.id == run_pk).values(**run_facts(data)))
+        counts = counter_values(data)
+        conn.execute(
+            update(counters_t)
+            .where(counters_t.c.run_pk == run_pk)
+            .values(
+                retired_pages_sbe=counts["retired_pages_sbe"],
+                retired_pages_dbe=counts["retired_pages_dbe"],
+            )
+        )
+
+
+def _timestamp(conn: Connection) -> str:
+    return "TIMESTAMP WITHOUT TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
 
 
 def _fk(column: str) -> ForeignKeyConstraint:
@@ -285,6 +413,7 @@ def _fk(column: str) -> ForeignKeyConstraint:
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "cards, runs, metrics, findings", _m1_initial),
     Migration(2, "run counters, grade reasons, runs-by-card index", _m2_history),
+    Migration(3, "run versions, content hash, per-run identity, thermal ratio", _m3_versions),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -34,6 +34,15 @@ def _own_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ[name] = value
 
 
+@pytest.fixture(autouse=True)
+def _own_results_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test grades into a results database of its own: a grade looks the card up there
+    (card_history.py), and the simulated cards of different tests share serials and UUIDs while
+    their faults (remapped rows, ECC counts) differ, which would read as one card whose counters
+    went down."""
+    monkeypatch.setenv("GPUHEALTH_DB", str(tmp_path / "results.sqlite"))
+
+
 @pytest.fixture
 def write_card(tmp_path: Path) -> Callable[..., Path]:
     """write_card(faults_toml, model=..., header=..., name=...) -> path of a card spec file."""

@@ -16,8 +16,10 @@ import glob
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ from gpuhealth.store import (
     Store,
     StoreUnavailable,
     default_db_path,
+    parse_since,
     resolve_url,
     save_record,
 )
@@ -226,7 +229,7 @@ def test_add_history_summary(db_url: str, tmp_path: Path) -> None:
         files.append(write_run(tmp_path / "runs" / name.removesuffix(".json"), load(name)))
     added = cli("store", "add", *map(str, files), "--db", db_url)
     assert added.exit_code == 0, added.output
-    assert "12 added, 0 skipped, 0 invalid" in added.stderr
+    assert "12 added, 0 updated, 0 skipped, 0 invalid" in added.stderr
 
     shown = cli("history", "1653823054517", "--db", db_url)
     assert shown.exit_code == 0, shown.output
@@ -248,7 +251,11 @@ def test_add_history_summary(db_url: str, tmp_path: Path) -> None:
         "NVIDIA H100 80GB HBM3": {"A": 2, "C": 1, "F": 1, "INCOMPLETE": 1},
         "NVIDIA H200": {"C": 2, "D": 1},
     }
-    assert [c["grade"] for c in summary["worst"]] == ["F", "D", "INCOMPLETE", "C", "C", "C"]
+    # ranked by the worst grade of each card, not its latest: 1653823054517 was C, then A twice
+    assert [c["grade"] for c in summary["worst"]] == ["F", "D", "INCOMPLETE", "C", "C", "C", "C"]
+    graded_c_then_a = [c for c in summary["worst"] if c["serial"] == "1653823054517"]
+    assert [(c["grade"], c["latest_grade"]) for c in graded_c_then_a] == [("C", "A")]
+    assert summary["counts"]["NVIDIA H100 80GB HBM3"]["A"] == 2  # counted by its latest grade
     assert summary["worst"][1]["serial"] == "SIM-WORN-0001"
     assert summary["worst"][1]["remapped_rows"] == 3
     assert "3 row(s) remapped (2 for uncorrectable errors)" in summary["worst"][1]["reasons"]
@@ -273,8 +280,8 @@ def test_same_run_twice_is_one_row(db_url: str, tmp_path: Path) -> None:
     assert cli("store", "add", str(path), "--db", db_url).exit_code == 0
     again = cli("store", "add", str(path), str(copy), "--db", db_url)
     assert again.exit_code == 0
-    assert "0 added, 2 skipped" in again.stderr and "already stored" in again.stdout
-    assert save_record(record, db_url) is False
+    assert "0 added, 0 updated, 2 skipped" in again.stderr and "already stored" in again.stdout
+    assert save_record(record, db_url) == "already stored"
     assert row_count(db_url, runs) == 1
     assert row_count(db_url, cards) == 1
     assert record.analysis is not None and record.grade is not None
@@ -403,9 +410,9 @@ def test_database_down_then_back(
 
     back = cli("sync", str(folders), "--db", url)
     assert back.exit_code == 0, back.output
-    assert "3 added, 0 skipped" in back.stderr
+    assert "3 added, 0 updated, 0 skipped" in back.stderr
     again = cli("sync", str(folders), str(folders / "gpu0"), "--db", url)
-    assert again.exit_code == 0 and "0 added, 3 skipped" in again.stderr
+    assert again.exit_code == 0 and "0 added, 0 updated, 3 skipped" in again.stderr
     assert row_count(url, runs) == 3
 
 
@@ -464,7 +471,7 @@ def test_migration_1_upgrades_to_latest(db_url: str) -> None:
     _insert_v1(db_url, record)
 
     with Store(db_url) as store:  # opening upgrades
-        assert store.schema_version() == LATEST == 2
+        assert store.schema_version() == LATEST == 3
         history = store.history("SIM-WORN-0001")
         assert history.runs[0].remapped_rows_correctable == 1  # backfilled from the record JSON
         assert history.runs[0].remapped_rows_uncorrectable == 2
@@ -492,7 +499,7 @@ def test_ungraded_and_invalid_files(tmp_path: Path) -> None:
     write_run(tmp_path / "runs" / "c", load("sim-stuck-bit-quick.json"))
     result = cli("sync", str(tmp_path / "runs"), "--db", url)
     assert result.exit_code == 2
-    assert "1 added, 1 skipped, 1 invalid" in result.stderr
+    assert "1 added, 0 updated, 1 skipped, 1 invalid" in result.stderr
     assert "not graded yet" in result.stdout
     assert "not JSON" in result.stderr
     assert row_count(url, runs) == 1
@@ -504,7 +511,7 @@ def test_location_env_and_sqlite_settings(tmp_path: Path, monkeypatch: pytest.Mo
     url, is_default = resolve_url(None)
     assert is_default and url.database == str(tmp_path / "cfg" / "results.sqlite")
     assert default_db_path() == tmp_path / "cfg" / "results.sqlite"
-    assert save_record(load("sim-worn-quick.json")) is True  # creates the folder and the file
+    assert save_record(load("sim-worn-quick.json")) == "added"  # creates the folder and the file
     assert (tmp_path / "cfg" / "results.sqlite").is_file()
 
     monkeypatch.setenv("GPUHEALTH_DB", str(tmp_path / "env.sqlite"))
@@ -531,3 +538,398 @@ def test_html_summary_escapes_card_text(tmp_path: Path) -> None:
     assert save_record(evil, url)
     html = cli("fleet", "summary", "--db", url, "--format", "html").stdout
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+
+
+# ------------------------------------------------- issue 12: the database is the fleet's truth
+
+
+def _spec(path: Path, serial: str, faults: str = "", uuid: str = "") -> str:
+    header = f'serial = "{serial}"' + (f'\nuuid = "{uuid}"' if uuid else "")
+    path.write_text(f'model = "h100-sxm5-80gb"\n{header}\n[faults]\n{faults}\n', encoding="utf-8")
+    return str(path)
+
+
+def test_a_grade_finished_by_resume_reaches_the_database(tmp_path: Path) -> None:
+    """grade (the card is lost in the soak: INCOMPLETE, stored) -> resume (same card, now
+    complete) -> sync: the stored run is updated, its earlier version kept."""
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    card = tmp_path / "card.toml"
+    run = tmp_path / "run"
+    _spec(card, "SIM-RESUME-1", 'lost_at = "soak"')
+    first = cli("grade", "--quiet", "--quick", "--sim-card", str(card), "--out", str(run),
+                "--db", url)  # fmt: skip
+    assert first.exit_code != 0
+    before = record_from_json((run / "run.json").read_text(encoding="utf-8"))
+    assert before.grade is not None and before.grade.letter == "INCOMPLETE"
+    _spec(card, "SIM-RESUME-1")  # the same card (same spec, serial, UUID), on the bus again
+    resumed = cli("resume", str(run), "--sim-card", str(card), "--quiet")
+    after = record_from_json((run / "run.json").read_text(encoding="utf-8"))
+    assert after.complete and after.grade is not None, resumed.output
+    letter = after.grade.letter  # D: the card fell off the bus once (Xid 79), now measured
+    assert letter != "INCOMPLETE" and after.run_id == before.run_id
+    synced = cli("sync", str(run), "--db", url)
+    assert synced.exit_code == 0, synced.output
+    assert "0 added, 1 updated, 0 skipped" in synced.stderr
+    assert f"updated {before.run_id}" in synced.stdout
+    with Store(url) as store:
+        assert [r.grade for r in store.history("SIM-RESUME-1").runs] == [letter]
+        assert [(v, g) for v, g, _ in store.versions(before.run_id)] == [
+            (1, "INCOMPLETE"),
+            (2, letter),
+        ]
+    again = cli("store", "add", str(run / "run.json"), "--db", url)
+    assert "0 added, 0 updated, 1 skipped" in again.stderr and "already stored" in again.stdout
+    assert row_count(url, runs) == 1
+
+
+def test_changed_content_updates_and_keeps_the_earlier_version(db_url: str) -> None:
+    base = load("sim-worn-quick.json")
+    assert base.grade is not None
+    record = variant(base, "UPD-1", "upd-1")
+    regraded = dataclasses.replace(record, grade=dataclasses.replace(base.grade, letter="F"))
+    with Store(db_url) as store:
+        assert store.put(record) == "added"
+        assert store.put(record) == "already stored"
+        assert store.put(regraded) == "updated"
+        assert store.put(regraded) == "already stored"
+        assert store.put(record) == "updated"  # back again: a third version
+        was = base.grade.letter
+        assert [(v, g) for v, g, _ in store.versions("upd-1")] == [(1, was), (2, "F"), (3, was)]
+        assert [r.grade for r in store.history("UPD-1").runs] == [was]
+    assert row_count(db_url, runs) == 1
+    assert record.analysis is not None
+    assert row_count(db_url, metrics) == len(record.analysis.comparisons)  # children rewritten
+    assert row_count(db_url, run_counters) == 1
+
+
+def _insert_v2(url: str, record: RunRecord) -> None:
+    _insert_v1(url, record)  # the runs table of schema 2 is that of schema 1
+
+
+def test_migration_2_to_3_backfills_hash_identity_and_ratio(db_url: str) -> None:
+    record = load("h100-standard-2026-11-26.json")
+    with Store(db_url, schema_target=2) as old:
+        assert old.schema_version() == 2
+    _insert_v2(db_url, record)
+    with Store(db_url) as store:
+        assert store.schema_version() == 3
+        # the hash of the stored (indented) JSON equals the hash of the record: same content
+        assert store.put(record) == "already stored"
+        found = store.fleet_runs()
+        assert [(r.serial, r.uuid) for r in found] == [
+            (record.identity.serial, record.identity.uuid)
+        ]
+        soak = record.analysis.soak if record.analysis else None
+        assert soak and soak.thermal_resistance_c_per_w and soak.reference_c_per_w
+        assert found[0].thermal_ratio == pytest.approx(
+            soak.thermal_resistance_c_per_w / soak.reference_c_per_w
+        )
+        assert store.put(dataclasses.replace(record, host="elsewhere")) == "updated"
+
+
+def test_run_ids_are_unique_per_card_and_safe() -> None:
+    from gpuhealth.runner import run_id_for
+
+    when = "2026-11-26T05:38:39+00:00"
+    same = {run_id_for(when, "S1", i, "GPU-abcd1234-0000") for i in range(4)}
+    assert len(same) == 4  # the same serial on four GPUs: four ids
+    assert run_id_for(when, None, 0) != run_id_for(when, None, 1)
+    assert run_id_for(when, "", 0, "GPU-1") != run_id_for(when, "", 0, "GPU-2")
+    for serial in ("../../etc/passwd", "a/b\\c", "..", "x" * 500, "é\n\x00;rm -rf", ".hidden"):
+        run_id = run_id_for(when, serial, 3, "GPU-../../x")
+        assert set(run_id) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+        )
+        assert ".." not in run_id and not run_id.startswith(".") and len(run_id) <= 120
+        assert "-gpu3" in run_id
+    assert re.fullmatch(
+        r"20261126T053839-SIM-STUCK-0001-gpu0-51a00000-[0-9a-f]{4}",
+        run_id_for(when, "SIM-STUCK-0001", 0, "GPU-51a00000-0000"),
+    )
+    # two grades of one card that start within one second still get two ids
+    assert len({run_id_for(when, "S1", 0, "GPU-abcd1234") for _ in range(50)}) > 45
+
+
+def test_two_cards_with_one_serial_in_one_run_are_both_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    card = _spec(tmp_path / "twin.toml", "TWIN-1")
+    graded = cli("grade", "--quiet", "--quick", "--sim-card", card, "--sim-card", card,
+                 "--out", str(tmp_path / "runs"), "--db", url)  # fmt: skip
+    assert graded.exit_code == 0, graded.output
+    assert row_count(url, runs) == 2
+    with Store(url) as store:
+        ids = [r.run_id for r in store.history("TWIN-1").runs]
+    assert len(set(ids)) == 2 and any("gpu0" in i for i in ids) and any("gpu1" in i for i in ids)
+
+
+# --- history facts at grade time
+
+
+def test_history_facts_pure() -> None:
+    from gpuhealth.card_history import PriorRun, history_facts
+
+    record = variant(load("sim-worn-quick.json"), "HF-1", "hf-now", day=5)  # 1/2 remapped
+    t = datetime(2026, 11, 2)
+    prior = [
+        PriorRun("hf-old", t, "HF-1", "GPU-OTHER", {"remapped_rows_correctable": 4}),
+        PriorRun("hf-uuid", t, "HF-2", "GPU-HF-1", {}),
+        PriorRun("hf-now", t, "HF-1", "GPU-X", {"remapped_rows_correctable": 99}),  # itself
+        PriorRun("hf-later", datetime(2026, 12, 30), "HF-1", "GPU-Y", {}),  # after this run
+    ]
+    facts = history_facts(prior, record)
+    assert facts.checked and facts.prior_runs == 2
+    assert {(f.kind, f.field, f.stored, f.found) for f in facts.facts} == {
+        ("identity", "identity.uuid", "GPU-OTHER", "GPU-HF-1"),
+        ("identity", "identity.serial", "HF-2", "HF-1"),
+        ("counter", "remapped_rows_correctable", "4", "1"),
+    }
+    clean = history_facts(
+        [PriorRun("p", t, "HF-1", "GPU-HF-1", {"remapped_rows_correctable": 1})], record
+    )
+    assert clean.facts == () and clean.prior_runs == 1
+
+
+def _grade(card: str, out: Path, url: str) -> Result:
+    return cli("grade", "--quiet", "--quick", "--sim-card", card, "--out", str(out), "--db", url)
+
+
+def test_grade_finds_counters_that_went_down(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    card = tmp_path / "card.toml"
+    _spec(card, "SIM-HIST-1", "remapped_rows = { correctable = 5, uncorrectable = 0 }")
+    first = _grade(str(card), tmp_path / "a", url)
+    assert first.exit_code == 0, first.output
+    one = record_from_json((tmp_path / "a" / "run.json").read_text(encoding="utf-8"))
+    assert one.stored_history is not None and one.stored_history.checked
+    assert one.stored_history.prior_runs == 0 and one.grade and one.grade.letter == "B"
+
+    _spec(card, "SIM-HIST-1")  # the same serial and UUID, the remapped rows gone: a reset
+    second = _grade(str(card), tmp_path / "b", url)
+    two = record_from_json((tmp_path / "b" / "run.json").read_text(encoding="utf-8"))
+    assert two.grade is not None and two.grade.letter == "C", two.grade
+    rules = {r.rule: r.message for r in two.grade.reasons}
+    assert "remapped_rows_correctable went down from 5" in rules["card-counters-decreased"]
+    assert second.exit_code == first.exit_code == 0  # a reduced tier, graded
+
+    # a simulated card's identity is made up: another UUID is another simulated card
+    _spec(card, "SIM-HIST-1", uuid="GPU-99999999-0000-4000-8000-000000000009")
+    _grade(str(card), tmp_path / "c", url)
+    three = record_from_json((tmp_path / "c" / "run.json").read_text(encoding="utf-8"))
+    assert three.stored_history is not None and three.stored_history.prior_runs == 0
+    assert three.grade is not None and three.grade.letter == "A"
+
+    # the judgement is a function of the signed record: re-judging it needs no database
+    from gpuhealth.analysis import judge
+    from gpuhealth.grading import load_policy
+    from gpuhealth.profiles import builtin_profiles, match_profile
+
+    again = judge(two, match_profile(two.identity, builtin_profiles()), load_policy(None))
+    assert again.grade == two.grade
+
+
+def test_grade_with_an_unopenable_database_keeps_its_exit_code(tmp_path: Path) -> None:
+    good = f"sqlite:///{tmp_path / 'good.sqlite'}"
+    card = _spec(tmp_path / "card.toml", "SIM-NODB-1")
+    baseline = _grade(card, tmp_path / "base", good)
+    bad_path = tmp_path / "bad.sqlite"
+    bad_path.write_bytes(os.urandom(4096))
+    broken = _grade(card, tmp_path / "broken", str(bad_path))
+    assert broken.exit_code == baseline.exit_code == 0
+    record = record_from_json((tmp_path / "broken" / "run.json").read_text(encoding="utf-8"))
+    assert record.stored_history is not None and not record.stored_history.checked
+    assert record.stored_history.note and "bad.sqlite" in record.stored_history.note
+    assert record.grade is not None and not any(
+        r.rule.startswith("card-") for r in record.grade.reasons
+    )
+    warnings = [line for line in broken.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(tmp_path / "broken") in warnings[0]
+    assert "history was not checked" in warnings[0] and "Traceback" not in broken.output
+
+
+# --- broken databases: one line, exit 3
+
+
+def _broken_databases(tmp_path: Path) -> dict[str, str]:
+    noise = tmp_path / "noise.sqlite"
+    noise.write_bytes(os.urandom(8192))
+    good = tmp_path / "good.sqlite"
+    with Store(str(good)) as store:
+        store.add(load("sim-worn-quick.json"))
+    with sqlite3.connect(good) as conn:  # the WAL into the file, then cut the file short
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    truncated = tmp_path / "truncated.sqlite"
+    truncated.write_bytes(good.read_bytes()[: 3 * 4096 + 100])
+    folder = tmp_path / "folder.sqlite"
+    folder.mkdir()
+    readonly = f"sqlite:///file:{good}?mode=ro&uri=true"
+    return {"noise": str(noise), "truncated": str(truncated), "folder": str(folder),
+            "readonly": readonly}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["noise", "truncated", "folder", "readonly"])
+def test_a_broken_database_is_one_line_and_exit_3(tmp_path: Path, kind: str) -> None:
+    url = _broken_databases(tmp_path)[kind]
+    run = write_run(
+        tmp_path / "runs" / "a", variant(load("sim-stuck-bit-quick.json"), "BR-1", "br")
+    )
+    commands = [
+        ["store", "add", str(run)],
+        ["sync", str(run.parent)],
+        ["history", "SIM-WORN-0001"],
+        ["fleet", "summary"],
+        ["fleet", "cards"],
+    ]
+    for args in commands:
+        result = CliRunner().invoke(main, [*args, "--db", url])
+        if kind == "readonly" and args[0] in ("history", "fleet") and result.exit_code == 0:
+            continue  # reading a read-only database is fine
+        assert result.exit_code == 3, (args, result.output, result.exception)
+        err = result.stderr.strip()
+        assert "\n" not in err and "Traceback" not in result.output, (args, err)
+        assert err.startswith("gpuhealth: error: results database ")
+        assert Path(url.removeprefix("sqlite:///file:").split("?")[0]).name in err
+
+
+# --- fleet: worst within a window, flags, rigs, cards
+
+
+def _graded(base: RunRecord, letter: str) -> RunRecord:
+    assert base.grade is not None
+    return dataclasses.replace(base, grade=dataclasses.replace(base.grade, letter=letter))
+
+
+def test_fleet_ranks_by_the_worst_grade_in_the_window(db_url: str) -> None:
+    base = load("sim-worn-quick.json")
+    with Store(db_url) as store:
+        store.add(_graded(variant(base, "FD-1", "fd-1", day=1), "F"))
+        store.add(_graded(variant(base, "FD-1", "fd-2", day=3), "D"))
+        store.add(_graded(variant(base, "CC-1", "cc-1", day=2), "C"))
+        summary = store.fleet_summary()
+        recent = store.fleet_summary(since=datetime(2026, 11, 3, 12))
+    assert [(c.serial, c.grade, c.latest_grade) for c in summary.worst] == [
+        ("FD-1", "F", "D"),
+        ("CC-1", "C", "C"),
+    ]
+    assert summary.counts["NVIDIA H200"] == {"D": 1, "C": 1}  # counted by their latest grade
+    assert [(c.serial, c.grade) for c in recent.worst] == [("FD-1", "D")]  # F is before the window
+    assert (recent.cards, recent.runs) == (1, 1)
+    table = cli("fleet", "summary", "--db", db_url, "--since", "2026-11-03T12:00").stdout
+    assert "since 2026-11-03 12:00 UTC" in table and "CC-1" not in table
+    now = datetime(2026, 11, 30, 12)
+    assert parse_since("30d", now) == datetime(2026, 10, 31, 12)
+    assert parse_since("12h", now) == datetime(2026, 11, 30)
+    assert parse_since("2w", now) == datetime(2026, 11, 16, 12)
+    assert parse_since("2026-11-03T12:00:00+02:00") == datetime(2026, 11, 3, 10)
+    with pytest.raises(ValueError, match="duration like 30d"):
+        parse_since("30 days")
+    assert cli("fleet", "summary", "--db", db_url, "--since", "soon").exit_code == 2
+
+
+def test_a_card_whose_counters_went_down_is_flagged_not_a_plain_a(db_url: str) -> None:
+    base = load("h100-quick-2026-11-26.json")
+    assert base.counters_after is not None and base.grade is not None
+    assert base.grade.letter == "A"
+    worn = dataclasses.replace(base.counters_after, remapped_rows_correctable=7)
+    with Store(db_url) as store:
+        store.add(variant(base, "DOWN-1", "down-1", day=1, counters_after=worn))
+        store.add(variant(base, "DOWN-1", "down-2", day=2))  # 0 rows now: reset or another card
+        store.add(variant(base, "FINE-1", "fine-1", day=2))
+        summary = store.fleet_summary()
+        listed = store.fleet_cards()
+    assert [c.serial for c in summary.worst] == ["DOWN-1"]
+    assert summary.worst[0].grade == "A" and summary.flagged == 1
+    assert "counters went down: remapped_rows_correctable 7 -> 0" in summary.worst[0].flags[0]
+    table = cli("fleet", "summary", "--db", db_url).stdout
+    assert "FLAG: counters went down" in table
+    as_json = json.loads(cli("fleet", "cards", "--db", db_url, "--json").stdout)
+    assert [(c["serial"], c["runs"], c["latest_grade"], c["worst_grade"]) for c in as_json] == [
+        ("DOWN-1", 2, "A", "A"),
+        ("FINE-1", 1, "A", "A"),
+    ]
+    assert as_json[0]["flags"] and not as_json[1]["flags"]
+    assert as_json[0]["host"] == base.host and as_json[0]["simulated"] is False
+    assert {c.serial for c in listed} == {"DOWN-1", "FINE-1"}
+    shown = cli("fleet", "cards", "--db", db_url).stdout
+    assert "DOWN-1" in shown and "counters went down" in shown
+
+
+def test_identity_changes_are_flagged_in_history_and_fleet(db_url: str) -> None:
+    base = load("h100-quick-2026-11-26.json")
+    first = variant(base, "ID-1", "id-1", day=1)
+    swapped = dataclasses.replace(
+        first, run_id="id-2", started_at=variant(base, "x", "x", day=2).started_at,
+        identity=dataclasses.replace(first.identity, uuid="GPU-SOMETHING-ELSE"),
+    )  # fmt: skip
+    with Store(db_url) as store:
+        store.add(first)
+        store.add(swapped)
+        history = store.history("ID-1")
+        summary = store.fleet_summary()
+    assert "UUID changed from GPU-ID-1 to GPU-SOMETHING-ELSE" in history.runs[1].flags[0]
+    assert "ID CHANGED" in cli("history", "ID-1", "--db", db_url).stdout
+    assert summary.worst[0].serial == "ID-1"
+    assert "identity changed: serial seen with UUIDs" in summary.worst[0].flags[0]
+
+
+def _with_ratio(base: RunRecord, ratio: float, host: str, serial: str, day: int) -> RunRecord:
+    assert base.analysis is not None and base.analysis.soak is not None
+    soak = dataclasses.replace(
+        base.analysis.soak, thermal_resistance_c_per_w=0.1 * ratio, reference_c_per_w=0.1
+    )
+    analysis = dataclasses.replace(base.analysis, soak=soak)
+    return dataclasses.replace(
+        variant(base, serial, f"{serial}-run", day=day), analysis=analysis, host=host
+    )
+
+
+def test_a_hot_rig_is_flagged_not_its_cards(db_url: str) -> None:
+    base = load("h100-quick-2026-11-26.json")
+    with Store(db_url) as store:
+        for i, ratio in enumerate((1.2, 1.24, 1.3, 1.1)):
+            store.add(_with_ratio(base, ratio, "hot-rig", f"HOT-{i}", i))
+        store.add(_with_ratio(base, 1.5, "one-card", "ALONE-1", 1))  # one card: its own paste
+        for i, ratio in enumerate((0.8, 0.85)):
+            store.add(_with_ratio(base, ratio, "cold-rig", f"COLD-{i}", i))
+        for i, ratio in enumerate((1.0, 1.15, 0.87)):
+            store.add(_with_ratio(base, ratio, "fine-rig", f"FINE-{i}", i))
+        summary = store.fleet_summary()
+    assert [(r.host, r.cards) for r in summary.rigs] == [("cold-rig", 2), ("hot-rig", 4)]
+    assert summary.rigs[1].message == (
+        "host hot-rig: median thermal ratio 1.22 over 4 cards — check the rig (airflow, fans, "
+        "slot), not the cards"
+    )
+    table = cli("fleet", "summary", "--db", db_url).stdout
+    assert "RIG: host hot-rig: median thermal ratio 1.22 over 4 cards" in table
+    assert "RIG: host cold-rig" in table and "fine-rig" not in table
+
+
+def test_grade_time_lookup_finds_a_real_card_under_another_uuid(tmp_path: Path) -> None:
+    """runner.finish with a database: a real (cuda) card whose serial is stored with another
+    UUID gets card_identity_changed (C); the facts are in the record."""
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.runner import GradeOptions, finish
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    base = load("h100-quick-2026-11-26.json")
+    with Store(url) as store:
+        store.add(variant(base, "REAL-1", "real-1", day=1))
+    moved = variant(base, "REAL-1", "real-2", day=2)
+    moved = dataclasses.replace(
+        moved, identity=dataclasses.replace(moved.identity, uuid="GPU-another")
+    )
+    options = GradeOptions(preset("quick"), load_policy(None), None, None, write_files=False,
+                           history_db=url)  # fmt: skip
+    graded = finish(moved, tmp_path / "out", options).record
+    assert graded.stored_history is not None and graded.stored_history.prior_runs == 1
+    assert [(f.kind, f.field) for f in graded.stored_history.facts] == [
+        ("identity", "identity.uuid")
+    ]
+    assert graded.grade is not None and graded.grade.letter == "C"
+    reason = next(r for r in graded.grade.reasons if r.rule == "card-identity-changed")
+    assert "identity.uuid is GPU-another, but stored run real-1" in reason.message
+    assert "check it is the card you think" in reason.message
+    unlooked = finish(moved, tmp_path / "out", dataclasses.replace(options, history_db=None))
+    assert unlooked.record.stored_history is None and unlooked.record.grade is not None
+    assert unlooked.record.grade.letter in ("A", "B")  # B: judged again under today's rules
+    assert not any(r.rule.startswith("card-") for r in unlooked.record.grade.reasons)
