@@ -196,8 +196,8 @@ def test_two_sigterms_stop_a_multi_gpu_grade_at_once(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     cards = [hung(tmp_path, "SIM-HANG-2"), card(tmp_path, "SIM-SLOW-2", SLOW)]
     args = [a for c in cards for a in ("--sim-card", str(c))]
-    grade = start(tmp_path, *args, "--out", str(out), "--json",
-                  env={"GPUHEALTH_WATCHDOG_MARGIN_S": "60", "GPUHEALTH_STOP_GRACE_S": "60"})  # fmt: skip
+    patient = {"GPUHEALTH_WATCHDOG_MARGIN_S": "60", "GPUHEALTH_STOP_GRACE_S": "60"}
+    grade = start(tmp_path, *args, "--out", str(out), "--json", env=patient)
     wait_for(lambda: journaled(out / "gpu0") == 2 and journaled(out / "gpu1") >= 1, "progress")
     time.sleep(0.3)
     grade.send_signal(signal.SIGTERM)
@@ -289,7 +289,9 @@ def test_resume_runs_under_the_watchdog_and_stores_like_grade(tmp_path: Path) ->
     env = {**os.environ, **FAST_WATCHDOG, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "gpuhealth", "resume", str(out), "--quiet", "--no-db",
                "--sim-card", str(stuck)]  # fmt: skip
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    again = subprocess.run(
+        command, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert again.returncode == EXIT_INCOMPLETE, again.stderr  # hung again: the watchdog ends it
     assert kept_then_not_run(read(out), "watchdog") == 2
     healthy = card(tmp_path, "SIM-RESUME")  # the same card (serial, UUID), healed
@@ -316,7 +318,7 @@ def test_a_full_disk_mid_run_is_exit_3_and_the_measurements_are_kept(tmp_path: P
     }
     grade = start(tmp_path, "--sim-card", str(card(tmp_path, "SIM-FULL")), "--out", str(out),
                   env=env, pythonpath=str(INJECT))  # fmt: skip
-    code, stdout, err = finish(grade)
+    code, _, err = finish(grade)
     assert code == EXIT_INCOMPLETE, err
     line = one_error_line(err)
     assert "No space left on device" in line and str(out) in line
