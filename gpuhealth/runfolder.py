@@ -9,6 +9,7 @@ never share a folder. Every folder built from such a name is checked to resolve 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -64,12 +65,17 @@ def check_writable(folder: Path) -> None:
     """Create the folder and write a probe file in it: a read-only or full disk is found before
     anything is measured (OutputUnwritable, exit 3)."""
     probe = folder / f".gpuhealth-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"probe")
         probe.unlink()
     except OSError as exc:
         raise OutputUnwritable(Path(exc.filename or folder), exc, "nothing was measured") from exc
+    finally:  # the run creates its folders when it opens the card: none is left by a refusal
+        for made in created:
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 def rescue_dir() -> Path:
