@@ -1,6 +1,6 @@
 """Parallel grading: 8 simulated GPUs at once against one alone, and one of 8 workers SIGKILLed.
 
-    python bench/bench_fleet.py [--cards 8] [--scale 0.25] [--preset quick]
+    python bench/bench_fleet.py [--cards 8] [--scale 0.25] [--preset quick] [--hang-margin 5]
 
 On a real host each worker mostly waits for its GPU, so 8 cards at once should take about as long
 as one (target: <= 1.3x one card's wall time). The simulated card computes on the CPU instead, and
@@ -10,6 +10,9 @@ makes each card's wall time dominated by (simulated) device time, as on a GPU. W
 measured is the supervisor's own cost: spawning workers, imports, pipes, journaling, judging.
 The kill scenario SIGKILLs one worker when its journal shows gemm finished (the soak running) and
 checks that the other 7 finish with a grade and the killed card is INCOMPLETE with 5 tests kept.
+The hang scenario grades one card whose fp32 kernel never returns (sim fault hang_at) and reports
+the time from the hung test's start to its INCOMPLETE record, against the watchdog's limit (the
+test's budget x 1.5 + the margin; 60 s by default, --hang-margin here to keep the run short).
 """
 
 from __future__ import annotations
@@ -23,8 +26,16 @@ import time
 from pathlib import Path
 
 from gpuhealth.errors import InputError
-from gpuhealth.fleet import PID_FILE, CardOutcome, Supervisor, WorkerSpec
+from gpuhealth.fleet import (
+    PID_FILE,
+    WATCHDOG_SCALE,
+    CardOutcome,
+    FleetEvent,
+    Supervisor,
+    WorkerSpec,
+)
 from gpuhealth.models import record_from_json
+from gpuhealth.presets import preset as preset_named
 
 
 def card_file(folder: Path, gpu: int, scale: float) -> Path:
@@ -57,6 +68,32 @@ def grade(folder: Path, cards: int, scale: float, preset: str) -> tuple[float, l
     return time.perf_counter() - start, outcomes
 
 
+def hang_to_record(folder: Path, preset: str, margin_s: float) -> tuple[float, float, str]:
+    """(seconds from the hung test's start to its INCOMPLETE record, the watchdog's limit, the
+    record's `interrupted`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    card = folder / "hung.toml"
+    card.write_text(
+        'model = "h100-sxm5-80gb"\nserial = "SIM-BENCH-HANG"\n[faults]\nhang_at = "fp32"\n',
+        encoding="utf-8",
+    )
+    spec = WorkerSpec(gpu=0, backend="sim", sim_card=str(card), out_dir=folder / "gpu0",
+                      preset=preset)  # fmt: skip
+    started: list[float] = []
+    ended: list[float] = []
+
+    def on_event(event: FleetEvent) -> None:
+        if event.kind == "start" and event.test == "fp32":
+            started.append(time.perf_counter())
+        elif event.kind in ("done", "failed"):
+            ended.append(time.perf_counter())
+
+    (outcome,) = Supervisor([spec], on_event, watchdog_margin_s=margin_s).run()
+    limit = preset_named(preset).budget_s("fp32") * WATCHDOG_SCALE + margin_s
+    why = outcome.graded.record.interrupted if outcome.graded else outcome.error
+    return ended[0] - started[0], limit, why or "-"
+
+
 def journaled(folder: Path) -> int:
     try:
         text = (folder / "run.json").read_text(encoding="utf-8")
@@ -86,6 +123,7 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=8)
     parser.add_argument("--scale", type=float, default=0.25)
     parser.add_argument("--preset", default="quick")
+    parser.add_argument("--hang-margin", type=float, default=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -101,6 +139,7 @@ def main() -> None:
         finally:
             done.set()
             killer.join()
+        hang_s, hang_limit, hang_why = hang_to_record(root / "hang", args.preset, args.hang_margin)
     device_s = one[0].graded.record.wall_time_s if one[0].graded else None
     print(
         f"fleet benchmark: {args.cards} simulated H100s, preset {args.preset}, "
@@ -127,6 +166,11 @@ def main() -> None:
         f"kill scenario: GPU 3 {victim.grade.letter if victim and victim.grade else 'no record'}"
         f" ({victim.interrupted if victim else '-'}), kept {len(kept)} tests ({', '.join(kept)});"
         f" the other {args.cards - 1} complete: {'yes' if others else 'NO'}"
+    )
+    print(
+        f"hang scenario: fp32 never returns; INCOMPLETE record {hang_s:.1f} s after the test "
+        f"started (limit: budget x {WATCHDOG_SCALE:g} + {args.hang_margin:g} s margin = "
+        f"{hang_limit:.0f} s; {hang_s - hang_limit:+.1f} s past it): {hang_why}"
     )
 
 

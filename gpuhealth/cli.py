@@ -18,13 +18,14 @@ import click
 
 from gpuhealth import __version__
 from gpuhealth.cli_keys import key_file_option
-from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, GpuHealthError, InputError
+from gpuhealth.errors import EXIT_INCOMPLETE, EnvironmentUnusable, GpuHealthError, InputError
 from gpuhealth.models import RunRecord
 from gpuhealth.presets import PRESETS
 
 if TYPE_CHECKING:
+    from gpuhealth.fleet import CardOutcome, WorkerSpec
     from gpuhealth.keys import SigningKey
-    from gpuhealth.runner import GradedCard, StopFlag
+    from gpuhealth.runner import GradedCard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,13 +36,23 @@ def _fail(error: GpuHealthError) -> None:
 
 
 class _Group(click.Group):
-    """Turns gpuhealth's own errors into one line and their exit code, never a traceback."""
+    """Turns gpuhealth's own errors into one line and their exit code, never a traceback. A file
+    or folder the system refuses (read-only, full disk, no permission) is the environment's
+    failure: one line naming it, exit 3, never 1 (which scripts read as "card failed")."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GpuHealthError as error:
             _fail(error)
+        except OSError as error:
+            where = error.filename or "a file"
+            _fail(
+                EnvironmentUnusable(
+                    f"{where}: {error.strerror or error}",
+                    hint="the file system refused it: check its space and permissions",
+                )
+            )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,6 +148,19 @@ def parse_gpus(value: str, count: int) -> list[int]:
     return wanted
 
 
+def db_options(func: F) -> F:
+    """--db and --no-db, shared by grade and resume (the same store call)."""
+    func = click.option(
+        "--no-db", is_flag=True, help="Do not add the records to a results database."
+    )(func)
+    return click.option(
+        "--db",
+        metavar="URL|PATH",
+        help="Results database each graded record is added to (default: $GPUHEALTH_DB, else "
+        "results.sqlite in the config folder; postgresql://... for PostgreSQL).",
+    )(func)
+
+
 @main.command()
 @click.option(
     "--sim-card",
@@ -172,17 +196,27 @@ def parse_gpus(value: str, count: int) -> list[int]:
 @click.option(
     "--gpus",
     metavar="all|0,2,5",
-    help="Which GPUs to grade (default: GPU 0, or every --sim-card given). Several are graded at "
-    "once, one worker process per GPU, each watched by a watchdog: a worker that hangs, crashes "
-    "or loses its card leaves its card INCOMPLETE with what it had measured; the others finish.",
+    help="Which GPUs to grade (default: GPU 0, or every --sim-card given). Every card, one or "
+    "several, is graded by a worker process of its own watched by a watchdog: a worker that "
+    "hangs, crashes or loses its card leaves its card INCOMPLETE with what it had measured; the "
+    "others finish.",
+)
+@click.option(
+    "--expect-gpus",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Fail (exit 3) before measuring anything when fewer than N GPUs are visible, naming "
+    "the missing ones.",
 )
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Run folder for run.json, report.html and report.md "
-    "(default: gpuhealth-runs/<run id>; one subfolder per GPU when several).",
+    "(default: gpuhealth-runs/<run id>; one subfolder per GPU when several). A folder that holds "
+    "a record already is refused (exit 2) unless --force.",
 )
+@click.option("--force", is_flag=True, help="Write over a record already in the run folder.")
 @judging_options("")
 @click.option(
     "--allow-busy",
@@ -190,14 +224,8 @@ def parse_gpus(value: str, count: int) -> list[int]:
     help="Measure even if other processes hold the card (results flagged).",
 )
 @key_file_option
-@click.option(
-    "--db",
-    metavar="URL|PATH",
-    help="Results database each graded record is added to (default: $GPUHEALTH_DB, else "
-    "results.sqlite in the config folder; postgresql://... for PostgreSQL).",
-)
-@click.option("--no-db", is_flag=True, help="Do not add the records to a results database.")
-@click.option("--json", "as_json", is_flag=True, help="Print the grades as JSON.")
+@db_options
+@click.option("--json", "as_json", is_flag=True, help="Print the grades and their summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
     backend: str,
@@ -205,7 +233,9 @@ def grade(
     demo: bool,
     preset_name: str,
     gpus: str | None,
+    expect_gpus: int | None,
     out_dir: Path | None,
+    force: bool,
     profile_path: Path | None,
     policy_path: Path | None,
     allow_busy: bool,
@@ -220,10 +250,13 @@ def grade(
     When a signing key exists (gpuhealth keys generate), every record is signed before run.json,
     report.html and report.md are written, so that all three carry the signature.
 
-    SIGTERM or Ctrl-C stops every card at its next kernel: each record is written INCOMPLETE
-    with the tests it had finished (`gpuhealth resume RUN_DIR` runs the rest later).
+    SIGTERM, SIGHUP or Ctrl-C stops every card at its next kernel: each record is written
+    INCOMPLETE with the tests it had finished (`gpuhealth resume RUN_DIR` runs the rest later),
+    exit 3. A second signal stops at once: the records are closed from their journals.
+    Several cards end with one summary line ("8 cards: 6 A, 1 D, 1 INCOMPLETE").
     """
     from gpuhealth.backends import DEMO_CARD
+    from gpuhealth.fleet import GradePlan, check_expected, grade_specs
     from gpuhealth.keys import find_key, load_key
 
     if demo:
@@ -231,65 +264,123 @@ def grade(
     if backend == "sim" and not sim_cards:
         sim_cards = (DEMO_CARD,)
     count = len(sim_cards) if sim_cards else _cuda_count()
+    check_expected(count, expect_gpus)
     indexes = parse_gpus(gpus or ("all" if len(sim_cards) > 1 else "0"), count)
     # a key named on purpose must exist; the default one is used when it does
     signer = load_key(key_file) if key_file else find_key()
-    if len(indexes) == 1:
-        sim_card = sim_cards[indexes[0]] if sim_cards else None
-        graded = [
-            _grade_here(
-                backend,
-                indexes[0],
-                sim_card,
-                preset_name,
-                out_dir,
-                profile_path,
-                policy_path,
-                allow_busy,
-                signer,
-                as_json,
-                quiet,
-                history_db=None if no_db else (db or ""),
-            )
-        ]
-        failed: list[tuple[int, str]] = []
-    else:
-        graded, failed = _grade_fleet(
-            backend, indexes, sim_cards, preset_name, out_dir, profile_path, policy_path,
-            allow_busy, signer, as_json, quiet, history_db=None if no_db else (db or ""),
-        )  # fmt: skip
-    _signed_note(signer, len(graded))
-    if not no_db:
-        _store_records(graded, db)
+    plan = GradePlan(
+        backend, indexes, sim_cards, preset_name, out_dir, profile_path, policy_path,
+        allow_busy, signer.path if signer else None, force,
+        history_db=None if no_db else (db or ""),
+    )  # fmt: skip
+    specs = grade_specs(plan)  # every input checked here, before any worker starts
+    sys.exit(_supervise(specs, signer, db, no_db, as_json, quiet))
+
+
+def _supervise(
+    specs: list[WorkerSpec],
+    signer: SigningKey | None,
+    db: str | None,
+    no_db: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Run the cards under the Supervisor (watchdog, signals), then show, store and summarise
+    them; returns the exit code. Signals stay handled until the end: a late one is no traceback."""
+    from gpuhealth.fleet import Supervisor, supervision_limits
+
+    supervisor = Supervisor.with_limits(specs, supervision_limits())
+    with _stop_on_signals(supervisor) as signals:
+        with _fleet_progress(quiet, [s.gpu for s in specs]) as on_event:
+            supervisor.on_event = on_event
+            outcomes = supervisor.run()
+        code = _conclude(outcomes, signer, db, no_db, as_json)
+    return EXIT_INCOMPLETE if signals else code
+
+
+def _conclude(
+    outcomes: list[CardOutcome],
+    signer: SigningKey | None,
+    db: str | None,
+    no_db: bool,
+    as_json: bool,
+) -> int:
+    """Show every card (and the summary line when several), sign-note, store; the exit code."""
+    from gpuhealth.fleet import letter_of, outcomes_exit_code, summary_line
+
+    graded = [o.graded for o in outcomes if o.graded is not None]
+    failed = [o for o in outcomes if o.graded is None]
+    letters = [letter_of(g.record) for g in graded] + ["INCOMPLETE"] * len(failed)
+    code = outcomes_exit_code(outcomes)
+    if not as_json:
+        for outcome in outcomes:
+            _print_outcome(outcome, len(outcomes))
+        if len(outcomes) > 1:
+            click.echo(summary_line(letters))
+    elif len(outcomes) == 1 and failed:
+        click.echo(f"gpuhealth: error: {failed[0].error}", err=True)
+    if graded:
+        _signed_note(signer, len(graded))
+    if not no_db and graded:
+        _store_records(graded, db)  # a database failure is said, never the card's verdict
     if as_json:
-        rows = [_summary(g) for g in graded]
-        rows += [{"gpu": gpu, "grade": "INCOMPLETE", "error": why} for gpu, why in failed]
-        click.echo(json.dumps(sorted(rows, key=lambda r: r["gpu"]), indent=1))
-    code = exit_code_for([g.record for g in graded])
-    sys.exit(EXIT_INCOMPLETE if failed else code)
+        click.echo(json.dumps(_json_output(outcomes, letters, code), indent=1))
+    return code
 
 
-def _store_records(graded: list[GradedCard], db: str | None) -> None:
-    """Add the records to the results database; when it cannot be reached they stay in their run
-    folders (the grade's exit code does not change) and `gpuhealth sync` adds them later."""
+def _print_outcome(outcome: CardOutcome, cards: int) -> None:
+    if outcome.graded is not None:
+        _print_grade(outcome.graded)
+    elif cards == 1:
+        click.echo(f"gpuhealth: error: {outcome.error}", err=True)
+    else:
+        click.echo(f"GPU {outcome.gpu}: INCOMPLETE, no record: {outcome.error}")
+
+
+def _json_output(outcomes: list[CardOutcome], letters: list[str], code: int) -> dict[str, Any]:
+    """{"summary": {...}, "cards": [one row per card, by GPU]}."""
+    from gpuhealth.fleet import grade_counts, summary_line
+
+    rows = [
+        _summary(o.graded)
+        if o.graded is not None
+        else {"gpu": o.gpu, "grade": "INCOMPLETE", "error": o.error}
+        for o in outcomes
+    ]
+    summary = {
+        "cards": len(letters),
+        "grades": grade_counts(letters),
+        "line": summary_line(letters),
+        "exit_code": code,
+    }
+    return {"summary": summary, "cards": sorted(rows, key=lambda r: r["gpu"])}
+
+
+def _store_records(graded: list[GradedCard], db: str | None) -> bool:
+    """Add the records to the results database. When it cannot be reached or written (corrupt,
+    unreachable, an unwritable config folder, a full disk) they stay in their run folders, one
+    line says where (`gpuhealth sync` adds them later) and False is returned; the run's exit code
+    stays the cards' (a script must not read a database problem as a card's verdict, nor a D as
+    a database problem)."""
     from gpuhealth.store import StoreError, StoreUnavailable, save_record
 
-    unchecked = [g.record.stored_history for g in graded if g.record.stored_history]
-    unchecked = [h for h in unchecked if not h.checked]
+    unchecked = [h for g in graded if (h := g.record.stored_history) and not h.checked]
     note = "; the cards' history was not checked" if unchecked else ""
     try:
         for result in graded:
             save_record(result.record, db)
-    except (StoreUnavailable, StoreError) as error:
+    except (StoreUnavailable, StoreError, OSError) as error:
+        said = error.one_line() if isinstance(error, GpuHealthError) else str(error)
         folders = " ".join(str(g.out_dir) for g in graded)
         click.echo(
-            f"gpuhealth: warning: {error.one_line()}; the results are kept in {folders} "
+            f"gpuhealth: warning: {said}; the results are kept in {folders} "
             f"(add them later: gpuhealth sync FOLDER){note}",
             err=True,
         )
-        return
+        return False
     if unchecked:
         click.echo(f"gpuhealth: warning: card history not checked: {unchecked[0].note}", err=True)
+    return True
 
 
 def _signed_note(signer: SigningKey | None, count: int) -> None:
@@ -308,133 +399,40 @@ def _signed_note(signer: SigningKey | None, count: int) -> None:
         )
 
 
-def _grade_here(
-    backend: str,
-    index: int,
-    sim_card: str | None,
-    preset_name: str,
-    out_dir: Path | None,
-    profile_path: Path | None,
-    policy_path: Path | None,
-    allow_busy: bool,
-    signer: SigningKey | None,
-    as_json: bool,
-    quiet: bool,
-    history_db: str | None = None,
-) -> GradedCard:
-    """One GPU, graded in this process (no worker: the common case costs nothing extra)."""
-    from gpuhealth.backends import open_backend
-    from gpuhealth.grading import load_policy
-    from gpuhealth.presets import preset
-    from gpuhealth.profiles import load_profile
-    from gpuhealth.runner import GradeOptions, StopFlag, grade_card
-
-    policy = load_policy(policy_path)
-    profile = load_profile(profile_path) if profile_path else None
-    options = GradeOptions(
-        preset(preset_name), policy, profile, out_dir, allow_busy, signer=signer,
-        history_db=history_db,
-    )  # fmt: skip
-    card = open_backend(backend, index, sim_card)  # type: ignore[arg-type]
-    stop = StopFlag()
-    try:
-        with _stop_on_signals(stop), _progress(quiet, f"GPU {index}") as callback:
-            result = grade_card(card, options, callback, stop)
-    finally:
-        card.close()
-    if not as_json:
-        _print_grade(result)
-    return result
-
-
-def _grade_fleet(
-    backend: str,
-    indexes: list[int],
-    sim_cards: tuple[str, ...],
-    preset_name: str,
-    out_dir: Path | None,
-    profile_path: Path | None,
-    policy_path: Path | None,
-    allow_busy: bool,
-    signer: SigningKey | None,
-    as_json: bool,
-    quiet: bool,
-    history_db: str | None = None,
-) -> tuple[list[GradedCard], list[tuple[int, str]]]:
-    """Several GPUs at once: one supervised worker process per GPU (gpuhealth/fleet.py)."""
-    from gpuhealth.backends.simcards import load_card
-    from gpuhealth.fleet import Supervisor, WorkerSpec, options_for
-    from gpuhealth.presets import preset
-
-    preset(preset_name)  # bad values are refused here, once, before any worker starts
-    for name in {sim_cards[i] for i in indexes} if sim_cards else ():
-        load_card(name)
-    specs = [
-        WorkerSpec(
-            gpu=index,
-            backend="sim" if sim_cards else backend,
-            sim_card=sim_cards[index] if sim_cards else None,
-            out_dir=out_dir / f"gpu{index}" if out_dir else None,
-            preset=preset_name,
-            policy_path=policy_path,
-            profile_path=profile_path,
-            allow_busy=allow_busy,
-            key_path=signer.path if signer else None,
-            history_db=history_db,
-        )
-        for index in indexes
-    ]
-    options_for(specs[0])  # the policy, profile and key load: a bad one is one error, here
-    with _fleet_progress(quiet, indexes) as on_event:
-        supervisor = Supervisor(specs, on_event)
-        with _stop_on_signals(supervisor):
-            outcomes = supervisor.run()
-    graded = [o.graded for o in outcomes if o.graded is not None]
-    failed = [(o.gpu, o.error or "no record") for o in outcomes if o.graded is None]
-    if not as_json:
-        for outcome in outcomes:
-            if outcome.graded is not None:
-                _print_grade(outcome.graded)
-            else:
-                click.echo(f"GPU {outcome.gpu}: INCOMPLETE, no record: {outcome.error}")
-    return graded, failed
-
-
 class _Stoppable(Protocol):
     def stop(self, signum: int) -> None: ...
 
 
 @contextmanager
-def _stop_on_signals(target: StopFlag | _Stoppable) -> Iterator[None]:
-    """SIGTERM and Ctrl-C (SIGINT) ask for a stop, honoured at the next kernel; each card's record
-    is then written INCOMPLETE. A second Ctrl-C in a single-card grade interrupts at once."""
+def _stop_on_signals(target: _Stoppable) -> Iterator[list[int]]:
+    """SIGTERM, SIGHUP and Ctrl-C (SIGINT) ask for a stop, honoured at the next kernel; each
+    card's record is then written INCOMPLETE. A second signal stops at once (the workers are
+    killed, their journals closed by this process). Yields the signals received."""
     import signal
     import threading
 
-    from gpuhealth.runner import StopFlag, stop_reason
+    from gpuhealth.runner import stop_reason
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     asked: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
 
     def handler(signum: int, _frame: object) -> None:
-        if isinstance(target, StopFlag):
-            if asked and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            target.request(stop_reason(signum))
-        else:
-            target.stop(signum)
+        target.stop(signum)
+        again = bool(asked)
         asked.append(signum)
-        click.echo(
-            f"gpuhealth: {stop_reason(signum)}: stopping at the next kernel, writing what was "
-            "measured",
-            err=True,
+        what = (
+            "stopping now, closing the records from their journals"
+            if again
+            else "stopping at the next kernel, writing what was measured"
         )
+        click.echo(f"gpuhealth: {stop_reason(signum)}: {what}", err=True)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in caught}
     try:
-        yield
+        yield asked
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -460,12 +458,12 @@ def _cuda_count() -> int:
 
 
 def exit_code_for(records: list[RunRecord]) -> int:
-    letters = [r.grade.letter if r.grade else "INCOMPLETE" for r in records]
-    if any(letter == "INCOMPLETE" for letter in letters):
-        return EXIT_INCOMPLETE
-    if any(letter in ("D", "F") for letter in letters):
-        return EXIT_BAD_CARD
-    return EXIT_OK
+    """The exit code of graded records: 3 when any is INCOMPLETE (not measured), else 1 when any
+    is D or F, else 0. INCOMPLETE wins over D/F: a script must never read "card failed" for a
+    card that was not measured (gpuhealth/errors.py explains the order)."""
+    from gpuhealth.fleet import exit_code_for_letters, letter_of
+
+    return exit_code_for_letters([letter_of(r) for r in records])
 
 
 def _summary(result: GradedCard) -> dict[str, Any]:
@@ -586,7 +584,10 @@ def _fleet_progress(quiet: bool, indexes: list[int]) -> Iterator[Callable[..., N
     "--close",
     is_flag=True,
     help="Measure nothing: close the record as INCOMPLETE (its missing tests marked not run), "
-    "then judge, sign and write its reports.",
+    "then judge, sign and write its reports. A record closed already is refused unless --force.",
+)
+@click.option(
+    "--force", is_flag=True, help="With --close: close and sign again a record closed already."
 )
 @backend_options
 @judging_options("")
@@ -596,16 +597,22 @@ def _fleet_progress(quiet: bool, indexes: list[int]) -> Iterator[Callable[..., N
     help="Measure even if other processes hold the card (results flagged).",
 )
 @key_file_option
+@db_options
+@click.option("--json", "as_json", is_flag=True, help="Print the grade and summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def resume(
     run_dir: Path,
     close: bool,
+    force: bool,
     backend: str,
     sim_card: str | None,
     profile_path: Path | None,
     policy_path: Path | None,
     allow_busy: bool,
     key_file: Path | None,
+    db: str | None,
+    no_db: bool,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Finish an interrupted grade: run its missing tests, then judge it all.
@@ -614,50 +621,55 @@ def resume(
     killed worker or a lost card. The card is opened as the record says (backend, GPU index, a
     simulated card by its model; --backend/--sim-card name it otherwise) and refused when its
     serial or UUID differ from the record's. The tests already finished are kept; the record,
-    report.html and report.md are rewritten in RUN_DIR. A truncated or corrupt run.json is
-    reported with the file's name (exit 2), never used. Exit codes as for grade.
+    report.html and report.md are rewritten in RUN_DIR. The card runs in a supervised worker
+    (watchdog, signals) as in grade, and the result is stored as grade stores it (--db, --no-db).
+    A truncated or corrupt run.json is reported with the file's name (exit 2), never used. Exit
+    codes as for grade.
     """
-    from gpuhealth.backends import open_backend
-    from gpuhealth.grading import load_policy
+    from gpuhealth.fleet import CardOutcome, resume_spec
     from gpuhealth.keys import find_key, load_key
-    from gpuhealth.presets import preset
-    from gpuhealth.profiles import load_profile
-    from gpuhealth.runner import (
-        GradeOptions,
-        StopFlag,
-        close_journal,
-        finish,
-        read_journal,
-        resume_card,
-    )
+    from gpuhealth.runner import read_journal
 
     path = run_dir / "run.json" if run_dir.is_dir() else run_dir
     record = read_journal(path)
     if record.complete:
         raise InputError(str(path), "complete", "the record is complete: nothing to resume")
     signer = load_key(key_file) if key_file else find_key()
+    if close:
+        graded = _close_record(record, path, force, profile_path, policy_path, signer)
+        outcome = CardOutcome(record.identity.index, graded)
+        sys.exit(_conclude([outcome], signer, db, no_db, as_json))
+    spec = resume_spec(
+        record, path.parent, backend, sim_card, profile_path, policy_path, allow_busy,
+        signer.path if signer else None,
+    )  # fmt: skip
+    sys.exit(_supervise([spec], signer, db, no_db, as_json, quiet))
+
+
+def _close_record(
+    record: RunRecord,
+    path: Path,
+    force: bool,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    signer: SigningKey | None,
+) -> GradedCard:
+    """resume --close: measure nothing; close, judge, sign and write the record."""
+    from gpuhealth.grading import load_policy
+    from gpuhealth.presets import preset
+    from gpuhealth.profiles import load_profile
+    from gpuhealth.runner import GradeOptions, close_journal, finish
+
+    if record.grade is not None and record.finished_at is not None and not force:
+        raise InputError(
+            str(path), "grade", "the record is closed already (pass --force to close it again)"
+        )
     profile = load_profile(profile_path) if profile_path else None
     options = GradeOptions(
-        preset(record.preset), load_policy(policy_path), profile, path.parent, allow_busy,
-        signer=signer,
-    )  # fmt: skip
-    if close:
-        why = record.interrupted or "closed by gpuhealth resume --close"
-        graded = finish(close_journal(record, why), path.parent, options)
-    else:
-        name = backend if backend != "auto" or sim_card else record.backend
-        card_name = sim_card or (record.identity.sim_card if name == "sim" else None)
-        card = open_backend(name, record.identity.index, card_name)  # type: ignore[arg-type]
-        stop = StopFlag()
-        try:
-            label = f"GPU {record.identity.index}"
-            with _stop_on_signals(stop), _progress(quiet, label) as callback:
-                graded = resume_card(card, record, path.parent, options, callback, stop)
-        finally:
-            card.close()
-    _print_grade(graded)
-    _signed_note(signer, 1)
-    sys.exit(exit_code_for([graded.record]))
+        preset(record.preset), load_policy(policy_path), profile, path.parent, signer=signer
+    )
+    why = record.interrupted or "closed by gpuhealth resume --close"
+    return finish(close_journal(record, why), path.parent, options)
 
 
 @main.command()
@@ -844,19 +856,9 @@ def profile_show(key_or_path: str, as_json: bool) -> None:
 )
 @click.option("--key", help="Profile key (default: from the model name).")
 @click.option("--name", help="Readable model name (default: the NVML name).")
-@click.option(
-    "--rig",
-    help="The rig (host) the runs' thermal reference holds for (default: their host, when they "
-    "all ran on one).",
-)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def profile_build(
-    runs: tuple[Path, ...],
-    output: Path,
-    key: str | None,
-    name: str | None,
-    rig: str | None,
-    force: bool,
+    runs: tuple[Path, ...], output: Path, key: str | None, name: str | None, force: bool
 ) -> None:
     """Build a profile from run records of cards you trust.
 
@@ -869,7 +871,7 @@ def profile_build(
         raise InputError(str(output), None, "exists already (pass --force to overwrite it)")
     if not output.parent.is_dir():
         raise InputError(str(output), None, f"expected an existing folder {output.parent}")
-    built = build_profile(load_runs(list(runs)), key, name, rig)
+    built = build_profile(load_runs(list(runs)), key, name)
     for warning in built.warnings:
         click.echo(f"gpuhealth: warning: {warning}", err=True)
     write_profile(output, render_built(built.profile))

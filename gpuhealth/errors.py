@@ -3,8 +3,20 @@
 Exit codes (documented in the README):
   0  every card graded A, B or C
   1  at least one card graded D or F
-  2  usage error: bad command-line value or a bad input file (sim card, policy, profile, record)
-  3  at least one card INCOMPLETE, or the environment is unusable (no GPU, no driver, no CuPy)
+  2  usage error: bad command-line value or a bad input file (sim card, policy, profile, record),
+     or a run folder that holds a record already (without --force)
+  3  at least one card INCOMPLETE, or the environment is unusable (no GPU, no driver, no CuPy,
+     fewer GPUs than --expect-gpus, an output folder that cannot be written, a full disk), or the
+     run was stopped by a signal
+
+When cards differ, the worst wins in this order: 3 beats 1 beats 0. A card that was not
+measured (INCOMPLETE, no record, the run stopped) is not known to be bad: a script that reads 1
+takes the card to repair or recycling, so 1 must mean "a card was measured and failed", never
+"something went wrong". 3 says "not every card was measured: look before acting", and it outranks
+1 because acting on the cards that were graded while one was not measured would hide that card.
+The summary line ("8 cards: 6 A, 1 D, 1 INCOMPLETE") and --json's summary object show every
+card's grade, so a 3 never hides a D or F found on another card. Usage errors (2) are found
+before anything is measured, so they never meet a graded card.
 
 `gpuhealth verify` (gpuhealth/verify.py) answers "not proven" unless every check was made and
 held, with one exit code per state (the README lists what a buyer does for each):
@@ -25,6 +37,8 @@ held, with one exit code per state (the README lists what a buyer does for each)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_BAD_CARD = 1
@@ -79,6 +93,19 @@ class EnvironmentUnusable(GpuHealthError):
     """No GPU, no driver, no CuPy: nothing can be measured here."""
 
     exit_code = EXIT_INCOMPLETE
+
+
+class OutputUnwritable(GpuHealthError):
+    """A run folder or report that cannot be written (read-only, full disk, no permission): an
+    environment failure (exit 3), never "card failed". `kept` says where the measurements are."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, path: Path, error: OSError, kept: str) -> None:
+        self.reason = f"cannot write {path}: {error.strerror or error}"
+        super().__init__(f"{self.reason}; {kept}")
+        self.path = path
+        self.kept = kept
 
 
 class DeviceError(GpuHealthError):

@@ -16,7 +16,14 @@ The parent (Supervisor.run):
   to stop at its next backend call and write its INCOMPLETE record; a worker that has not ended
   within stop_grace_s is killed and its journal closed by the parent. Workers ignore SIGINT (a
   terminal's Ctrl-C reaches the whole process group: the parent decides) and stop by themselves
-  on SIGTERM or when the parent has died.
+  on SIGTERM or when the parent has died. A second stop (a second signal) kills every worker at
+  once; the parent closes their journals (every finished test kept) and writes their reports;
+- a worker whose parent has died stops at its next backend call; one stuck in a kernel that never
+  returns closes its own journal after stop_grace_s and exits (an orphan guard thread).
+
+Every card, one or many, is graded this way: `gpuhealth grade` and `gpuhealth resume` both run
+their cards under a Supervisor. The limits can be tuned through the environment (slow kernel
+compiles, tests): GPUHEALTH_WATCHDOG_SCALE, GPUHEALTH_WATCHDOG_MARGIN_S, GPUHEALTH_STOP_GRACE_S.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +41,18 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal
 
-from gpuhealth.errors import EXIT_INCOMPLETE, GpuHealthError
-from gpuhealth.models import TestResult
+from gpuhealth.errors import (
+    EXIT_BAD_CARD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_USAGE,
+    EnvironmentUnusable,
+    GpuHealthError,
+    InputError,
+    OutputUnwritable,
+)
+from gpuhealth.models import RunRecord, TestResult
+from gpuhealth.runfolder import check_writable, refuse_existing
 from gpuhealth.runner import (
     GradedCard,
     GradeOptions,
@@ -43,6 +61,7 @@ from gpuhealth.runner import (
     finish,
     grade_card,
     read_journal,
+    resume_card,
     stop_reason,
 )
 
@@ -52,6 +71,13 @@ WATCHDOG_MARGIN_S = 60.0  # ... plus this much wall time (compiles, host-side ch
 STARTUP_S = 300.0  # opening the card (CUDA context, NVML), identity and pre-checks
 STOP_GRACE_S = 60.0  # after a stop, a worker that has not ended by then is killed
 POLL_S = 0.2
+LIMIT_ENV = {
+    "watchdog_scale": "GPUHEALTH_WATCHDOG_SCALE",
+    "watchdog_margin_s": "GPUHEALTH_WATCHDOG_MARGIN_S",
+    "stop_grace_s": "GPUHEALTH_STOP_GRACE_S",
+}
+PARENT_DIED = "stopped: the supervising gpuhealth process died"
+GRADE_ORDER = ("A", "B", "C", "D", "F", "INCOMPLETE")
 
 EventKind = Literal["open", "start", "end", "done", "failed"]
 
@@ -70,6 +96,9 @@ class WorkerSpec:
     allow_busy: bool = False
     key_path: Path | None = None  # sign with this key; None: unsigned
     history_db: str | None = None  # GradeOptions.history_db
+    force: bool = False  # overwrite a record already in out_dir
+    resume: bool = False  # run the tests the record in out_dir is missing (gpuhealth resume)
+    stop_grace_s: float = STOP_GRACE_S  # an orphaned worker stuck this long closes its journal
 
 
 @dataclass(frozen=True)
@@ -108,15 +137,187 @@ def options_for(spec: WorkerSpec) -> GradeOptions:
         allow_busy=spec.allow_busy,
         signer=load_key(spec.key_path) if spec.key_path else None,
         history_db=spec.history_db,
+        force=spec.force,
     )
+
+
+@dataclass(frozen=True)
+class GradePlan:
+    """What `gpuhealth grade` was asked to grade, before it is checked."""
+
+    backend: str
+    indexes: list[int]
+    sim_cards: tuple[str, ...]
+    preset: str
+    out_dir: Path | None
+    profile_path: Path | None
+    policy_path: Path | None
+    allow_busy: bool
+    key_path: Path | None
+    force: bool
+    history_db: str | None = None  # GradeOptions.history_db: "" the default database, None none
+
+
+def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
+    """One WorkerSpec per GPU, every input checked first (before any worker starts): the
+    preset, the sim cards, the policy, profile and key, and each run folder (no record there
+    unless --force: exit 2; writable: exit 3)."""
+    from gpuhealth.backends.simcards import load_card
+    from gpuhealth.presets import preset
+    from gpuhealth.runner import DEFAULT_RUNS_DIR
+
+    preset(plan.preset)
+    for name in {plan.sim_cards[i] for i in plan.indexes} if plan.sim_cards else ():
+        load_card(name)
+    single = len(plan.indexes) == 1
+    specs = [
+        WorkerSpec(
+            gpu=index,
+            backend="sim" if plan.sim_cards else plan.backend,
+            sim_card=plan.sim_cards[index] if plan.sim_cards else None,
+            out_dir=_folder_for(plan.out_dir, index, single),
+            preset=plan.preset,
+            policy_path=plan.policy_path,
+            profile_path=plan.profile_path,
+            allow_busy=plan.allow_busy,
+            key_path=plan.key_path,
+            force=plan.force,
+            history_db=plan.history_db,
+            stop_grace_s=supervision_limits().stop_grace_s,
+        )
+        for index in plan.indexes
+    ]
+    options_for(specs[0])  # the policy, profile and key load: a bad one is one error, here
+    for spec in specs:
+        if spec.out_dir is not None:
+            refuse_existing(spec.out_dir, plan.force)
+    for spec in specs:
+        check_writable(spec.out_dir or DEFAULT_RUNS_DIR)
+    return specs
+
+
+def _folder_for(out_dir: Path | None, index: int, single: bool) -> Path | None:
+    if out_dir is None or single:
+        return out_dir
+    return out_dir / f"gpu{index}"
+
+
+def resume_spec(
+    record: RunRecord,
+    folder: Path,
+    backend: str,
+    sim_card: str | None,
+    profile_path: Path | None,
+    policy_path: Path | None,
+    allow_busy: bool,
+    key_path: Path | None,
+) -> WorkerSpec:
+    """The worker that resumes a record on its card: the backend and card the record names,
+    unless --backend/--sim-card name others."""
+    name = backend if backend != "auto" or sim_card else record.backend
+    card = sim_card or (record.identity.sim_card if name == "sim" else None)
+    spec = WorkerSpec(
+        gpu=record.identity.index,
+        backend=name,
+        sim_card=card,
+        out_dir=folder,
+        preset=record.preset,
+        policy_path=policy_path,
+        profile_path=profile_path,
+        allow_busy=allow_busy,
+        key_path=key_path,
+        resume=True,
+        stop_grace_s=supervision_limits().stop_grace_s,
+    )
+    options_for(spec)
+    check_writable(folder)
+    return spec
+
+
+def outcomes_exit_code(outcomes: list[CardOutcome]) -> int:
+    """A run's exit code: a lone card with no record exits as its error says (2: bad input, 3:
+    environment); otherwise the grades decide (exit_code_for_letters), a card with no record
+    counting as INCOMPLETE."""
+    if len(outcomes) == 1 and outcomes[0].graded is None:
+        return outcomes[0].exit_code
+    letters = [
+        letter_of(o.graded.record) if o.graded is not None else "INCOMPLETE" for o in outcomes
+    ]
+    return exit_code_for_letters(letters)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The Supervisor's time limits; the environment may set them (LIMIT_ENV)."""
+
+    watchdog_scale: float = WATCHDOG_SCALE
+    watchdog_margin_s: float = WATCHDOG_MARGIN_S
+    stop_grace_s: float = STOP_GRACE_S
+
+
+def supervision_limits() -> Limits:
+    """The limits, with those the environment sets (LIMIT_ENV) validated."""
+    limits: dict[str, float] = {}
+    for name, variable in LIMIT_ENV.items():
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < 1e6:
+            raise InputError(variable, None, f"expected a number of seconds >= 0, got {text!r}")
+        limits[name] = value
+    return Limits(**limits)
+
+
+def check_expected(visible: int, expected: int | None) -> None:
+    """Fewer GPUs than a node should have is an environment failure (exit 3), found before
+    anything is measured: the message names the GPUs that are missing."""
+    if expected is None or visible >= expected:
+        return
+    missing = ", ".join(f"GPU {i}" for i in range(visible, expected))
+    raise EnvironmentUnusable(
+        f"--expect-gpus {expected}: only {visible} GPU(s) visible; missing: {missing}",
+        hint="check nvidia-smi, the driver and that every card is seated and powered",
+    )
+
+
+def grade_counts(letters: list[str]) -> dict[str, int]:
+    """How many cards got each grade, in grade order (only the grades that occur)."""
+    return {g: letters.count(g) for g in GRADE_ORDER if g in letters}
+
+
+def summary_line(letters: list[str]) -> str:
+    """One line across cards: "8 cards: 6 A, 1 D, 1 INCOMPLETE"."""
+    counts = ", ".join(f"{n} {g}" for g, n in grade_counts(letters).items())
+    noun = "card" if len(letters) == 1 else "cards"
+    return f"{len(letters)} {noun}: {counts}"
+
+
+def exit_code_for_letters(letters: list[str]) -> int:
+    """The run's exit code from its cards' grades (gpuhealth/errors.py says why): any card not
+    measured (INCOMPLETE) gives 3, else any D or F gives 1, else 0."""
+    if not letters or "INCOMPLETE" in letters:
+        return EXIT_INCOMPLETE
+    if any(letter in ("D", "F") for letter in letters):
+        return EXIT_BAD_CARD
+    return EXIT_OK
+
+
+def letter_of(record: RunRecord) -> str:
+    return record.grade.letter if record.grade else "INCOMPLETE"
 
 
 def _worker(spec: WorkerSpec, conn: Connection, stop_code: Any, parent_pid: int) -> None:
     """A worker process's body: grade one card, tell the parent every step."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = StopFlag(stop_code, parent_pid)
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.request(stop_reason(signum)))
     pid_file: Path | None = None
+    folder: list[Path] = []
 
     def send(*message: object) -> None:
         with contextlib.suppress(OSError):  # the parent is gone: the stop flag will see it
@@ -128,11 +329,17 @@ def _worker(spec: WorkerSpec, conn: Connection, stop_code: Any, parent_pid: int)
         options = options_for(spec)
         backend = open_backend(spec.backend, spec.gpu, spec.sim_card)  # type: ignore[arg-type]
 
+        _start_orphan_guard(stop, parent_pid, spec.stop_grace_s, folder, options)
+
         def opened(out_dir: Path) -> None:
             nonlocal pid_file
-            out_dir.mkdir(parents=True, exist_ok=True)
-            pid_file = out_dir / PID_FILE
-            pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                pid_file = out_dir / PID_FILE
+                pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+            except OSError as exc:
+                raise OutputUnwritable(out_dir, exc, "nothing was measured") from exc
+            folder.append(out_dir)
             send("open", str(out_dir))
 
         def progress(test: str, index: int, total: int, result: TestResult | None) -> None:
@@ -142,18 +349,47 @@ def _worker(spec: WorkerSpec, conn: Connection, stop_code: Any, parent_pid: int)
                 send("end", test, index, total, result.status, result.duration_s)
 
         try:
-            graded = grade_card(backend, options, progress, stop, opened)
+            if spec.resume and spec.out_dir is not None:
+                record = read_journal(spec.out_dir / "run.json")
+                graded = resume_card(backend, record, spec.out_dir, options, progress, stop, opened)
+            else:
+                graded = grade_card(backend, options, progress, stop, opened)
         finally:
             backend.close()
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
         send("done", str(graded.out_dir))
     except GpuHealthError as error:
-        send("error", error.one_line(), error.exit_code)
+        send("error", error.one_line(), error.exit_code, isinstance(error, OutputUnwritable))
+    except OSError as error:  # the environment (a file, a folder), never "the card failed"
+        send("error", f"{error.filename or 'gpuhealth'}: {error.strerror or error}", 3, True)
     finally:
         if pid_file is not None:
-            pid_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                pid_file.unlink(missing_ok=True)
         conn.close()
+
+
+def _start_orphan_guard(
+    stop: StopFlag, parent_pid: int, grace_s: float, folder: list[Path], options: GradeOptions
+) -> None:
+    """A daemon thread: once the parent has died, ask the run to stop; if the worker is still
+    here grace_s later (a kernel that never returns), close its journal and exit."""
+
+    def guard() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(POLL_S)
+        stop.request(PARENT_DIED)
+        time.sleep(grace_s)
+        if folder:
+            why = f"{PARENT_DIED}, and the worker did not stop within {grace_s:g} s"
+            with contextlib.suppress(GpuHealthError, OSError):
+                finish(close_journal(read_journal(folder[0] / "run.json"), why), folder[0], options)
+            with contextlib.suppress(OSError):
+                (folder[0] / PID_FILE).unlink(missing_ok=True)
+        os._exit(EXIT_INCOMPLETE)
+
+    threading.Thread(target=guard, name="gpuhealth-orphan-guard", daemon=True).start()
 
 
 @dataclass
@@ -169,6 +405,7 @@ class _Worker:
     started: float = 0.0
     done_dir: Path | None = None
     error: tuple[str, int] | None = None
+    unwritable: bool = False  # the worker could not write its run folder: the parent cannot either
     killed_why: str | None = None
     outcome: CardOutcome | None = None
     messages: list[tuple[object, ...]] = field(default_factory=list)
@@ -187,6 +424,15 @@ def _describe_exit(code: int | None) -> str:
 
 class Supervisor:
     """Runs one worker per GPU and supervises them; run() returns one outcome per GPU."""
+
+    @classmethod
+    def with_limits(cls, specs: list[WorkerSpec], limits: Limits) -> Supervisor:
+        return cls(
+            specs,
+            watchdog_scale=limits.watchdog_scale,
+            watchdog_margin_s=limits.watchdog_margin_s,
+            stop_grace_s=limits.stop_grace_s,
+        )
 
     def __init__(
         self,
@@ -207,6 +453,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._stop_code: Any = self._context.Value("i", 0, lock=False)
         self._stop_deadline: float | None = None
+        self._forced = False  # a second stop: every worker killed at once
         self._workers: list[_Worker] = []
         self._options: dict[int, GradeOptions] = {}
 
@@ -214,6 +461,7 @@ class Supervisor:
     def stop(self, signum: int = int(signal.SIGTERM)) -> None:
         """Ask every worker to stop (safe from a signal handler). A second call stops waiting."""
         if self._stop_code.value:
+            self._forced = True
             self._stop_deadline = time.monotonic()
             return
         self._stop_code.value = int(signum)
@@ -263,7 +511,12 @@ class Supervisor:
                 continue
             if self._stop_deadline is not None and now >= self._stop_deadline:
                 why = stop_reason(int(self._stop_code.value))
-                self._kill(w, f"{why}; the worker did not stop within {self.stop_grace_s:.0f} s")
+                late = (
+                    "stopped at once by a second signal"
+                    if self._forced
+                    else f"the worker did not stop within {self.stop_grace_s:.0f} s"
+                )
+                self._kill(w, f"{why}; {late}")
             elif now >= w.deadline:
                 where = w.test or "start-up"
                 self._kill(
@@ -317,6 +570,7 @@ class Supervisor:
             w.done_dir = Path(message[1])
         elif kind == "error":
             w.error = (str(message[1]), int(message[2]))
+            w.unwritable = bool(message[3])
 
     def _emit(self, w: _Worker, kind: EventKind, **fields: Any) -> None:
         if self.on_event is not None:
@@ -350,11 +604,13 @@ class Supervisor:
                 return CardOutcome(gpu, None, error.one_line())
         why = self._why_dead(w)
         journal_path = w.out_dir / "run.json" if w.out_dir else None
-        if journal_path is None or not journal_path.is_file():
-            code = w.error[1] if w.error and not w.killed_why else EXIT_INCOMPLETE
+        code = w.error[1] if w.error and not w.killed_why else EXIT_INCOMPLETE
+        untouchable = code == EXIT_USAGE or (w.unwritable and not w.killed_why)
+        if journal_path is None or not journal_path.is_file() or untouchable:
             return CardOutcome(gpu, None, why, code)
         assert w.out_dir is not None
-        (w.out_dir / PID_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (w.out_dir / PID_FILE).unlink(missing_ok=True)
         try:
             record = close_journal(read_journal(journal_path), why)
             return CardOutcome(gpu, finish(record, w.out_dir, self._options_for(w.spec)))

@@ -26,7 +26,7 @@ from gpuhealth import __version__
 from gpuhealth.analysis import judge
 from gpuhealth.atomicfile import write_atomic
 from gpuhealth.backends.base import Backend
-from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError
+from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError, OutputUnwritable
 from gpuhealth.grading import Policy
 from gpuhealth.keys import SigningKey
 from gpuhealth.models import (
@@ -44,6 +44,7 @@ from gpuhealth.models import (
 from gpuhealth.presets import Preset, preset
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.report import write_reports
+from gpuhealth.runfolder import inside, refuse_existing, rescue
 from gpuhealth.signing import sign_record
 from gpuhealth.stresstests import all_tests
 from gpuhealth.stresstests.base import Outcome, TestContext, execute
@@ -155,6 +156,8 @@ class GradeOptions:
     # The results database to look the card up in before judging (card_history.py); "" is the
     # default database, None: not looked up (the record's stored_history stays as it was).
     history_db: str | None = None
+    # True: a run folder that holds a record already is written over (--force)
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,24 @@ def run_id_for(started_at: str, serial: str | None, index: int, uuid: str | None
 def journal(record: RunRecord, out_dir: Path) -> None:
     """Write run.json atomically (temp file, fsync, rename, fsync of the folder): the old file
     stays until the new one is complete."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = record_to_json(record).encode("utf-8")
-    write_atomic(out_dir / "run.json", data, sync_folder=True)
+    path = out_dir / "run.json"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, record_to_json(record).encode("utf-8"), sync_folder=True)
+    except OSError as exc:
+        raise OutputUnwritable(path, exc, "the run stops") from exc
+
+
+def _first_journal(record: RunRecord, out_dir: Path) -> None:
+    try:
+        journal(record, out_dir)
+    except OutputUnwritable as error:
+        raise OutputUnwritable(error.path, _cause(error), "nothing was measured") from error
+
+
+def _cause(error: BaseException) -> OSError:
+    cause = error.__cause__
+    return cause if isinstance(cause, OSError) else OSError(str(error))
 
 
 def prechecks(processes: tuple[ProcessInfo, ...], allow_busy: bool) -> tuple[Precheck, ...]:
@@ -241,7 +259,10 @@ def grade_card(
         preset=options.preset.name,
         identity=identity,
     )
-    out_dir = options.out_dir or DEFAULT_RUNS_DIR / record.run_id
+    # the run id holds the card's serial: a folder name is built from it, never concatenated
+    out_dir = options.out_dir or inside(DEFAULT_RUNS_DIR, record.run_id)
+    if options.write_files:
+        refuse_existing(out_dir, options.force)
     if on_open is not None:
         on_open(out_dir)
     counters_before = backend.counters()
@@ -256,7 +277,7 @@ def grade_card(
     else:
         journal_dir = out_dir if options.write_files else None
         if journal_dir:
-            journal(record, journal_dir)
+            _first_journal(record, journal_dir)
         tests, lost, interrupted = _run_tests(
             backend, options, t0, record, journal_dir, progress, stop
         )
@@ -276,8 +297,18 @@ def finish(record: RunRecord, out_dir: Path, options: GradeOptions) -> GradedCar
     if options.signer is not None:
         record = sign_record(record, options.signer)
     if options.write_files:
-        write_reports(record, out_dir)
+        _write_or_rescue(record, out_dir)
     return GradedCard(record, out_dir)
+
+
+def _write_or_rescue(record: RunRecord, out_dir: Path) -> None:
+    """Write the record and its reports; when the folder refuses (full disk, read-only), keep the
+    record in the rescue folder and raise OutputUnwritable saying where it is."""
+    try:
+        write_reports(record, out_dir)
+    except OSError as exc:
+        kept = rescue(record.run_id, record_to_json(record).encode("utf-8"))
+        raise OutputUnwritable(Path(exc.filename or out_dir), exc, kept) from exc
 
 
 def _run_tests(
@@ -316,11 +347,16 @@ def _run_tests(
             except StopRequested as stopped:
                 # the test cut short is not a result, but what it measured so far is kept
                 return tests + partial[-1:], False, f"{stopped.reason} during {test.name}"
+            except OutputUnwritable as error:  # a checkpoint could not be journaled
+                return tests + partial[-1:], False, f"stopped: {error.reason} during {test.name}"
             tests.append(executed.result)
             if progress:
                 progress(test.name, index, len(suite), executed.result)
             if journal_dir:
-                journal(replace(record, tests=tuple(tests)), journal_dir)
+                try:
+                    journal(replace(record, tests=tuple(tests)), journal_dir)
+                except OutputUnwritable as error:  # kept in memory: finish() rescues the record
+                    return tests, False, f"stopped: {error.reason} after {test.name}"
             if executed.card_lost:
                 return tests, True, f"card lost during {test.name}: {executed.result.message}"
     except KeyboardInterrupt:
@@ -477,8 +513,12 @@ def resume_card(
     options: GradeOptions,
     progress: ProgressCallback | None = None,
     stop: StopFlag | None = None,
+    on_open: Callable[[Path], None] | None = None,
 ) -> GradedCard:
-    """Run the tests an interrupted record is missing on the same card, then judge it all."""
+    """Run the tests an interrupted record is missing on the same card, then judge it all.
+
+    on_open is called with the run folder once the card and the record are checked, before the
+    record is journaled again."""
     source = str(out_dir / "run.json")
     same_card(record, backend.identity(), source)
     todo = set(missing_tests(record))
@@ -511,6 +551,8 @@ def resume_card(
         signature=None,
     )
     journal_dir = out_dir if options.write_files else None
+    if on_open is not None:
+        on_open(out_dir)
     if journal_dir:
         journal(base, journal_dir)
     tests, lost, interrupted = _run_tests(

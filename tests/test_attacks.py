@@ -322,7 +322,7 @@ def test_a_shipped_policy_with_a_rule_deleted_is_invalid_and_bannered(
     )
     again = invoke("grade", "--quick", "--sim-card", str(STUCK_BIT), "--policy", str(policy),
                    "--out", str(tmp_path / "again"), "--json")  # fmt: skip
-    said = json.loads(again.stdout)[0]
+    said = json.loads(again.stdout)["cards"][0]
     assert said["shipped_grade"] == "F" and said["rules_banner"].startswith(banner)
     page = html.unescape(path.with_name("report.html").read_text(encoding="utf-8"))
     shown = re.search(r"OTHER RULES THAN GPUHEALTH'S: (.*?)</div>", page)

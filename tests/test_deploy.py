@@ -52,7 +52,9 @@ def test_slurm_script_grades_every_gpu_of_the_node_into_the_database(tmp_path: P
     )
     assert done.returncode == 0, done.stdout + done.stderr
     host = done.stdout.split(":")[0].strip()
-    grades = json.loads((tmp_path / "runs" / host / "grades.json").read_text(encoding="utf-8"))
+    grades = json.loads((tmp_path / "runs" / host / "grades.json").read_text(encoding="utf-8"))[
+        "cards"
+    ]
     assert [(g["gpu"], g["grade"]) for g in grades] == [(0, "A"), (1, "A")]
     command = [sys.executable, "-m", "gpuhealth", "fleet", "summary", "--db", str(db)]
     summary = subprocess.run(

@@ -183,7 +183,7 @@ def test_sigterm_to_a_parallel_grade_writes_every_record_incomplete(tmp_path: Pa
     grade.send_signal(signal.SIGTERM)
     code, stdout, stderr = finish(grade)
     assert code == EXIT_INCOMPLETE, stderr
-    rows = json.loads(stdout)
+    rows = json.loads(stdout)["cards"]
     assert [(r["gpu"], r["grade"]) for r in rows] == [(0, "INCOMPLETE"), (1, "INCOMPLETE")]
     for gpu in range(2):
         record = read(out / f"gpu{gpu}")
@@ -193,7 +193,7 @@ def test_sigterm_to_a_parallel_grade_writes_every_record_incomplete(tmp_path: Pa
 
 @pytest.fixture(scope="module")
 def sigtermed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """A single-card grade (in one process, no worker) stopped by SIGTERM after 3 tests:
+    """A single-card grade (one supervised worker) stopped by SIGTERM after 3 tests:
     (its run folder, its card spec)."""
     root = tmp_path_factory.mktemp("sigterm")
     card = spec_file(root, "slow", "SIM-TERM-0001", SLOW)
@@ -318,7 +318,7 @@ def test_gpus_selects_among_several_sim_cards(tmp_path: Path) -> None:
         "--sim-card", H100, "--sim-card", str(EXAMPLES / "stuck-bit.toml"),
     )  # fmt: skip
     assert result.exit_code == EXIT_BAD_CARD, result.output
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)["cards"]
     assert row["gpu"] == 1 and row["grade"] == "F"
     bad = invoke("grade", "--quiet", "--gpus", "2", "--sim-card", H100, "--sim-card", H100)
     assert bad.exit_code == EXIT_USAGE and "--gpus" in bad.stderr

@@ -364,7 +364,7 @@ def test_report_of_a_bad_record(tmp_path: Path, demo_run: CliRun) -> None:
 def test_grade_json_output(graded: GradedRuns) -> None:
     run = graded.grade("--demo", "--quick", "--json")
     assert run.exit_code == EXIT_OK
-    (card,) = json.loads(run.result.stdout)
+    (card,) = json.loads(run.result.stdout)["cards"]
     assert card["grade"] == "A" and card["backend"] == "sim" and card["complete"] is True
     assert card["serial"] == "SIM-H100-0001" and card["gpu"] == 0
     assert Path(card["out_dir"]) == run.out_dir

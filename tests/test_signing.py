@@ -270,7 +270,7 @@ def test_another_embedded_key_is_caught_by_its_fingerprint(key: SigningKey, tmp_
 def test_grade_without_a_key_says_how_to_make_one(graded: GradedRuns) -> None:
     run = graded.grade("--demo", "--quick", "--json")
     assert "no signing key" in run.result.stderr and "gpuhealth keys generate" in run.result.stderr
-    (card,) = json.loads(run.result.stdout)
+    (card,) = json.loads(run.result.stdout)["cards"]
     assert card["signed_by"] is None
     assert '"signature": null' in (run.out_dir / "run.json").read_text(encoding="utf-8")
 
