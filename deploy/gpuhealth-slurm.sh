@@ -25,7 +25,7 @@ GPUHEALTH="${GPUHEALTH:-gpuhealth}"   # e.g. /opt/gpuhealth/.venv/bin/gpuhealth
 # --exclusive: nothing else may hold the cards while they are measured.
 srun --ntasks-per-node=1 --kill-on-bad-exit=0 bash -c '
   set -uo pipefail
-  out="'"$RUNS"'/$(hostname -s)"
+  out="'"$RUNS"'/$(hostname -s)/${SLURM_JOB_ID:-manual}"  # one folder per job: --out never overwrites a record
   mkdir -p "$out"
   "'"$GPUHEALTH"'" grade --gpus all --preset "'"$PRESET"'" --out "$out" --quiet --json \
     > "$out/grades.json"

@@ -47,22 +47,25 @@ def test_slurm_script_grades_every_gpu_of_the_node_into_the_database(tmp_path: P
         GPUHEALTH_PRESET="quick",
         GPUHEALTH=str(wrapper),
     )
-    done = subprocess.run(
-        ["bash", str(SLURM)], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    host = done.stdout.split(":")[0].strip()
-    grades = json.loads((tmp_path / "runs" / host / "grades.json").read_text(encoding="utf-8"))[
-        "cards"
-    ]
-    assert [(g["gpu"], g["grade"]) for g in grades] == [(0, "A"), (1, "A")]
+    # two jobs on one node: each writes its own folder (a second --out onto the first job's
+    # records would be refused)
+    for job in ("4242", "4243"):
+        done = subprocess.run(
+            ["bash", str(SLURM)], env={**env, "SLURM_JOB_ID": job},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        host = done.stdout.split(":")[0].strip()
+        graded = tmp_path / "runs" / host / job / "grades.json"
+        grades = json.loads(graded.read_text(encoding="utf-8"))["cards"]
+        assert [(g["gpu"], g["grade"]) for g in grades] == [(0, "A"), (1, "A")]
     command = [sys.executable, "-m", "gpuhealth", "fleet", "summary", "--db", str(db)]
     summary = subprocess.run(
         [*command, "--format", "json"],
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     fleet = json.loads(summary.stdout)
-    assert fleet["cards"] == 2 and fleet["runs"] == 2
+    assert fleet["cards"] == 2 and fleet["runs"] == 4
     assert fleet["counts"] == {"NVIDIA H100 80GB HBM3": {"A": 1}, "NVIDIA H200": {"A": 1}}
 
 
