@@ -15,12 +15,15 @@ signature is checked on the stored JSON, never on the migrated form.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from gpuhealth.errors import InputError
 
@@ -480,7 +483,29 @@ class RunRecord:
 
 @cache
 def _adapter() -> TypeAdapter[RunRecord]:
+    _forbid_unknown_fields()
     return TypeAdapter(RunRecord)
+
+
+def _forbid_unknown_fields() -> None:
+    """A key no version of the record has is refused with its name, never silently dropped: a
+    misspelled field would otherwise read as "not measured", and a field a tool does not know
+    would look certified to a reader that shows the file's JSON."""
+    pending: list[type] = [RunRecord]
+    seen: set[type] = set()
+    while pending:
+        cls = pending.pop()
+        if cls in seen or not dataclasses.is_dataclass(cls):
+            continue
+        seen.add(cls)
+        cls.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        for hint in typing.get_type_hints(cls).values():
+            pending += [t for t in _types_in(hint) if isinstance(t, type)]
+
+
+def _types_in(hint: object) -> list[object]:
+    args = typing.get_args(hint)
+    return [hint, *(t for arg in args for t in _types_in(arg))]
 
 
 def record_to_json(record: RunRecord) -> str:
@@ -538,15 +563,40 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
 
 def validation_error_to_input_error(exc: ValidationError, source: str) -> InputError:
     """Turn pydantic's report into one line: the first bad field's path and what was expected."""
-    first = exc.errors()[0]
-    path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    errors = exc.errors()
+    # A misspelled key also makes the real one "missing": report the misspelling, with a hint.
+    unknown = ("extra_forbidden", "unexpected_keyword_argument")
+    first = next((e for e in errors if e["type"] in unknown), errors[0])
+    loc = [str(p) for p in first["loc"] if not str(p).startswith("function-")]
+    path = ".".join(loc)
+    if first["type"] in unknown:
+        known = _field_names_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "not a field of a gpuhealth run record"
+        return InputError(source, path or None, f"unknown field ({hint})")
     message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
     got = first.get("input")
     if first["type"] != "missing" and not isinstance(got, dict | list):
         message += f" (got {got!r})"
     return InputError(source, path or None, message)
+
+
+def _field_names_at(path: list[str]) -> list[str]:
+    """The field names of the record's dataclass at path ("identity", "tests.0.metrics.1")."""
+    current: object = RunRecord
+    for part in path:
+        if part.isdigit():
+            continue
+        if not (isinstance(current, type) and dataclasses.is_dataclass(current)):
+            return []
+        hint = typing.get_type_hints(current).get(part)
+        current = next(
+            (t for t in _types_in(hint) if isinstance(t, type) and dataclasses.is_dataclass(t)),
+            None,
+        )
+    if isinstance(current, type) and dataclasses.is_dataclass(current):
+        return [f.name for f in dataclasses.fields(current)]
+    return []
 
 
 def run_record_json_schema() -> dict[str, Any]:

@@ -507,6 +507,21 @@ RECORDS: list[tuple[str, str, str]] = [
     ("empty", "", "JSON"),
     ("not-json-toml", 'schema_version = 2\nrun_id = "x"\n', "JSON"),
     ("trailing-comma", text_sub('"host": "vm",', '"host": "vm",,'), "JSON"),
+    (
+        "identity-field-misspelled",
+        changed(lambda d: d["identity"].__setitem__("serail", d["identity"].pop("serial"))),
+        "did you mean 'serial'",
+    ),
+    (
+        "unknown-top-level-claim",
+        changed(lambda d: d.__setitem__("certified", "as new")),
+        "certified",
+    ),
+    (
+        "unknown-metric-field",
+        changed(lambda d: d["tests"][0]["metrics"][0].__setitem__("verified", True)),
+        "verified",
+    ),
 ]
 for name, text, word in RECORDS:
     add("records", f"{name}.json", text, word)
