@@ -152,7 +152,12 @@ class SimBackend:
         self._rng = np.random.default_rng(card.seed)
         self._sensor_rng = np.random.default_rng([card.seed, 1])
         self._physics = CardPhysics(
-            card.model, card.faults.thermal_resistance_scale, card.faults.power_limit_w, card.rig
+            card.model,
+            card.faults.thermal_resistance_scale,
+            card.faults.power_limit_w,
+            card.rig,
+            card.faults.memory_thermal_resistance_scale,
+            card.faults.hardware_slowdown,
         )
         self._now_s = 0.0
         self._energy_j = 1000.0
@@ -169,6 +174,7 @@ class SimBackend:
         self._last_stream: tuple[object, ...] | None = None  # the last stream kernel, if repeatable
         self._ecc_corrected = 0
         self._ecc_uncorrected = 0
+        self._pcie_replays = 0
         stuck: dict[int, list[tuple[int, int]]] = {}
         for s in card.faults.stuck_bits:
             stuck.setdefault(s.address, []).append((s.bit, s.value))
@@ -247,7 +253,7 @@ class SimBackend:
             row_remap_histogram=self._histogram(),
             pcie_gen_current=f.pcie_gen or d.pcie_gen_max,
             pcie_width_current=f.pcie_width or d.pcie_width_max,
-            pcie_replay_count=0,
+            pcie_replay_count=self._pcie_replays,
             power_limit_w=self._physics.limit_w,
             temperature_c=round(self._physics.gpu_temperature_c),
             temperature_slowdown_c=th.slowdown_c,
@@ -351,6 +357,8 @@ class SimBackend:
         for xid in self._faults.xid:
             if xid.test == name:
                 self._xid.append(XidEvent(self._now_s, xid.code, "injected by the sim card"))
+        if name == "memtest":
+            self._pcie_replays += self._faults.pcie_replays
         if name == "memtest" and self._faults.ecc_enabled:
             # ECC errors surface while memory is exercised.
             self._ecc_corrected += self._faults.ecc_corrected

@@ -293,6 +293,17 @@ class Faults(StrictModel):
     pcie_gen: int | None = Field(default=None, ge=1, le=6)
     # 0.1: a card ten times better cooled than its model is a typo; 10: no heat sink at all
     thermal_resistance_scale: float = Field(default=1.0, ge=0.1, le=10)
+    # The memory's own cooling (HBM stacks under the same cold plate, their thermal pads): scales
+    # the memory temperature's rise above ambient. 0.1-10 as for thermal_resistance_scale; at
+    # about 1.25 an H100's memory comes within 5 °C of its limit in a soak (memory_temperature_high).
+    memory_thermal_resistance_scale: float = Field(default=1.0, ge=0.1, le=10)
+    # The board asserts hardware slowdown under load (NVML's HW_SLOWDOWN clocks-event reason: a
+    # failing power supply or board sensor). Only the reason bit: the clocks stay as the power
+    # limit sets them, so that the finding can be seen on its own.
+    hardware_slowdown: bool = False
+    # PCIe replays (link-level retransmissions) counted while memory is exercised: a marginal
+    # link, riser or slot. The count a run adds to NVML's replay counter.
+    pcie_replays: Count = 0
     power_limit_w: PowerW | None = None
     lost_at: TestName | None = None
     # The card stops answering during that test: a kernel that never returns (the fleet

@@ -18,6 +18,7 @@ IDLE_SM_CLOCK_MHZ = 345.0
 REASON_IDLE = 0x1
 REASON_SW_POWER_CAP = 0x4
 REASON_THERMAL = 0x20 | 0x40
+REASON_HW_SLOWDOWN = 0x8
 THERMAL_SLOWDOWN_FACTOR = 0.5
 
 
@@ -51,6 +52,8 @@ class CardPhysics:
         resistance_scale: float,
         power_limit_w: float | None,
         rig: SimRig | None = None,
+        memory_resistance_scale: float = 1.0,
+        hardware_slowdown: bool = False,
     ) -> None:
         th = model.thermal
         self.model = model
@@ -66,8 +69,8 @@ class CardPhysics:
             _Lag(rig.chassis_c_per_w, rig.chassis_tau_s),
         )
         self._memory = (
-            _Lag(th.memory_r_fast_c_per_w, th.memory_tau_fast_s),
-            _Lag(th.memory_r_slow_c_per_w, th.memory_tau_slow_s),
+            _Lag(th.memory_r_fast_c_per_w * memory_resistance_scale, th.memory_tau_fast_s),
+            _Lag(th.memory_r_slow_c_per_w * memory_resistance_scale, th.memory_tau_slow_s),
         )
         for lag in (*self._gpu, *self._memory):
             lag.settle(self.idle_w)
@@ -75,6 +78,7 @@ class CardPhysics:
         self.clock_factor = IDLE_SM_CLOCK_MHZ / model.device.max_sm_clock_mhz
         self.reasons = REASON_IDLE
         self.busy = False
+        self._hardware_slowdown = hardware_slowdown
 
     @property
     def gpu_temperature_c(self) -> float:
@@ -98,6 +102,8 @@ class CardPhysics:
         if self.gpu_temperature_c >= self.slowdown_c:
             factor *= THERMAL_SLOWDOWN_FACTOR
             reasons |= REASON_THERMAL
+        if self._hardware_slowdown:
+            reasons |= REASON_HW_SLOWDOWN
         return OperatingPoint(factor, self.idle_w + dynamic_w * factor**3, reasons)
 
     def relative_speed(self, demand_w: float) -> float:

@@ -1,0 +1,633 @@
+"""Every finding code and every rule of the shipped policy, exercised end to end (issue 13).
+
+Each scenario below is a simulated card graded through the real command line
+(`python -m gpuhealth grade --quick --sim-card SPEC --out DIR --json`), asserting the card's grade
+letter, the exit code that goes with it, and for each rule it is about the rule id, the reason's
+grade and a distinctive part of its message (a reason told as part of its cause's is looked for in
+the cause's `also`). Where a finding cannot come from a sim card the scenario says which honest
+route it takes instead:
+
+- history: two grades of sim cards into one results database (--db, a temporary SQLite file);
+- record: a graded sim card's run.json, changed where the runner could not, judged again by
+  analysis.judge (the grade a `report --regrade` would give).
+
+test_every_rule_and_finding_is_exercised grades all the scenarios (in parallel, so that the
+module stays around a minute and a half on two cores) and fails when a rule of the shipped policy,
+or a finding code, is exercised by none. The per-scenario tests reuse those grades.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from simkit import H100, REPO, card_toml
+
+from gpuhealth.analysis import judge
+from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK
+from gpuhealth.grading import DEFAULT_POLICY, FINDING_CODES, Policy, load_policy
+from gpuhealth.models import RunRecord, record_from_json
+from gpuhealth.presets import preset
+from gpuhealth.profiles import builtin_profiles, match_profile
+from gpuhealth.runner import GradeOptions, finish
+from gpuhealth.store import Store
+
+PROFILE = REPO / "gpuhealth" / "profiles" / "data" / "h100-sxm5-80gb.toml"
+EXIT_FOR = {
+    "A": EXIT_OK,
+    "B": EXIT_OK,
+    "C": EXIT_OK,
+    "D": EXIT_BAD_CARD,
+    "F": EXIT_BAD_CARD,
+    "INCOMPLETE": EXIT_INCOMPLETE,
+}
+UNREAD_REMAP = (
+    'unreadable = ["remapped_rows_correctable", "remapped_rows_uncorrectable", '
+    '"remapped_rows_pending", "remapped_rows_failure", "row_remap_histogram"]'
+)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A rule that fires: its reason's grade (None: told in a cause's `also`) and message part."""
+
+    rule: str
+    grade: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    grade: str
+    expect: tuple[Expect, ...]
+    faults: str = ""
+    model: str = H100
+    header: str = ""
+    args: tuple[str, ...] = ()
+    profile: str | None = None  # "rig": a same-rig thermal reference; "no-thermal", "no-fp32"
+    # history: the faults of a card graded first into the same database
+    before: str | None = None
+    before_header: str = ""
+    # record: how the graded record is changed before it is judged again
+    change: Callable[[RunRecord, Path], RunRecord] | None = None
+
+
+def _no_counters(record: RunRecord, root: Path) -> RunRecord:
+    # The runner always reads the counters before the tests (a card that cannot be read is not
+    # graded at all), so only a record can lack them: one made by an older gpuhealth, or by a
+    # backend with no NVML at all, regraded.
+    return replace(record, counters_before=None, counters_after=None)
+
+
+def _tensor_skipped(record: RunRecord, root: Path) -> RunRecord:
+    # fp16_tensor skips cards before compute capability 7.5; both sim models are Hopper, so the
+    # skip is written into the record as the stress test writes it (status "skipped", why).
+    why = "tensor cores need compute capability 7.5 or later, the card has 7.0"
+    tests = tuple(
+        replace(t, status="skipped", message=why, metrics=(), verifications=(), telemetry=())
+        if t.name == "fp16_tensor"
+        else t
+        for t in record.tests
+    )
+    return replace(record, tests=tests)
+
+
+def _another_uuid(record: RunRecord, root: Path) -> RunRecord:
+    # The results database never holds identity facts for simulated cards (their serials and
+    # UUIDs are made up and shared: store.prior_runs), so the card is graded as a real one would
+    # be: the sim record stored as a cuda card's, then this run under another UUID finished with
+    # the database (runner.finish, as grade does), like tests/test_store.py.
+    url = f"sqlite:///{root / 'uuid-history.sqlite'}"
+    real = replace(record, backend="cuda", analysis=None, grade=None)
+    with Store(url) as store:
+        store.add(judge(replace(real, run_id="first-run"), None, load_policy()))
+    moved = replace(real, identity=replace(real.identity, uuid="GPU-another"))
+    options = GradeOptions(
+        preset("quick"), load_policy(), None, None, write_files=False, history_db=url
+    )
+    return finish(moved, root / "uuid-out", options).record
+
+
+E = Expect
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("healthy", "A", (E("all-clear", "A", "every measured metric"),)),
+    # --- memory and compute results ---
+    Scenario(
+        "stuck-bit",
+        "F",
+        (E("memory-errors", "F", "memory error(s) in memtest; first at address 0x1F000 bit(s) 3"),),
+        "stuck_bits = [{ address = 0x1F000, bit = 3, value = 0 }]",
+    ),
+    Scenario(
+        "wrong-results",
+        "F",
+        (E("wrong-results", "F", "wrong result(s) in fp32, first at SM 7"),),
+        "wrong_results = { rate = 0.5, sm = 7 }",
+    ),
+    Scenario(
+        "silent-data-corruption",
+        "F",
+        (E("silent-data-corruption", "F", "soak iteration(s) gave a different result"),),
+        "wrong_results = { rate = 0.0002, sm = 7 }",
+    ),
+    # --- ECC ---
+    Scenario(
+        "ecc-uncorrected-in-run",
+        "F",
+        (E("ecc-uncorrectable-during-run", "F", "2 uncorrectable ECC error(s) during the run"),),
+        "ecc_uncorrected = 2",
+    ),
+    Scenario(
+        "ecc-corrected-in-run",
+        "B",
+        (E("ecc-correctable-during-run", "B", "5 correctable ECC error(s) during the run"),),
+        "ecc_corrected = 5",
+    ),
+    Scenario(
+        "ecc-history",
+        "C",
+        (
+            E("ecc-uncorrectable-history", "C", "2 uncorrectable ECC error(s) in the card's hist"),
+            E("counters-incomplete", "B", "where the 2 lifetime uncorrectable ECC error(s)"),
+        ),
+        # SRAM errors of the history whose split NVML cannot give: the lifetime count alone
+        'sram_uncorrected = 2\nunreadable = ["ecc_aggregate_uncorrected_sram"]',
+    ),
+    Scenario(
+        "ecc-sram-history",
+        "D",
+        (
+            E("ecc-sram-uncorrectable-history", "D", "3 uncorrectable error(s) in on-chip memory"),
+            E("ecc-uncorrectable-history", "C", "(card memory 0, on-chip SRAM 3)"),
+        ),
+        "sram_uncorrected = 3",
+    ),
+    Scenario(
+        "ecc-off", "C", (E("ecc-disabled", "C", "ECC is disabled"),), "ecc_enabled = false"
+    ),
+    Scenario(
+        "ecc-pending-off",
+        "C",
+        (E("ecc-mode-pending", "C", "ECC will be turned off at the next reboot"),),
+        "ecc_pending_enabled = false",
+    ),
+    Scenario(
+        "ecc-history-unreadable",
+        "C",
+        (
+            E("ecc-history-unreadable", "C", "lifetime (aggregate) ECC error counts cannot be"),
+            E("counters-incomplete", "B", "lifetime"),
+        ),
+        'unreadable = ["ecc_aggregate_corrected"]',
+    ),
+    # --- row remapping and page retirement ---
+    Scenario(
+        "row-remap-failure",
+        "F",
+        (
+            E("row-remap-failure", "F", "row remapping failed"),
+            # the sim's failed bank is one with no spare rows left: depleting, told on its own
+            E("spare-rows-depleting", "C", "partial 0, low 0, none 1"),
+        ),
+        "remapped_rows = { failure = true }",
+    ),
+    Scenario(
+        "row-remap-pending",
+        "D",
+        (E("row-remap-pending", "D", "a row remap is pending"),),
+        "remapped_rows = { pending = true }",
+    ),
+    Scenario(
+        "rows-remapped",
+        "B",
+        (E("rows-remapped", "B", "3 row(s) remapped (1 for uncorrectable errors)"),),
+        "remapped_rows = { correctable = 2, uncorrectable = 1 }",
+    ),
+    Scenario(
+        "retired-pages-pending",
+        "D",
+        (E("retired-pages-pending", "D", "a page retirement is pending"),),
+        "retired_pages = { pending = true }\n" + UNREAD_REMAP,
+    ),
+    Scenario(
+        "retired-pages-limit",
+        "F",
+        (
+            E("retired-pages-limit", "F", "63 pages retired, at NVIDIA's limit of 63"),
+            E("pages-retired-many-double-bit", "C", "(60 for double-bit errors, 3 for"),
+        ),
+        "retired_pages = { dbe = 60, sbe = 3 }\n" + UNREAD_REMAP,
+    ),
+    Scenario(
+        "pages-retired-many",
+        "C",
+        (E("pages-retired-many-double-bit", "C", "20 memory page(s) retired (16 for double-bit"),),
+        "retired_pages = { dbe = 16, sbe = 4 }\n" + UNREAD_REMAP,
+    ),
+    Scenario(
+        "pages-retired",
+        "B",
+        (E("pages-retired", "B", "17 memory page(s) retired (15 for double-bit"),),
+        "retired_pages = { dbe = 15, sbe = 2 }\n" + UNREAD_REMAP,
+    ),
+    # --- link, power, Xid ---
+    Scenario(
+        "pcie-x8",
+        "D",
+        (E("pcie-link-degraded", "D", "PCIe link runs x8, the card supports x16"),),
+        "pcie_width = 8",
+    ),
+    Scenario(
+        "pcie-replays",
+        "B",
+        (E("pcie-replays", "B", "4 PCIe replay(s) during the run"),),
+        "pcie_replays = 4",
+    ),
+    Scenario(
+        "power-limit",
+        "B",
+        (E("power-limit-reduced", "B", "power limit set to 650 W, default 700 W"),),
+        "power_limit_w = 650",
+    ),
+    Scenario(
+        "xid-48",
+        "F",
+        (E("fatal-xid", "F", "Xid 48 at"),),
+        'xid = [{ test = "memtest", code = 48 }]',
+    ),
+    Scenario(
+        "xid-79",
+        "D",
+        (E("xid-card-lost", "D", "GPU has fallen off the bus"),),
+        'xid = [{ test = "gemm", code = 79 }]',
+    ),
+    Scenario(
+        "xid-74", "D", (E("xid-nvlink", "D", "Xid 74 at"),), 'xid = [{ test = "gemm", code = 74 }]'
+    ),
+    Scenario(
+        "xid-13",
+        "B",
+        (E("xid-application", "B", "attributes to the application"),),
+        'xid = [{ test = "gemm", code = 13 }]',
+    ),
+    Scenario(
+        "xid-999",
+        "C",
+        (E("xid-unknown", "C", "Xid 999 at"),),
+        'xid = [{ test = "gemm", code = 999 }]',
+    ),
+    # --- thermal ---
+    Scenario(
+        "thermal-slowdown",
+        "F",
+        (
+            E("thermal-slowdown", "F", "slowed the card down for temperature"),
+            E("thermal-guard", "D", "soak stopped before the slowdown threshold"),
+        ),
+        # heats past the guard within one of its looks: the driver's slowdown is seen
+        "thermal_resistance_scale = 9",
+    ),
+    Scenario(
+        "thermal-guard",
+        "D",
+        (
+            E("thermal-guard", "D", "soak stopped before the slowdown threshold"),
+            E("thermal-resistance-unmeasured", "B", "thermal resistance not measured"),
+        ),
+        "thermal_resistance_scale = 1.75",
+    ),
+    Scenario(
+        "thermal-far-above",
+        "D",
+        (E("thermal-resistance-far-above-model", "D", "hotter per watt than healthy"),),
+        "thermal_resistance_scale = 1.7",
+        profile="rig",
+    ),
+    Scenario(
+        "thermal-well-above",
+        "C",
+        (E("thermal-resistance-well-above-model", "C", "hotter per watt than healthy"),),
+        "thermal_resistance_scale = 1.5",
+        profile="rig",
+    ),
+    Scenario(
+        "thermal-above",
+        "B",
+        (E("thermal-resistance-above-model", "B", "runs at least 2"),),
+        "thermal_resistance_scale = 1.65",
+    ),
+    Scenario(
+        "thermal-unproven",
+        "B",
+        (E("thermal-resistance-unproven", "B", "but this run cannot tell that"),),
+        "thermal_resistance_scale = 1.25",
+    ),
+    Scenario(
+        "thermal-unmeasured",
+        "B",
+        (
+            E("thermal-resistance-unmeasured", "B", "power range"),
+            E("power-limit-reduced", "B", "450 W"),
+        ),
+        "thermal_resistance_scale = 2.2\npower_limit_w = 450",
+    ),
+    Scenario(
+        "hardware-slowdown",
+        "D",
+        (E("hardware-slowdown", "D", "hardware slowdown or power brake"),),
+        "hardware_slowdown = true",
+    ),
+    Scenario(
+        "memory-hot",
+        "D",
+        (E("memory-temperature-high", "D", "°C from its"),),
+        "memory_thermal_resistance_scale = 4",
+    ),
+    # --- performance ---
+    Scenario(
+        "bandwidth-half",
+        "D",
+        (E("performance-fault", "D", "memory bandwidth"),),
+        "bandwidth_scale = 0.5",
+    ),
+    Scenario(
+        "bandwidth-85",
+        "C",
+        (E("performance-deficit-large", "C", "memory bandwidth"),),
+        "bandwidth_scale = 0.85",
+    ),
+    Scenario(
+        "bandwidth-95",
+        "B",
+        (E("performance-deficit-small", "B", "memory bandwidth"),),
+        "bandwidth_scale = 0.96",
+    ),
+    # --- checks not made ---
+    Scenario(
+        "budget-spent",
+        "INCOMPLETE",
+        (E("incomplete", "INCOMPLETE", "time budget of"),),
+        # each FP32 launch takes so long that the budget is spent before MIN_REPETITIONS
+        "fp32_scale = 0.01",
+    ),
+    Scenario(
+        "lost-in-memtest",
+        "INCOMPLETE",
+        (
+            E("xid-card-lost", "INCOMPLETE", "GPU has fallen off the bus"),
+            E("incomplete", None, "not run: fp32, fp16_tensor, gemm, soak"),
+            E("counters-incomplete", None, "the counters before or after the run"),
+        ),
+        'lost_at = "memtest"',
+    ),
+    Scenario(
+        "no-counters",
+        "INCOMPLETE",
+        (E("counters-unreadable", "INCOMPLETE", "health counters could not be read"),),
+        change=_no_counters,
+    ),
+    Scenario(
+        "tensor-skipped",
+        "A",
+        (E("test-not-applicable", "A", "fp16_tensor: skipped (tensor cores need"),),
+        change=_tensor_skipped,
+    ),
+    Scenario(
+        "replays-unreadable",
+        "B",
+        (E("counters-incomplete", "B", "PCIe replays"),),
+        'unreadable = ["pcie_replay_count"]',
+    ),
+    Scenario(
+        "no-fp32-reference",
+        "B",
+        (E("reference-missing", "B", "has no reference for fp32.fp32_tflops"),),
+        profile="no-fp32",
+    ),
+    Scenario(
+        "no-thermal-reference",
+        "B",
+        (E("thermal-reference-missing", "B", "has no thermal-resistance reference"),),
+        profile="no-thermal",
+    ),
+    Scenario(
+        "no-memory-temperature",
+        "B",
+        (E("telemetry-incomplete", "B", "no memory temperature (memory headroom)"),),
+        'unreadable = ["memory_temperature_c"]',
+    ),
+    Scenario(
+        "busy",
+        "B",
+        (
+            E("other-processes", "B", "31337"),
+            E("memtest-coverage-low", "B", "of memory (the rest was in use)"),
+        ),
+        "other_process = { pid = 31337, name = 'python3', used_memory_mib = 8192 }",
+        args=("--allow-busy",),
+    ),
+    # --- identity ---
+    Scenario(
+        "vbios",
+        "A",
+        (E("vbios-unrecognised", "A", "VBIOS 96.00.99.00.01 is not one"),),
+        header='[identity]\nvbios = "96.00.99.00.01"',
+    ),
+    Scenario(
+        "relabelled",
+        "D",
+        (E("identity-mismatch", "D", "0x12345678"),),
+        header='[identity]\npci_device_id = "0x12345678"',
+    ),
+    Scenario(
+        "board-part",
+        "A",
+        (E("identity-unrecognised", "A", "699-XXXXX-0000-000"),),
+        header='[identity]\nboard_part_number = "699-XXXXX-0000-000"',
+    ),
+    Scenario(
+        "subsystem-unreadable",
+        "B",
+        (E("identity-unverified", "B", "PCI subsystem"),),
+        'unreadable = ["pci_subsystem_id"]',
+    ),
+    # --- history in a results database ---
+    Scenario(
+        "uuid-changed",
+        "C",
+        (E("card-identity-changed", "C", "identity.uuid is GPU-another, but stored run first-run"),),
+        change=_another_uuid,
+    ),
+    Scenario(
+        "rows-went-down",
+        "C",
+        (E("card-counters-decreased", "C", "went down from 3"),),
+        before="remapped_rows = { correctable = 3 }",
+    ),
+)
+BY_NAME = {s.name: s for s in SCENARIOS}
+assert len(BY_NAME) == len(SCENARIOS)
+
+
+@dataclass
+class Graded:
+    exit_code: int
+    record: RunRecord
+    output: str
+
+
+@dataclass
+class Grader:
+    root: Path
+    policy: Path = DEFAULT_POLICY
+    done: dict[str, Graded] = field(default_factory=dict)
+
+    def profile(self, kind: str | None) -> list[str]:
+        if kind is None:
+            return []
+        text = PROFILE.read_text(encoding="utf-8")
+        if kind == "rig":  # a reference built in this rig from 20 cards (profile build --rig)
+            start = text.index("[thermal]")
+            end = text.index("\n[", start + 1)
+            text = (
+                text[:start]
+                + '[thermal]\nc_per_w = 0.0493\nsource = "test"\ncards = 20\n'
+                + f'rig = "{socket.gethostname()}"\nrun_to_run = 0.02\n'
+                + text[end:]
+            )
+        elif kind == "no-thermal":
+            start = text.index("[thermal]")
+            text = text[:start] + text[text.index("\n[", start + 1) + 1 :]
+        else:  # no-fp32
+            start = text.index('[metrics."fp32.fp32_tflops"]')
+            text = text[:start] + text[text.index("\n[", start + 1) + 1 :]
+        path = self.root / f"profile-{kind}.toml"
+        path.write_text(text, encoding="utf-8")
+        return ["--profile", str(path)]
+
+    def cli(self, name: str, faults: str, header: str, args: list[str]) -> tuple[int, Path, str]:
+        spec = self.root / f"{name}.toml"
+        spec.write_text(card_toml(faults, header=header), encoding="utf-8")
+        out = self.root / name
+        command = [sys.executable, "-m", "gpuhealth", "grade", "--quick", "--quiet"]
+        command += ["--sim-card", str(spec), "--out", str(out), "--json", "--policy"]
+        command += [str(self.policy), *args]
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        return ran.returncode, out / "run.json", ran.stdout + ran.stderr
+
+    def grade(self, scenario: Scenario) -> Graded:
+        if scenario.name in self.done:
+            return self.done[scenario.name]
+        s = scenario
+        args = [*s.args, *self.profile(s.profile)]
+        if s.before is not None:
+            db = self.root / f"{s.name}.sqlite"
+            first = self.cli(f"{s.name}-before", s.before, s.before_header, ["--db", str(db)])
+            assert first[0] == EXIT_OK, first[2]
+            args += ["--db", str(db)]
+        else:
+            args.append("--no-db")
+        code, path, output = self.cli(s.name, s.faults, s.header, args)
+        record = record_from_json(path.read_text(encoding="utf-8"), str(path))
+        if s.change is not None:  # judged again, as report --regrade would
+            changed = s.change(record, self.root)
+            if changed.grade is None or s.name != "uuid-changed":
+                changed = replace(changed, analysis=None, grade=None)
+                profile = match_profile(record.identity, builtin_profiles())
+                changed = judge(changed, profile, load_policy(self.policy))
+            record = changed
+            assert record.grade is not None
+            code = EXIT_FOR[record.grade.letter]
+        graded = Graded(code, record, output)
+        self.done[s.name] = graded
+        return graded
+
+    def grade_all(self, scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict[str, Graded]:
+        todo = [s for s in scenarios if s.name not in self.done]
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            list(pool.map(self.grade, todo))
+        return {s.name: self.done[s.name] for s in scenarios}
+
+
+def fired(record: RunRecord) -> dict[str, list[tuple[str | None, str]]]:
+    """Rule id -> (grade, message) of each reason, and (None, message) of each told in `also`."""
+    assert record.grade is not None
+    found: dict[str, list[tuple[str | None, str]]] = {}
+    for reason in record.grade.reasons:
+        found.setdefault(reason.rule, []).append((reason.grade, reason.message))
+        for part in reason.also:
+            rule, _, message = part.partition(": ")
+            found.setdefault(rule, []).append((None, message))
+    return found
+
+
+def unexercised(graded: dict[str, Graded], policy: Policy) -> tuple[list[str], list[str]]:
+    """The policy's rules no scenario fired, and the finding codes no fired rule is about."""
+    rules = {rule for g in graded.values() for rule in fired(g.record)}
+    findings = {r.finding for r in policy.spec.rules if r.id in rules}
+    return (
+        [r.id for r in policy.spec.rules if r.id not in rules],
+        [code for code in FINDING_CODES if code not in findings],
+    )
+
+
+@pytest.fixture(scope="module")
+def grader(tmp_path_factory: pytest.TempPathFactory) -> Grader:
+    return Grader(tmp_path_factory.mktemp("every-rule"))
+
+
+# First in the file: it grades every scenario at once, in parallel; the tests below reuse them.
+def test_every_rule_and_finding_is_exercised(grader: Grader) -> None:
+    graded = grader.grade_all()
+    rules, findings = unexercised(graded, load_policy())
+    assert rules == [], f"rules of the shipped policy that no scenario fires: {rules}"
+    assert findings == [], f"finding codes no scenario produces: {findings}"
+
+
+def test_a_rule_no_scenario_fires_is_reported(grader: Grader) -> None:
+    """The planted bug: a policy with one more rule, which no scenario can fire."""
+    text = DEFAULT_POLICY.read_text(encoding="utf-8")
+    extra = text + (
+        '\n[[rules]]\nid = "planted-never-fires"\nfinding = "performance_deficit"\n'
+        'min_measure = 5\ngrade = "B"\nrationale = "a rule no scenario exercises"\n'
+    )
+    path = grader.root / "planted.toml"
+    path.write_text(extra, encoding="utf-8")
+    rules, findings = unexercised(grader.grade_all(), load_policy(path))
+    assert rules == ["planted-never-fires"] and findings == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario(grader: Grader, scenario: Scenario) -> None:
+    graded = grader.grade(scenario)
+    record = graded.record
+    assert record.grade is not None
+    assert record.grade.letter == scenario.grade, [
+        (r.rule, r.grade, r.message) for r in record.grade.reasons
+    ]
+    assert graded.exit_code == EXIT_FOR[scenario.grade], graded.output
+    found = fired(record)
+    for expect in scenario.expect:
+        assert expect.rule in found, (expect.rule, found)
+        told = found[expect.rule]
+        assert any(
+            grade == expect.grade and expect.text in message for grade, message in told
+        ), (expect, told)
+
+
+def test_every_scenario_tells_its_reasons_once(grader: Grader) -> None:
+    """A scenario's card gets the grade its worst expected reason says."""
+    order = ("A", "B", "C", "D", "INCOMPLETE", "F")
+    for s in SCENARIOS:
+        worst = max((e.grade for e in s.expect if e.grade), key=order.index)
+        assert worst == s.grade, s.name
+
