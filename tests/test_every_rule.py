@@ -18,7 +18,6 @@ or a finding code, is exercised by none. The per-scenario tests reuse those grad
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -98,7 +97,9 @@ def _tensor_skipped(record: RunRecord, root: Path) -> RunRecord:
         else t
         for t in record.tests
     )
-    return replace(record, tests=tests)
+    # the evidence check holds a skip to the card's compute capability: a Volta card's record
+    identity = replace(record.identity, compute_capability="7.0")
+    return replace(record, tests=tests, identity=identity)
 
 
 def _another_uuid(record: RunRecord, root: Path) -> RunRecord:
@@ -171,9 +172,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         "sram_uncorrected = 3",
     ),
-    Scenario(
-        "ecc-off", "C", (E("ecc-disabled", "C", "ECC is disabled"),), "ecc_enabled = false"
-    ),
+    Scenario("ecc-off", "C", (E("ecc-disabled", "C", "ECC is disabled"),), "ecc_enabled = false"),
     Scenario(
         "ecc-pending-off",
         "C",
@@ -369,7 +368,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "bandwidth-95",
         "B",
         (E("performance-deficit-small", "B", "memory bandwidth"),),
-        "bandwidth_scale = 0.96",
+        "bandwidth_scale = 0.93",
     ),
     # --- checks not made ---
     Scenario(
@@ -464,7 +463,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "uuid-changed",
         "C",
-        (E("card-identity-changed", "C", "identity.uuid is GPU-another, but stored run first-run"),),
+        (
+            E(
+                "card-identity-changed",
+                "C",
+                "identity.uuid is GPU-another, but stored run first-run",
+            ),
+        ),
         change=_another_uuid,
     ),
     Scenario(
@@ -619,9 +624,10 @@ def test_scenario(grader: Grader, scenario: Scenario) -> None:
     for expect in scenario.expect:
         assert expect.rule in found, (expect.rule, found)
         told = found[expect.rule]
-        assert any(
-            grade == expect.grade and expect.text in message for grade, message in told
-        ), (expect, told)
+        assert any(grade == expect.grade and expect.text in message for grade, message in told), (
+            expect,
+            told,
+        )
 
 
 def test_every_scenario_tells_its_reasons_once(grader: Grader) -> None:
@@ -630,4 +636,3 @@ def test_every_scenario_tells_its_reasons_once(grader: Grader) -> None:
     for s in SCENARIOS:
         worst = max((e.grade for e in s.expect if e.grade), key=order.index)
         assert worst == s.grade, s.name
-
