@@ -294,8 +294,8 @@ class Faults(StrictModel):
     # 0.1: a card ten times better cooled than its model is a typo; 10: no heat sink at all
     thermal_resistance_scale: float = Field(default=1.0, ge=0.1, le=10)
     # The memory's own cooling (HBM stacks under the same cold plate, their thermal pads): scales
-    # the memory temperature's rise above ambient. 0.1-10 as for thermal_resistance_scale; at
-    # about 1.25 an H100's memory comes within 5 °C of its limit in a soak (memory_temperature_high).
+    # the memory temperature's rise above ambient (memory_temperature_high). 0.1-10 as for
+    # thermal_resistance_scale.
     memory_thermal_resistance_scale: float = Field(default=1.0, ge=0.1, le=10)
     # The board asserts hardware slowdown under load (NVML's HW_SLOWDOWN clocks-event reason: a
     # failing power supply or board sensor). Only the reason bit: the clocks stay as the power
