@@ -102,10 +102,32 @@ def test_device_info_from_cuda_when_nvml_is_missing(backend: CudaBackend, gpu: F
 
 # --- error translation ----------------------------------------------------------------------------
 
-LOST = sorted(_LOST_STATUSES)
+# The sticky CUDA errors, written out here (not read from cuda.py) so that dropping one there fails.
+LOST = {
+    3: "cudaErrorInitializationError",
+    4: "cudaErrorCudartUnloading",
+    46: "cudaErrorDevicesUnavailable",
+    100: "cudaErrorNoDevice",
+    101: "cudaErrorInvalidDevice",
+    214: "cudaErrorECCUncorrectable",
+    700: "cudaErrorIllegalAddress",
+    702: "cudaErrorLaunchTimeout",
+    709: "cudaErrorContextIsDestroyed",
+    714: "cudaErrorHardwareStackError",
+    715: "cudaErrorIllegalInstruction",
+    716: "cudaErrorMisalignedAddress",
+    717: "cudaErrorInvalidAddressSpace",
+    718: "cudaErrorInvalidPc",
+    719: "cudaErrorLaunchFailure",
+    999: "cudaErrorUnknown",
+}
 
 
-@pytest.mark.parametrize("status", LOST)
+def test_the_lost_statuses_are_the_sticky_ones() -> None:
+    assert set(LOST) == _LOST_STATUSES
+
+
+@pytest.mark.parametrize("status", list(LOST), ids=list(LOST.values()))
 @pytest.mark.parametrize("kind", ["runtime", "driver"])
 def test_sticky_cuda_errors_lose_the_card(
     backend: CudaBackend, gpu: FakeGpu, status: int, kind: str
