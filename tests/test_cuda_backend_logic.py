@@ -13,8 +13,10 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import fake_cupy
 import numpy as np
 import pytest
+from fake_cupy import FakeCheckError, FakeGpu, Launch, NotSimulatedError
 
 from gpuhealth.backends import nvml
 from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer
@@ -36,8 +38,6 @@ from gpuhealth.errors import (
     NotApplicable,
 )
 from gpuhealth.patterns import MemPattern
-from tests import fake_cupy
-from tests.fake_cupy import FakeCheckError, FakeGpu, Launch, NotSimulatedError
 
 MiB = 1 << 20
 
