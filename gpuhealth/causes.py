@@ -11,7 +11,7 @@ them as part of their cause's reason (grading._one_per_cause):
   (identity_mismatch from the fp32 or bandwidth measurement): the throughput deficits of the same
   units (FP32, tensor and sustained compute; memory);
 - tests that were not run or measured (test_not_measured): the identity checks they would have
-  made (identity_unverified from measurements).
+  made (identity_unverified of what was not measured, source "unmeasured").
 """
 
 from __future__ import annotations
@@ -43,18 +43,13 @@ def _cause(
     if finding.cause is not None:
         return finding.cause
     # what the card reports was read before it was lost: only the measurements are its losses
-    reported = finding.code == "identity_unverified" and finding.source != "measurements"
+    reported = finding.code == "identity_unverified" and finding.source == "identity"
     if lost is not None and finding.code in LOST_CONSEQUENCES and not reported:
         return lost
     if finding.code == "performance_deficit":
         basis = SUBSYSTEM_BASIS.get(finding.source)
         if basis is not None and f"identity_mismatch/{basis}" in keys:
             return f"identity_mismatch/{basis}"
-    if (
-        not_measured is not None
-        and finding.code == "identity_unverified"
-        and finding.source == "measurements"
-        and all("was not measured" in part for part in finding.message.split("; "))
-    ):
+    if not_measured is not None and finding.key == "identity_unverified/unmeasured":
         return not_measured
     return None

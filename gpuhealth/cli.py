@@ -457,15 +457,6 @@ def _cuda_count() -> int:
     return count
 
 
-def exit_code_for(records: list[RunRecord]) -> int:
-    """The exit code of graded records: 3 when any is INCOMPLETE (not measured), else 1 when any
-    is D or F, else 0. INCOMPLETE wins over D/F: a script must never read "card failed" for a
-    card that was not measured (gpuhealth/errors.py explains the order)."""
-    from gpuhealth.fleet import exit_code_for_letters, letter_of
-
-    return exit_code_for_letters([letter_of(r) for r in records])
-
-
 def _summary(result: GradedCard) -> dict[str, Any]:
     from gpuhealth.report import rules_banner
 
@@ -528,24 +519,6 @@ def _progress_bar() -> Iterator[tuple[Any, Any]]:
         transient=True,
     ) as bar:
         yield bar, console
-
-
-@contextmanager
-def _progress(quiet: bool, label: str) -> Iterator[Callable[..., None] | None]:
-    if quiet:
-        yield None
-        return
-    with _progress_bar() as (bar, console):
-        task = bar.add_task(label, total=None)
-
-        def update(test: str, index: int, total: int, result: Any) -> None:
-            if result is None:
-                bar.update(task, total=total, completed=index, description=f"{label}: {test}")
-            else:
-                bar.update(task, completed=index + 1)
-                console.print(f"{label}: {test} {result.status} ({result.duration_s:.1f} s)")
-
-        yield update
 
 
 @contextmanager

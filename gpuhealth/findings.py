@@ -84,12 +84,16 @@ def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
                     )
                 )
             elif test.name == "soak":
+                first_at = (
+                    f", first at {check.wrong_results[0].location}" if check.wrong_results else ""
+                )
                 found.append(
                     Finding(
                         "silent_data_corruption",
                         "critical",
                         test.name,
-                        f"{check.mismatches} soak iteration(s) gave a different result under load",
+                        f"{check.mismatches} soak iteration(s) gave a different result under load"
+                        + first_at,
                         value=str(check.mismatches),
                         reference="0",
                     )

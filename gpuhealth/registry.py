@@ -106,6 +106,7 @@ class _Outcome:
     unrecognised: list[Difference]
     unreported: list[str]  # registry fields the card did not report
     unmade: list[str]  # derived checks not made, each with why
+    unmeasured: list[str]  # derived checks not made because their test measured nothing
     not_read: list[str]  # fields the gpuhealth that made the record did not read
 
 
@@ -114,7 +115,7 @@ def registry_findings(record: RunRecord, profile: Profile | None) -> list[Findin
     if profile is None or profile.identity is None:
         return []  # no registry for the model: nothing to check it against
     registry, card = profile.identity, record.identity
-    outcome = _Outcome([], [], [], [], [])
+    outcome = _Outcome([], [], [], [], [], [])
     not_read = NOT_READ_BY.get(record.tool_version, ())
     _check_fields(card, registry, not_read, outcome)
     _check_fp32_per_sm(record, profile, registry, outcome)
@@ -282,8 +283,9 @@ def _derived(record: RunRecord, profile: Profile, check: _Derived, outcome: _Out
         why = "the model's reference is spec-derived, not measured"
     elif check.registry_max_mhz is None:
         why = "the model's registry has no max clock"
-    elif metric is None or not metric.values:
-        why = f"{'.'.join(check.metric)} was not measured"
+    elif metric is None or not metric.values:  # its test measured nothing: said apart
+        outcome.unmeasured.append(f"{check.what} ({'.'.join(check.metric)} was not measured)")
+        return
     elif not check.card_units:
         why = f"the card did not report its {check.per} count"
     elif not clock:
@@ -382,12 +384,16 @@ def _findings(profile: Profile, tool_version: str, outcome: _Outcome) -> list[Fi
         found.append(_unverified(model, "identity", parts, len(outcome.unreported)))
     if outcome.unmade:
         found.append(_unverified(model, "measurements", outcome.unmade, len(outcome.unmade)))
+    if outcome.unmeasured:  # a consequence of the tests not measured (gpuhealth/causes.py)
+        count = len(outcome.unmeasured)
+        found.append(_unverified(model, "unmeasured", outcome.unmeasured, count))
     return found
 
 
 def _unverified(model: str, source: str, parts: Sequence[str], unmade: int) -> Finding:
     """Identity checks not made: of what the card reports (source "identity"; fields an older
-    gpuhealth did not read are listed, not counted) or of what it measures ("measurements")."""
+    gpuhealth did not read are listed, not counted), of what it measures ("measurements"), or
+    because the test that measures it measured nothing ("unmeasured")."""
     return Finding(
         "identity_unverified",
         "minor",

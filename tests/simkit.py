@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from gpuhealth.backends.sim import SimBackend
 from gpuhealth.cli import main
+from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import PRESETS
 from gpuhealth.stresstests.base import Executed, StressTest, TestContext, execute
 
@@ -68,3 +69,9 @@ class GradedRuns:
             result = invoke("grade", "--quiet", "--out", str(out), *args)
             self._runs[args] = CliRun(result, out, time.perf_counter() - start)
         return self._runs[args]
+
+
+def read_run(folder: Path) -> RunRecord:
+    """The run.json in folder, validated."""
+    path = folder / "run.json"
+    return record_from_json(path.read_text(encoding="utf-8"), str(path))

@@ -14,11 +14,12 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from simkit import EXAMPLES, invoke
+from simkit import EXAMPLES, card_toml, invoke
 from verifykit import (
     check_lines,
     first_line,
@@ -396,6 +397,34 @@ def test_a_profile_with_lowered_centres_is_invalid(seller: SigningKey, tmp_path:
         "'gpuhealth-default v1' and a custom profile 'h100-sxm5-80gb' (sha256 "
     ), out
     assert f"gpuhealth {__version__}: C, because performance-deficit" in first_line(out)
+
+
+def test_a_rig_reference_that_excuses_a_hot_card_is_invalid(
+    seller: SigningKey, tmp_path: Path
+) -> None:
+    """A seller's "rig reference" (the shipped H100 profile, its thermal reference raised to what
+    a worn card reads, claimed for this host by 20 cards): the card grades A under it, but the
+    buyer cannot check the rig, so a grade better than the shipped rules give is INVALID."""
+    text = (Path(__file__).parent.parent / "gpuhealth/profiles/data/h100-sxm5-80gb.toml").read_text(
+        encoding="utf-8"
+    )
+    worn = tmp_path / "worn.toml"
+    worn.write_text(card_toml("thermal_resistance_scale = 1.5"), encoding="utf-8")
+    host = socket.gethostname()
+    rig = re.sub(
+        r"\[thermal\]\nc_per_w = [\d.]+\n",
+        f'[thermal]\nc_per_w = 0.0690\ncards = 20\nrig = "{host}"\n',
+        text,
+    )
+    assert rig != text
+    (tmp_path / "rig.toml").write_text(rig, encoding="utf-8")
+    path = graded(tmp_path, worn, seller, "--profile", str(tmp_path / "rig.toml"))
+    record = load(path)
+    assert record.grade is not None and record.grade.letter == "A"
+    code, out = verify(str(path))
+    assert code == EXIT_BAD_CARD, out
+    assert "a custom profile 'h100-sxm5-80gb'" in first_line(out), out
+    assert f"gpuhealth {__version__}: B, because thermal-resistance-unproven" in first_line(out)
 
 
 def custom_record(stuck: RunRecord, tmp_path: Path) -> RunRecord:

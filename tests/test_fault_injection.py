@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from simkit import H100, REPO, card_toml, invoke
+from simkit import H100, REPO, card_toml, invoke, read_run
 
 from gpuhealth.backends.sim import SimBackend
 from gpuhealth.backends.simcards import load_card
@@ -58,11 +58,6 @@ INJECT = Path(__file__).resolve().parent / "faultinject"
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def read(folder: Path) -> RunRecord:
-    path = folder / "run.json"
-    return record_from_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def journaled(folder: Path) -> int:
@@ -163,7 +158,7 @@ def test_a_signal_ends_a_single_card_grade_with_every_finished_test(
     code, _, err = finish(grade)
     assert time.monotonic() - sent < 10, "a signal must end the run within seconds"
     assert code == EXIT_INCOMPLETE, err
-    record = read(out)
+    record = read_run(out)
     assert kept_then_not_run(record, why) >= tests_before
     assert "before " in (record.interrupted or "") or "during " in (record.interrupted or "")
     assert reports_written(out)
@@ -186,7 +181,7 @@ def test_a_second_ctrl_c_stops_a_hung_single_card_at_once_with_its_reports(tmp_p
     code, _, err = finish(grade)
     assert time.monotonic() - sent < 10
     assert code == EXIT_INCOMPLETE, err
-    record = read(out)
+    record = read_run(out)
     assert kept_then_not_run(record, "interrupted (Ctrl-C)") == 2
     assert "second signal" in (record.interrupted or "")
     assert reports_written(out)
@@ -214,8 +209,8 @@ def test_two_sigterms_stop_a_multi_gpu_grade_at_once(tmp_path: Path) -> None:
         "line": "2 cards: 2 INCOMPLETE",
         "exit_code": EXIT_INCOMPLETE,
     }
-    assert kept_then_not_run(read(out / "gpu0"), "stopped by SIGTERM") == 2
-    assert kept_then_not_run(read(out / "gpu1"), "stopped by SIGTERM") >= 1
+    assert kept_then_not_run(read_run(out / "gpu0"), "stopped by SIGTERM") == 2
+    assert kept_then_not_run(read_run(out / "gpu1"), "stopped by SIGTERM") >= 1
     for gpu in (0, 1):
         assert reports_written(out / f"gpu{gpu}")
 
@@ -232,12 +227,12 @@ def test_sigkill_of_a_single_cards_worker_leaves_an_incomplete_record(tmp_path: 
     os.kill(int((out / PID_FILE).read_text(encoding="ascii")), signal.SIGKILL)
     code, stdout, err = finish(grade)
     assert code == EXIT_INCOMPLETE, err
-    assert kept_then_not_run(read(out), "SIGKILL") >= 2
+    assert kept_then_not_run(read_run(out), "SIGKILL") >= 2
     assert reports_written(out) and "grade INCOMPLETE" in stdout
 
 
 def worker_gone(folder: Path) -> bool:
-    return not (folder / PID_FILE).exists() and read(folder).finished_at is not None
+    return not (folder / PID_FILE).exists() and read_run(folder).finished_at is not None
 
 
 @pytest.mark.parametrize("stuck", [False, True], ids=["working", "hung-kernel"])
@@ -251,7 +246,7 @@ def test_a_worker_whose_grade_is_sigkilled_stops_itself(tmp_path: Path, stuck: b
     grade.kill()
     grade.communicate(timeout=TIMEOUT_S)
     wait_for(lambda: worker_gone(out), "the orphaned worker to close its record", 15)
-    record = read(out)
+    record = read_run(out)
     assert kept_then_not_run(record, "the supervising gpuhealth process died") >= 2
     assert reports_written(out)
 
@@ -269,12 +264,12 @@ def test_a_hung_kernel_on_one_gpu_of_three_is_incomplete_the_others_finish(
     code, stdout, err = finish(start(tmp_path, *args, "--out", str(out)))
     elapsed = time.monotonic() - began
     assert code == EXIT_INCOMPLETE, err
-    record = read(out / "gpu1")
+    record = read_run(out / "gpu1")
     assert kept_then_not_run(record, "watchdog") == 2
     assert "no progress in fp32" in (record.interrupted or "")
     assert reports_written(out / "gpu1")
     for gpu in (0, 2):
-        assert read(out / f"gpu{gpu}").complete
+        assert read_run(out / f"gpu{gpu}").complete
     assert stdout.rstrip().splitlines()[-1] == "3 cards: 2 A, 1 INCOMPLETE"
     # the limit is budget x scale + margin (here 0 x 20 s + 8 s) after the test started
     assert elapsed < 40, elapsed
@@ -293,7 +288,7 @@ def test_resume_runs_under_the_watchdog_and_stores_like_grade(tmp_path: Path) ->
         command, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )
     assert again.returncode == EXIT_INCOMPLETE, again.stderr  # hung again: the watchdog ends it
-    assert kept_then_not_run(read(out), "watchdog") == 2
+    assert kept_then_not_run(read_run(out), "watchdog") == 2
     healthy = card(tmp_path, "SIM-RESUME")  # the same card (serial, UUID), healed
     db = tmp_path / "results.sqlite"
     result = invoke("resume", str(out), "--sim-card", str(healthy), "--quiet", "--json",
@@ -301,7 +296,7 @@ def test_resume_runs_under_the_watchdog_and_stores_like_grade(tmp_path: Path) ->
     assert result.exit_code == EXIT_OK, result.output
     answer = json.loads(result.stdout)
     assert answer["summary"]["line"] == "1 card: 1 A"
-    assert answer["cards"][0]["grade"] == "A" and read(out).complete
+    assert answer["cards"][0]["grade"] == "A" and read_run(out).complete
     history = invoke("history", "SIM-RESUME", "--db", str(db), "--json")
     assert history.exit_code == 0 and "SIM-RESUME" in history.stdout
 
@@ -327,7 +322,7 @@ def test_a_full_disk_mid_run_is_exit_3_and_the_measurements_are_kept(tmp_path: P
     record = record_from_json(kept.read_text(encoding="utf-8"))
     assert [t.status for t in record.tests[:3]] == ["passed"] * 3  # fp32 too: nothing lost
     assert "No space left on device" in (record.interrupted or "")
-    assert [t.status for t in read(out).tests] == [
+    assert [t.status for t in read_run(out).tests] == [
         "passed"
     ] * 2  # the journal before the disk filled
 
@@ -362,7 +357,7 @@ def test_an_unwritable_database_keeps_the_cards_exit_code_and_the_record(
     warnings = [line for line in result.stderr.splitlines() if "results database" in line]
     assert len(warnings) == 1 and f"kept in {out}" in warnings[0], result.stderr
     assert warnings[0].startswith("gpuhealth: warning: ")
-    assert read(out).complete and reports_written(out)
+    assert read_run(out).complete and reports_written(out)
 
 
 # --- paths built from card data -----------------------------------------------------------------
@@ -414,7 +409,7 @@ def test_card_serials_never_write_outside_the_run_folder(
         backend = _Serial(SimBackend(load_card(H100)), serial)
         graded = grade_card(backend, options)  # type: ignore[arg-type]
         folders.append(graded.out_dir.resolve())
-        assert read(graded.out_dir).identity.serial == serial
+        assert read_run(graded.out_dir).identity.serial == serial
     runs = (tmp_path / "gpuhealth-runs").resolve()
     assert all(f.parent == runs for f in folders) and len(set(folders)) == len(folders)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuhealth-runs"]
@@ -446,7 +441,7 @@ def test_an_existing_record_is_never_overwritten_without_force(tmp_path: Path) -
     assert not (out / "gpu0").exists()
     forced = invoke(*args, "--out", str(out), "--force")
     assert forced.exit_code == EXIT_OK, forced.output
-    assert read(out / "gpu1").complete
+    assert read_run(out / "gpu1").complete
 
 
 # --- exit codes across cards --------------------------------------------------------------------

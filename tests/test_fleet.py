@@ -20,21 +20,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from simkit import EXAMPLES, H100, H200, card_toml, invoke
+from simkit import EXAMPLES, H100, H200, card_toml, invoke, read_run
 
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from gpuhealth.fleet import PID_FILE, FleetEvent, Supervisor, WorkerSpec
-from gpuhealth.models import RunRecord, record_from_json
+from gpuhealth.models import RunRecord
 from gpuhealth.runner import journal
 
 TESTS = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
 SLOW = 0.2  # real seconds per simulated second: a quick soak takes 15 s of wall time
 TIMEOUT_S = 60.0
-
-
-def read(folder: Path) -> RunRecord:
-    path = folder / "run.json"
-    return record_from_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def journaled_tests(folder: Path) -> int:
@@ -110,7 +105,7 @@ def test_four_gpus_graded_in_parallel_all_complete(tmp_path: Path) -> None:
     letters = []
     for outcome in outcomes:
         assert outcome.graded is not None, outcome.error
-        record = read(outcome.graded.out_dir)
+        record = read_run(outcome.graded.out_dir)
         assert record.complete and record.interrupted is None
         assert [t.name for t in record.tests] == list(TESTS)
         assert {p.name for p in outcome.graded.out_dir.iterdir()} == {
@@ -146,9 +141,9 @@ def test_a_worker_killed_mid_soak_leaves_its_card_incomplete_and_the_others_fini
     code, stdout, _ = finish(grade)
     assert code == EXIT_INCOMPLETE, stdout
     for gpu in (0, 1, 2):
-        record = read(out / f"gpu{gpu}")
+        record = read_run(out / f"gpu{gpu}")
         assert record.complete and record.grade and record.grade.letter == "A"
-    killed = read(victim)
+    killed = read_run(victim)
     assert assert_kept_then_not_run(killed, "SIGKILL") == 5  # every test finished before the kill
     soak = killed.test("soak")  # and the soak's iterations until its last checkpoint
     iterations = soak.metric("iteration_tflops") if soak else None
@@ -166,7 +161,7 @@ def test_a_hung_worker_is_killed_by_the_watchdog(tmp_path: Path) -> None:
     supervisor = Supervisor([spec], watchdog_scale=0.0, watchdog_margin_s=3.0)
     (outcome,) = supervisor.run()
     assert outcome.graded is not None
-    record = read(tmp_path)
+    record = read_run(tmp_path)
     assert assert_kept_then_not_run(record, "watchdog") == 2  # bandwidth, memtest
     assert "no progress in fp32" in (record.interrupted or "")
 
@@ -186,7 +181,7 @@ def test_sigterm_to_a_parallel_grade_writes_every_record_incomplete(tmp_path: Pa
     rows = json.loads(stdout)["cards"]
     assert [(r["gpu"], r["grade"]) for r in rows] == [(0, "INCOMPLETE"), (1, "INCOMPLETE")]
     for gpu in range(2):
-        record = read(out / f"gpu{gpu}")
+        record = read_run(out / f"gpu{gpu}")
         assert assert_kept_then_not_run(record, "stopped by SIGTERM") >= 2
         assert not (out / f"gpu{gpu}" / PID_FILE).exists()
 
@@ -211,7 +206,7 @@ def test_sigterm_to_a_single_card_grade_writes_an_incomplete_record(
     sigtermed: tuple[Path, Path],
 ) -> None:
     out, _ = sigtermed
-    record = read(out)
+    record = read_run(out)
     assert assert_kept_then_not_run(record, "stopped by SIGTERM") >= 3
     assert record.finished_at is not None
     assert {p.name for p in out.iterdir()} == {"run.json", "report.html", "report.md"}
@@ -230,7 +225,7 @@ def test_resume_finishes_the_missing_tests_and_grades(
     sigtermed: tuple[Path, Path], tmp_path: Path
 ) -> None:
     run = copy_run(sigtermed, tmp_path)
-    before = read(run)
+    before = read_run(run)
     kept = [t for t in before.tests if t.status == "passed"]
     # the same card (serial and UUID) at full speed
     fast = Path(sigtermed[1]).read_text(encoding="utf-8").replace(f"wall_time_scale = {SLOW}", "")
@@ -238,7 +233,7 @@ def test_resume_finishes_the_missing_tests_and_grades(
     card.write_text(fast, encoding="utf-8")
     result = invoke("resume", str(run), "--sim-card", str(card), "--quiet")
     assert result.exit_code == EXIT_OK, result.output
-    after = read(run)
+    after = read_run(run)
     assert after.complete and after.interrupted is None
     assert after.grade is not None and after.grade.letter == "A"
     assert [t.status for t in after.tests] == ["passed"] * len(TESTS)
@@ -268,7 +263,7 @@ def test_resume_close_closes_a_journal_as_incomplete(
     sigtermed: tuple[Path, Path], tmp_path: Path
 ) -> None:
     run = copy_run(sigtermed, tmp_path)
-    record = read(run)
+    record = read_run(run)
     # a journal as a worker leaves it when it dies: no end, no grade, two tests
     raw = replace(
         record,
@@ -282,7 +277,7 @@ def test_resume_close_closes_a_journal_as_incomplete(
     journal(raw, run)
     result = invoke("resume", str(run), "--close")
     assert result.exit_code == EXIT_INCOMPLETE, result.output
-    closed = read(run)
+    closed = read_run(run)
     assert assert_kept_then_not_run(closed, "closed by gpuhealth resume --close") == 2
 
 

@@ -108,3 +108,78 @@ def test_the_golden_grades_are_what_the_cards_deserve() -> None:
         golden = json.loads((GOLDEN / f"{stem}.judgement.json").read_text(encoding="utf-8"))
         assert golden["grade"]["letter"] == letter, stem
         assert golden["grade"]["reasons"][0]["rule"] == first_rule, stem
+
+
+UNMEASURED = ("thermal-resistance-unmeasured", "B", "thermal resistance not measured: ")
+CLEAR = ("all-clear", "A", "every measured metric in the healthy range, no errors found")
+# Every golden record's reasons, in order: rule, grade, and how the message starts (reviewed
+# data, as above): a policy or wording change shows here as a named difference, not only as a
+# changed hash.
+REASONS: dict[str, list[tuple[str, str, str]]] = {
+    "h100-quick-2026-11-26": [UNMEASURED],
+    "h100-quick-second-2026-11-26": [UNMEASURED],
+    "h100-standard-2026-11-26": [UNMEASURED],
+    "h100-second-card-quick-2026-11-26": [CLEAR],
+    "h100-second-card-quick-warm-2026-11-26": [CLEAR],
+    "h100-second-card-standard-2026-11-26": [
+        (
+            "thermal-resistance-unproven",
+            "B",
+            "the card may run up to 28% hotter per watt than healthy cards of its model, but this "
+            "run cannot tell that from the rig's and run-to-run variation",
+        )
+    ],
+    "h200-standard-2026-11-26": [UNMEASURED],
+    "h200-quick-second-card-2026-11-26": [
+        UNMEASURED,
+        (
+            "reference-missing",
+            "B",
+            "performance not judged against healthy cards (1 metric(s)): "
+            "fp16_tensor.tensor_gemm_tflops measured under other conditions",
+        ),
+    ],
+    "sim-stuck-bit-quick": [
+        ("memory-errors", "F", "8 memory error(s) in memtest; first at address 0x1F000 bit(s) 3")
+    ],
+    "sim-slow-memory-quick": [
+        (
+            "performance-deficit-large",
+            "C",
+            "memory bandwidth 15% below healthy NVIDIA H100 SXM5 80GB cards",
+        )
+    ],
+    "sim-worn-quick": [
+        ("pcie-link-degraded", "D", "PCIe link runs x8, the card supports x16"),
+        (
+            "thermal-resistance-well-above-model",
+            "C",
+            "the card runs at least 43% hotter per watt than healthy cards of its model",
+        ),
+        ("rows-remapped", "B", "3 row(s) remapped (2 for uncorrectable errors)"),
+    ],
+    "sim-lost-in-soak-quick": [
+        ("xid-card-lost", "INCOMPLETE", "Xid 79 at 1.8 s: GPU has fallen off the bus"),
+    ],
+}
+# Consequences told as part of their cause's reason (gpuhealth/causes.py).
+ALSO = {
+    "sim-lost-in-soak-quick": [
+        "incomplete: soak: error (GPU 0 has fallen off the bus",
+        "counters-incomplete: health counters not readable",
+    ],
+}
+
+
+def test_every_golden_reason_is_the_reviewed_one() -> None:
+    assert set(REASONS) == {p.stem for p in RUNS}
+    for stem, expected in REASONS.items():
+        golden = json.loads((GOLDEN / f"{stem}.judgement.json").read_text(encoding="utf-8"))
+        reasons = golden["grade"]["reasons"]
+        assert [(r["rule"], r["grade"]) for r in reasons] == [(e[0], e[1]) for e in expected], stem
+        for reason, (_, _, start) in zip(reasons, expected, strict=True):
+            assert reason["message"].startswith(start), (stem, reason["message"])
+        also = [a for r in reasons for a in r["also"]]
+        wanted = ALSO.get(stem, [])
+        assert len(also) == len(wanted), (stem, also)
+        assert all(a.startswith(w) for a, w in zip(also, wanted, strict=True)), (stem, also)

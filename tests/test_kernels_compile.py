@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.metadata
 import os
 import re
 import shutil
@@ -80,17 +81,35 @@ def test_nvcc_compiles(family: str, nvcc_results: dict[str, str]) -> None:
 # --- NVRTC, exactly as CuPy calls it ------------------------------------------------------------
 
 
+# Where pip's wheels put libnvrtc: nvidia-cuda-nvrtc (CUDA 13) in nvidia/cu13/lib,
+# nvidia-cuda-nvrtc-cu12 in nvidia/cuda_nvrtc/lib.
+NVRTC_WHEELS = ("nvidia-cuda-nvrtc", "nvidia-cuda-nvrtc-cu12")
+NVRTC_WHEEL_DIRS = ("cu13/lib", "cuda_nvrtc/lib")
+
+
+def _wheel_nvrtc() -> Iterator[str]:
+    try:
+        import nvidia  # the wheels' namespace package
+    except ImportError:
+        return
+    for root in nvidia.__path__:
+        for folder in (*NVRTC_WHEEL_DIRS, "*/lib"):  # then any other CUDA wheel's lib/
+            yield from sorted(str(p) for p in Path(root).glob(f"{folder}/libnvrtc.so*"))
+
+
+def _installed_nvrtc_wheels() -> list[str]:
+    found = []
+    for name in NVRTC_WHEELS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found.append(f"{name} {importlib.metadata.version(name)}")
+    return found
+
+
 def _nvrtc_candidates() -> Iterator[str]:
     configured = os.environ.get("GPUHEALTH_NVRTC_LIB")
     if configured:
         yield configured
-    try:
-        import nvidia  # pip's nvidia-cuda-nvrtc wheels live in this namespace package
-
-        for root in nvidia.__path__:
-            yield from (str(p) for p in Path(root).glob("*/lib/libnvrtc.so*"))
-    except ImportError:
-        pass
+    yield from _wheel_nvrtc()
     found = ctypes.util.find_library("nvrtc")
     if found:
         yield found
@@ -155,7 +174,13 @@ class Nvrtc:
 def nvrtc() -> Nvrtc:
     lib = _load_nvrtc()
     if lib is None:
-        pytest.skip("libnvrtc not found (pip install nvidia-cuda-nvrtc or set GPUHEALTH_NVRTC_LIB)")
+        wheels = _installed_nvrtc_wheels()
+        # The test extra installs the wheel: then a skip would hide a broken locator.
+        assert not wheels, f"{wheels} installed but no libnvrtc found under {NVRTC_WHEEL_DIRS}"
+        pytest.skip(
+            "libnvrtc not found (pip install nvidia-cuda-nvrtc, or nvidia-cuda-nvrtc-cu12 for "
+            "CUDA 12, or set GPUHEALTH_NVRTC_LIB)"
+        )
     return Nvrtc(lib)
 
 

@@ -59,6 +59,7 @@ _LOST_STATUSES = frozenset(
     {3, 4, 46, 100, 101, 214, 700, 702, 709, 714, 715, 716, 717, 718, 719, 999}
 )
 _OUT_OF_MEMORY = 2
+_LOST_HINT = "check `dmesg` for an Xid; the card needs a reset before it can be tested"
 
 # cudaDeviceAttr values (driver_types.h) read with cudaDeviceGetAttribute.
 _ATTR_CLOCK_RATE_KHZ = 13
@@ -246,7 +247,7 @@ class CudaBackend:
     def _cuda(self, what: str) -> Iterator[None]:
         """Run CUDA work on this card; CUDA failures leave as gpuhealth errors."""
         if self._lost is not None:
-            raise DeviceLost(self._lost)
+            raise DeviceLost(self._lost, hint=_LOST_HINT)
         try:
             with self._device:
                 yield
@@ -274,9 +275,7 @@ class CudaBackend:
 
     def _mark_lost(self, message: str) -> DeviceLost:
         self._lost = message
-        return DeviceLost(
-            message, hint="check `dmesg` for an Xid; the card needs a reset before it can be tested"
-        )
+        return DeviceLost(message, hint=_LOST_HINT)
 
     # --- identity, health, telemetry -------------------------------------------------------------
     def device_info(self) -> DeviceInfo:
@@ -391,7 +390,8 @@ class CudaBackend:
         free = self.memory_free_bytes()
         if nbytes > free:
             # CuPy's pool may hold freed scratch arrays; give them back before refusing.
-            self._cp.get_default_memory_pool().free_all_blocks()
+            with self._cuda("freeing CuPy's memory pool"):
+                self._cp.get_default_memory_pool().free_all_blocks()
             free = self.memory_free_bytes()
         if nbytes > free:
             raise DeviceOutOfMemory(
@@ -426,6 +426,8 @@ class CudaBackend:
         self, buffer: DeviceBuffer, dtype: type[np.generic], count: int, offset: int = 0
     ) -> npt.NDArray[np.generic]:
         host = np.empty(count, dtype=dtype)
+        if offset < 0:
+            raise ValueError(f"download offset must not be negative, got {offset}")
         start = offset * host.itemsize
         _check_size(buffer, start + host.nbytes, "download")
         with self._cuda("download"):

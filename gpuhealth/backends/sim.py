@@ -62,6 +62,7 @@ SUSTAINED_GAP_S = 0.02  # a pause this long lets power management release the ca
 # 660 W reads 61 and 60 about 3:1 (soak-telemetry-h100-sxm5-80gb-long.csv). The sim's readings
 # get that much noise before rounding, from their own generator (the timing noise is unchanged).
 SENSOR_NOISE_C = 0.3
+STREAM_FLIP_BIT = 12  # the float32 bit a stream kernel pinned by wrong_results.index writes wrong
 
 F32 = npt.NDArray[np.float32]
 _VERSIONS = itertools.count(1)  # content versions, unique across buffers (product cache keys)
@@ -167,6 +168,7 @@ class SimBackend:
         self._buffers: dict[int, SimBuffer] = {}
         self._test: str | None = None
         self._kernels_in_test = 0
+        self._digests_in_test = 0  # word_hash calls in this test: the soak's iteration number
         self._lost = False
         self._xid: list[XidEvent] = []
         self._gemm_run_s = 0.0  # FP16 GEMM time back to back, ending at _gemm_run_end_s
@@ -354,6 +356,7 @@ class SimBackend:
         self._check_alive("begin_test")
         self._test = name
         self._kernels_in_test = 0
+        self._digests_in_test = 0
         for xid in self._faults.xid:
             if xid.test == name:
                 self._xid.append(XidEvent(self._now_s, xid.code, "injected by the sim card"))
@@ -558,6 +561,7 @@ class SimBackend:
         key = (op, float(scalar), n, *((x.address, x.version) for x in bufs))
         if key != self._last_stream:
             self._apply_stream(op, bufs[0], bufs[1], bufs[2], np.float32(scalar), n)
+            self._stream_fault(op, bufs[0], bufs[1], bufs[2], n)
             repeatable = len({id(x) for x in bufs}) == 3 and not any(
                 self._window_faults(x) for x in bufs
             )
@@ -568,6 +572,21 @@ class SimBackend:
             )
         seconds = STREAM_BYTES_PER_ELEMENT[op] * n * repeats / (rate_gbs * 1e9)
         return self._kernel(seconds, self._model.power.stream_w)
+
+    def _stream_fault(self, op: str, a: SimBuffer, b: SimBuffer, c: SimBuffer, n: int) -> None:
+        """wrong_results with an index: the kernel writes that element of its output wrong."""
+        wrong = self._faults.wrong_results
+        if op == "read" or wrong is None or wrong.index is None or wrong.index >= n:
+            return
+        if not self._wrong_here("stream"):
+            return
+        out = {"copy": c, "scale": b, "add": c}.get(op, a)
+        words = out.window_words
+        if wrong.index < words.size:
+            # one flipped mantissa bit (2^-11 relative, 49x the bandwidth check's tolerance):
+            # it stays one wrong element however many kernels read it, not a growing sum
+            words[wrong.index] ^= np.uint32(1 << STREAM_FLIP_BIT)
+            out.touch()
 
     def _apply_stream(
         self, op: str, a: SimBuffer, b: SimBuffer, c: SimBuffer, s: np.float32, n: int
@@ -681,6 +700,31 @@ class SimBackend:
         wrong = self._faults.wrong_results
         return wrong is not None and self._rng.random() < 1.0 - (1.0 - wrong.rate) ** launches
 
+    def _wrong_here(self, kind: str, launches: int = 1) -> bool:
+        """Whether a launch of a `kind` kernel ("thread": FMA/MMA loops, "product": GEMMs,
+        "stream": STREAM kernels) hits the faulty unit, given where wrong_results pins it."""
+        wrong = self._faults.wrong_results
+        if wrong is None or (wrong.test is not None and wrong.test != self._test):
+            return False
+        if wrong.iteration is not None and wrong.iteration != self._digests_in_test:
+            return False
+        if wrong.index is not None:
+            pinned = "stream"
+        elif wrong.element is not None:
+            pinned = "product"
+        elif wrong.lane is not None:
+            pinned = "thread"
+        else:  # not pinned: any compute kernel (never a stream kernel), as before
+            return kind != "stream" and self._wrong_now(launches)
+        return pinned == kind and self._wrong_now(launches)
+
+    def _bad_thread(self, blocks: int, threads: int) -> int:
+        """The thread that computes wrong: on the faulty SM, at the pinned lane or at random."""
+        wrong = self._faults.wrong_results
+        lane = wrong.lane if wrong is not None else None
+        pick = lane % threads if lane is not None else int(self._rng.integers(threads))
+        return self._bad_block(blocks) * threads + pick
+
     def _write_smids(self, smids: SimBuffer, blocks: int) -> None:
         smids.touch()
         ids = np.arange(blocks, dtype=np.uint32) % np.uint32(self.card.sm_count)
@@ -708,8 +752,8 @@ class SimBackend:
             raise DeviceError("sim: fma output larger than the simulated window")
         o.touch()
         values = np.tile(np.array(_fma_chain_values(c), dtype=np.float32), blocks * threads)
-        if self._wrong_now():
-            thread = self._bad_block(blocks) * threads + int(self._rng.integers(threads))
+        if self._wrong_here("thread"):
+            thread = self._bad_thread(blocks, threads)
             values[thread * FMA_CHAINS] = np.nextafter(
                 values[thread * FMA_CHAINS], np.float32(np.inf)
             )
@@ -735,8 +779,8 @@ class SimBackend:
             raise DeviceError("sim: mma output larger than the simulated window")
         o.touch()
         values = np.zeros(total, dtype=np.float32)
-        if self._wrong_now():
-            values[self._bad_block(blocks) * threads + int(self._rng.integers(threads))] = 2.0
+        if self._wrong_here("thread"):
+            values[self._bad_thread(blocks, threads)] = 2.0
         o.window_f32[:total] = values
         o.tail = None
         self._write_smids(s, blocks)
@@ -791,8 +835,13 @@ class SimBackend:
     ) -> None:
         c.touch()
         stored = block.astype(np.float16 if dtype == "fp16" else np.float32)
-        if self._wrong_now(launches):
-            i, j = (int(self._rng.integers(d)) for d in stored.shape)
+        if self._wrong_here("product", launches):
+            wrong = self._faults.wrong_results
+            pinned = wrong.element if wrong is not None else None
+            if pinned is not None and pinned[0] < stored.shape[0] and pinned[1] < stored.shape[1]:
+                i, j = pinned
+            else:
+                i, j = (int(self._rng.integers(d)) for d in stored.shape)
             stored[i, j] = stored[i, j] * 1.5 + 1.0
         c.block = stored.astype(np.float64)
         c.block_dtype = dtype
@@ -891,6 +940,7 @@ class SimBackend:
 
     def word_hash(self, buffer: DeviceBuffer, nbytes: int) -> int:
         buf = self._buf(buffer)
+        self._digests_in_test += 1
         if buf.block is not None:
             words = np.ascontiguousarray(buf.block).view(np.uint32).ravel()
         else:

@@ -201,9 +201,63 @@ class FlakyBit(WordBit):
     probability: Probability = Field(gt=0, description="chance that a read returns it flipped")
 
 
+# The sim computes a product's corner block of GEMM_BLOCK rows x cols (sim.py) and holds the first
+# WINDOW_BYTES of a large buffer densely: a wrong element is placed where the sim computes.
+SIM_GEMM_BLOCK = (8, 64)
+SIM_WINDOW_F32 = (1 << 20) // 4
+
+
 class WrongResults(StrictModel):
+    """A unit that computes wrong. By default every compute launch (FMA and MMA loops, every GEMM)
+    may hit it, somewhere at random; the fields below pin where, so that a fault only one stress
+    test's verification can catch proves that verification (tests/test_verifications.py)."""
+
     rate: Probability = Field(gt=0, description="chance that a compute launch returns a bad value")
     sm: int = Field(default=7, ge=0, lt=1024, description="the SM that computes wrong")
+    # Only launches during this test go wrong (None: every compute test).
+    test: TestName | None = None
+    # The thread within its block (the lane) whose FMA / MMA result comes back wrong; only the
+    # per-thread kernels (fp32's FMA loop, fp16_tensor's MMA loop) go wrong. 1024: CUDA's most
+    # threads per block (a lane beyond a launch's block wraps round).
+    lane: int | None = Field(default=None, ge=0, lt=1024)
+    # The [row, col] of a GEMM product that comes back wrong; only GEMMs go wrong. Within the
+    # corner block the sim computes (SIM_GEMM_BLOCK): a real check compares every element.
+    element: tuple[int, int] | None = None
+    # The element a STREAM kernel (copy, scale, add, triad) writes wrong; only stream kernels go
+    # wrong (never without this field). Within the sim's dense window of an array.
+    index: int | None = Field(default=None, ge=0, lt=SIM_WINDOW_F32)
+    # Only the soak's iteration k (0-based, as its verification numbers them) goes wrong: silent
+    # data corruption under load that a check of one product would not see. 100000: ~14 h of 0.5 s
+    # iterations, longer than any preset's soak.
+    iteration: int | None = Field(default=None, ge=0, le=100_000)
+
+    @field_validator("element")
+    @classmethod
+    def _element_in_block(cls, element: tuple[int, int] | None) -> tuple[int, int] | None:
+        rows, cols = SIM_GEMM_BLOCK
+        if element is not None and not (0 <= element[0] < rows and 0 <= element[1] < cols):
+            raise ValueError(
+                f"expected [row, col] with row below {rows} and col below {cols} (the block the "
+                f"sim computes), got {list(element)}"
+            )
+        return element
+
+    @field_validator("iteration")
+    @classmethod
+    def _iteration_of_the_soak(cls, iteration: int | None, info: ValidationInfo) -> int | None:
+        if iteration is not None and info.data.get("test") != "soak":
+            raise ValueError('expected test = "soak" with an iteration (only the soak iterates)')
+        return iteration
+
+    @field_validator("index")
+    @classmethod
+    def _one_place(cls, index: int | None, info: ValidationInfo) -> int | None:
+        given = [k for k in ("lane", "element") if info.data.get(k) is not None]
+        if index is not None:
+            given.append("index")
+        if len(given) > 1:
+            raise ValueError(f"expected at most one of lane, element, index; got {given}")
+        return index
 
 
 class RemappedRows(StrictModel):

@@ -103,11 +103,14 @@ class BandwidthTest:
             bad = ctx.backend.count_f32_not_close(buffer, n, float(value), REL_TOL)
             total_bad += bad
             if bad:
+                first = first_not_close(ctx, buffer, n, float(value))
                 wrong.append(
                     WrongResult(
-                        location=f"array {name}",
+                        location=f"array {name}"
+                        + (f" element {first}" if first is not None else ""),
                         expected=float(value),
-                        detail=f"{bad} of {n} elements differ from the host value",
+                        detail=f"{bad} of {n} elements differ from the host value"
+                        + (f", the first at element {first}" if first is not None else ""),
                     )
                 )
         return Verification(
@@ -139,3 +142,19 @@ class BandwidthTest:
             if passed
             else (WrongResult("read kernel sum", expected=expected, actual=total),),
         )
+
+
+def first_not_close(ctx: TestContext, buffer: DeviceBuffer, n: int, value: float) -> int | None:
+    """The first element of the array that differs from the host value, found by bisecting on
+    prefix counts (about log2(n) reads of at most the array; only after a failed check). None if
+    the prefixes disagree with the whole (a fault that does not read the same twice)."""
+    if ctx.backend.count_f32_not_close(buffer, n, value, REL_TOL) == 0:
+        return None
+    low, high = 0, n  # the prefix of `low` elements is clean, that of `high` is not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if ctx.backend.count_f32_not_close(buffer, middle, value, REL_TOL):
+            high = middle
+        else:
+            low = middle
+    return low
