@@ -18,6 +18,7 @@ or a finding code, is exercised by none. The per-scenario tests reuse those grad
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -31,13 +32,15 @@ import pytest
 from simkit import H100, REPO, card_toml
 
 from gpuhealth.analysis import judge
+from gpuhealth.backends import open_backend
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK
+from gpuhealth.fleet import GradePlan, exit_code_for_letters, grade_specs, options_for
 from gpuhealth.grading import DEFAULT_POLICY, FINDING_CODES, Policy, load_policy
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import preset
 from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.runner import GradeOptions, finish
-from gpuhealth.store import Store
+from gpuhealth.runner import GradedCard, GradeOptions, finish, grade_card
+from gpuhealth.store import Store, save_record
 
 PROFILE = REPO / "gpuhealth" / "profiles" / "data" / "h100-sxm5-80gb.toml"
 EXIT_FOR = {
@@ -71,7 +74,7 @@ class Scenario:
     faults: str = ""
     model: str = H100
     header: str = ""
-    args: tuple[str, ...] = ()
+    allow_busy: bool = False
     profile: str | None = None  # "rig": a same-rig thermal reference; "no-thermal", "no-fp32"
     # history: the faults of a card graded first into the same database
     before: str | None = None
@@ -104,14 +107,17 @@ def _tensor_skipped(record: RunRecord, root: Path) -> RunRecord:
 
 def _another_uuid(record: RunRecord, root: Path) -> RunRecord:
     # The results database never holds identity facts for simulated cards (their serials and
-    # UUIDs are made up and shared: store.prior_runs), so the card is graded as a real one would
-    # be: the sim record stored as a cuda card's, then this run under another UUID finished with
-    # the database (runner.finish, as grade does), like tests/test_store.py.
+    # UUIDs are made up and shared: store.prior_runs), so this route takes a real H100's record
+    # (tests/data/runs): stored once, then the same serial under another UUID finished with the
+    # database (runner.finish, as grade does), like tests/test_store.py.
+    path = REPO / "tests" / "data" / "runs" / "h100-quick-2026-11-26.json"
+    real = record_from_json(path.read_text(encoding="utf-8"), str(path))
     url = f"sqlite:///{root / 'uuid-history.sqlite'}"
-    real = replace(record, backend="cuda", analysis=None, grade=None)
     with Store(url) as store:
-        store.add(judge(replace(real, run_id="first-run"), None, load_policy()))
-    moved = replace(real, identity=replace(real.identity, uuid="GPU-another"))
+        store.add(replace(real, run_id="first-run"))
+    moved = replace(
+        real, identity=replace(real.identity, uuid="GPU-another"), analysis=None, grade=None
+    )
     options = GradeOptions(
         preset("quick"), load_policy(), None, None, write_files=False, history_db=url
     )
@@ -182,10 +188,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "ecc-history-unreadable",
         "C",
-        (
-            E("ecc-history-unreadable", "C", "lifetime (aggregate) ECC error counts cannot be"),
-            E("counters-incomplete", "B", "lifetime"),
-        ),
+        (E("ecc-history-unreadable", "C", "lifetime (aggregate) ECC error counts cannot be"),),
         'unreadable = ["ecc_aggregate_corrected"]',
     ),
     # --- row remapping and page retirement ---
@@ -365,18 +368,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         "bandwidth_scale = 0.85",
     ),
     Scenario(
-        "bandwidth-95",
+        "bandwidth-90",
         "B",
         (E("performance-deficit-small", "B", "memory bandwidth"),),
-        "bandwidth_scale = 0.93",
+        # 0.93 reads A: not shown 3% below at 95% against the one-card reference's spread
+        "bandwidth_scale = 0.9",
     ),
     # --- checks not made ---
     Scenario(
         "budget-spent",
         "INCOMPLETE",
-        (E("incomplete", "INCOMPLETE", "time budget of"),),
-        # each FP32 launch takes so long that the budget is spent before MIN_REPETITIONS
-        "fp32_scale = 0.01",
+        (E("incomplete", "INCOMPLETE", "memtest: error (time budget of 60 s spent after"),),
+        # memory so slow that memtest's passes cannot all run within the quick budget
+        "bandwidth_scale = 0.01",
     ),
     Scenario(
         "lost-in-memtest",
@@ -432,7 +436,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             E("memtest-coverage-low", "B", "of memory (the rest was in use)"),
         ),
         "other_process = { pid = 31337, name = 'python3', used_memory_mib = 8192 }",
-        args=("--allow-busy",),
+        allow_busy=True,
     ),
     # --- identity ---
     Scenario(
@@ -485,9 +489,8 @@ assert len(BY_NAME) == len(SCENARIOS)
 
 @dataclass
 class Graded:
-    exit_code: int
+    exit_code: int  # the exit code `grade` gives a run of this one card (fleet's own rule)
     record: RunRecord
-    output: str
 
 
 @dataclass
@@ -496,9 +499,9 @@ class Grader:
     policy: Path = DEFAULT_POLICY
     done: dict[str, Graded] = field(default_factory=dict)
 
-    def profile(self, kind: str | None) -> list[str]:
+    def profile(self, kind: str | None) -> Path | None:
         if kind is None:
-            return []
+            return None
         text = PROFILE.read_text(encoding="utf-8")
         if kind == "rig":  # a reference built in this rig from 20 cards (profile build --rig)
             start = text.index("[thermal]")
@@ -517,42 +520,70 @@ class Grader:
             text = text[:start] + text[text.index("\n[", start + 1) + 1 :]
         path = self.root / f"profile-{kind}.toml"
         path.write_text(text, encoding="utf-8")
-        return ["--profile", str(path)]
+        return path
 
-    def cli(self, name: str, faults: str, header: str, args: list[str]) -> tuple[int, Path, str]:
+    def run(
+        self,
+        name: str,
+        faults: str,
+        header: str,
+        *,
+        allow_busy: bool = False,
+        profile: Path | None = None,
+        db: Path | None = None,
+    ) -> GradedCard:
+        """One card graded as `gpuhealth grade --quick --sim-card SPEC` grades it, in this
+        process: the same plan, checks and options (fleet.grade_specs, fleet.options_for) and
+        the worker's grade_card, without the worker process (a second interpreter per scenario
+        would double the module's time; test_exit_code_follows_the_letter runs the CLI itself)."""
         spec = self.root / f"{name}.toml"
         spec.write_text(card_toml(faults, header=header), encoding="utf-8")
-        out = self.root / name
-        command = [sys.executable, "-m", "gpuhealth", "grade", "--quick", "--quiet"]
-        command += ["--sim-card", str(spec), "--out", str(out), "--json", "--policy"]
-        command += [str(self.policy), *args]
-        ran = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-        return ran.returncode, out / "run.json", ran.stdout + ran.stderr
+        plan = GradePlan(
+            backend="sim",
+            indexes=[0],
+            sim_cards=(str(spec),),
+            preset="quick",
+            out_dir=self.root / name,
+            profile_path=profile,
+            policy_path=self.policy,
+            allow_busy=allow_busy,
+            key_path=None,
+            force=False,
+            history_db=None if db is None else str(db),
+        )
+        (worker,) = grade_specs(plan)
+        backend = open_backend("sim", 0, str(spec))
+        try:
+            graded = grade_card(backend, options_for(worker))
+        finally:
+            backend.close()
+        if db is not None:  # the command line adds each record after its worker ends
+            save_record(graded.record, str(db))
+        return graded
 
     def grade(self, scenario: Scenario) -> Graded:
         if scenario.name in self.done:
             return self.done[scenario.name]
         s = scenario
-        args = [*s.args, *self.profile(s.profile)]
+        profile = self.profile(s.profile)
+        db = None
         if s.before is not None:
             db = self.root / f"{s.name}.sqlite"
-            first = self.cli(f"{s.name}-before", s.before, s.before_header, ["--db", str(db)])
-            assert first[0] == EXIT_OK, first[2]
-            args += ["--db", str(db)]
-        else:
-            args.append("--no-db")
-        code, path, output = self.cli(s.name, s.faults, s.header, args)
-        record = record_from_json(path.read_text(encoding="utf-8"), str(path))
+            first = self.run(f"{s.name}-before", s.before, s.before_header, db=db)
+            # its rows are told (rows-remapped, B): the second run's lower count is the finding
+            assert first.record.grade is not None and first.record.grade.letter == "B"
+        record = self.run(
+            s.name, s.faults, s.header, allow_busy=s.allow_busy, profile=profile, db=db
+        ).record
         if s.change is not None:  # judged again, as report --regrade would
             changed = s.change(record, self.root)
             if changed.grade is None or s.name != "uuid-changed":
                 changed = replace(changed, analysis=None, grade=None)
-                profile = match_profile(record.identity, builtin_profiles())
-                changed = judge(changed, profile, load_policy(self.policy))
+                matched = match_profile(record.identity, builtin_profiles())
+                changed = judge(changed, matched, load_policy(self.policy))
             record = changed
-            assert record.grade is not None
-            code = EXIT_FOR[record.grade.letter]
-        graded = Graded(code, record, output)
+        assert record.grade is not None
+        graded = Graded(exit_code_for_letters([record.grade.letter]), record)
         self.done[s.name] = graded
         return graded
 
@@ -619,7 +650,7 @@ def test_scenario(grader: Grader, scenario: Scenario) -> None:
     assert record.grade.letter == scenario.grade, [
         (r.rule, r.grade, r.message) for r in record.grade.reasons
     ]
-    assert graded.exit_code == EXIT_FOR[scenario.grade], graded.output
+    assert graded.exit_code == EXIT_FOR[scenario.grade]
     found = fired(record)
     for expect in scenario.expect:
         assert expect.rule in found, (expect.rule, found)
@@ -636,3 +667,39 @@ def test_every_scenario_tells_its_reasons_once(grader: Grader) -> None:
     for s in SCENARIOS:
         worst = max((e.grade for e in s.expect if e.grade), key=order.index)
         assert worst == s.grade, s.name
+
+
+# One scenario per letter, each graded by the real command line in its own process (the worker
+# process, the supervisor, the JSON output and the exit code that `grade` documents per letter).
+PER_LETTER = (
+    "healthy",
+    "ecc-corrected-in-run",
+    "ecc-off",
+    "row-remap-pending",
+    "stuck-bit",
+    "budget-spent",
+)
+
+
+def test_exit_code_follows_the_letter(grader: Grader) -> None:
+    def cli(name: str) -> tuple[str, int, str, str]:
+        s = BY_NAME[name]
+        spec = grader.root / f"cli-{name}.toml"
+        spec.write_text(card_toml(s.faults, header=s.header), encoding="utf-8")
+        command = [sys.executable, "-m", "gpuhealth", "grade", "--quick", "--quiet", "--json"]
+        command += ["--sim-card", str(spec), "--out", str(grader.root / f"cli-{name}"), "--no-db"]
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        return name, ran.returncode, ran.stdout, ran.stderr
+
+    assert {BY_NAME[n].grade for n in PER_LETTER} == set(EXIT_FOR)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(cli, PER_LETTER))
+    for name, code, stdout, stderr in runs:
+        (card,) = json.loads(stdout)["cards"]
+        assert card["grade"] == BY_NAME[name].grade, (name, stderr)
+        assert code == EXIT_FOR[BY_NAME[name].grade], (name, code, stderr)
+        in_process = grader.grade(BY_NAME[name]).record
+        assert in_process.grade is not None
+        assert [r.rule for r in in_process.grade.reasons] == [r["rule"] for r in card["reasons"]], (
+            name
+        )

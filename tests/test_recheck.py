@@ -192,6 +192,33 @@ def test_more_remapped_rows_than_reported_fail_counters(healthy: RunRecord, sim:
     assert "row remapping pending is set now" in result.verdict
 
 
+def test_a_rise_in_lifetime_uncorrectable_ecc_fails_counters(healthy: RunRecord, sim: Sim) -> None:
+    # the report says no uncorrectable error in the card's life; this card has had 3 since
+    card = sim("sram_uncorrected = 3", header=SAME_CARD)
+    result = recheck_card(healthy, card)
+    assert_inconsistent(result, "counters")
+    assert "aggregate uncorrectable ECC errors rose from 0 to 3 since the report" in result.verdict
+
+
+def test_a_row_remap_failure_set_since_the_report_fails_counters(
+    healthy: RunRecord, sim: Sim
+) -> None:
+    result = recheck_card(healthy, sim("remapped_rows = { failure = true }", header=SAME_CARD))
+    assert_inconsistent(result, "counters")
+    assert "row remapping failure is set now, not in the report" in result.verdict
+
+
+def test_counters_unreadable_now_leave_counters_unproven(healthy: RunRecord, sim: Sim) -> None:
+    unreadable = (
+        'unreadable = ["remapped_rows_correctable", "remapped_rows_uncorrectable", '
+        '"ecc_aggregate_uncorrected", "remapped_rows_pending", "remapped_rows_failure"]'
+    )
+    result = recheck_card(healthy, sim(unreadable, header=SAME_CARD))
+    assert statuses(result)["counters"] == "unproven", result.verdict
+    assert "no comparable counter readable" in detail(result, "counters")
+    assert not result.consistent and result.exit_code == EXIT_BAD_CARD
+
+
 def test_another_model_with_the_same_serial_fails_identity_and_compute(
     healthy: RunRecord, sim: Sim
 ) -> None:

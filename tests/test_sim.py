@@ -15,7 +15,7 @@ from simkit import EXAMPLES, H100, H200, REFERENCE, run_stress
 from gpuhealth import soak
 from gpuhealth.backends.sim import SimBackend
 from gpuhealth.backends.simcards import Faults, load_card, load_model
-from gpuhealth.backends.simphysics import REASON_SW_POWER_CAP, CardPhysics
+from gpuhealth.backends.simphysics import REASON_HW_SLOWDOWN, REASON_SW_POWER_CAP, CardPhysics
 from gpuhealth.errors import DeviceLost
 from gpuhealth.models import ProcessInfo, TestResult
 from gpuhealth.stresstests import (
@@ -440,6 +440,40 @@ def test_pcie_link(sim: Sim) -> None:
     assert (ident.pcie_width_max, ident.pcie_gen_max) == (16, 5)
     healthy = sim().counters()
     assert (healthy.pcie_width_current, healthy.pcie_gen_current) == (16, 5)
+
+
+@covers("pcie_replays")
+def test_pcie_replays_are_counted_while_memory_is_exercised(sim: Sim) -> None:
+    card = sim("pcie_replays = 4")
+    assert card.counters().pcie_replay_count == 0
+    run_stress(card, MemtestTest())
+    assert card.counters().pcie_replay_count == 4
+    healthy = sim()
+    run_stress(healthy, MemtestTest())
+    assert healthy.counters().pcie_replay_count == 0
+
+
+@covers("hardware_slowdown")
+def test_hardware_slowdown_sets_its_reason_bit_under_load_only(sim: Sim) -> None:
+    def reasons(card: SimBackend) -> list[int]:
+        result = run_stress(card, Fp32Test()).result
+        return [s.clocks_event_reasons or 0 for s in result.telemetry if s.utilization_pct == 100]
+
+    slowed, healthy = reasons(sim("hardware_slowdown = true")), reasons(sim())
+    assert slowed and all(r & REASON_HW_SLOWDOWN for r in slowed)
+    assert healthy and not any(r & REASON_HW_SLOWDOWN for r in healthy)
+
+
+@covers("memory_thermal_resistance_scale")
+def test_memory_thermal_resistance_scales_the_memory_temperature_rise(sim: Sim) -> None:
+    def rise_c(card: SimBackend) -> float:
+        result = run_stress(card, SoakTest()).result
+        temps = [s.memory_temperature_c for s in result.telemetry if s.memory_temperature_c]
+        return max(temps) - min(temps)
+
+    base, hot = rise_c(sim()), rise_c(sim("memory_thermal_resistance_scale = 2"))
+    assert base > 5
+    assert hot / base == pytest.approx(2, rel=0.2)
 
 
 def soak_summary(card: SimBackend) -> tuple[TestResult, object]:
