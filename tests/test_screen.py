@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the SYNTHETIC table keeps each case, with its exact report lines, on one line)
 """gpuhealth screen on real nvidia-smi reports (tests/data/nvidia-smi: each file's header names
 its source) and on synthetic variants of them, one per finding kind."""
 
@@ -88,7 +89,9 @@ def test_finding_lines_point_at_the_fields() -> None:
 def test_unreadable_fields_are_listed_with_line_and_value() -> None:
     (gpu,) = screen(DATA / "gtx680-470.txt")
     labels = {r.label: r for r in gpu.unreadable}
-    assert {"ECC mode", "pending row remap", "pending page retirement", "HW slowdown"} <= set(labels)
+    assert {"ECC mode", "pending row remap", "pending page retirement", "HW slowdown"} <= set(
+        labels
+    )
     assert labels["HW slowdown"].raw == "N/A" and labels["HW slowdown"].line is not None
 
 
@@ -171,12 +174,18 @@ def test_each_finding_kind(
 
 
 def test_idle_gen_below_max_is_not_graded(tmp_path: Path) -> None:
-    gpu = _variant(tmp_path, NVL, [("Current                   : 5", "Current                   : 3", 1)])
+    gpu = _variant(
+        tmp_path, NVL, [("Current                   : 5", "Current                   : 3", 1)]
+    )
     assert "pcie_link_degraded" not in codes(gpu) and gpu.verdict == NOT_TESTED
     assert any("Gen3 of Gen5" in text for text in gpu.not_checked)
 
 
 def test_unknown_fields_change_nothing(tmp_path: Path) -> None:
-    edit = ("    Fan Speed ", "    Flux Capacitor                        : 1.21 GW\n    Fan Speed ", 1)
+    edit = (
+        "    Fan Speed ",
+        "    Flux Capacitor                        : 1.21 GW\n    Fan Speed ",
+        1,
+    )
     gpu = _variant(tmp_path, NVL, [edit])
     assert gpu.verdict == NOT_TESTED and health(gpu) == set()

@@ -44,9 +44,19 @@ BAD = [
     ("plain-table", "table.txt", PLAIN_TABLE, "plain nvidia-smi table"),
     ("truncated-text", "cut.txt", _half(NVL), "truncated"),
     ("truncated-xml", "cut.xml", _half(A100_XML), "not well-formed XML"),
-    ("not-nvidia", "notes.txt", "rocm-smi\nGPU[0] : Temperature: 35.0c\n", "not an nvidia-smi report"),
+    (
+        "not-nvidia",
+        "notes.txt",
+        "rocm-smi\nGPU[0] : Temperature: 35.0c\n",
+        "not an nvidia-smi report",
+    ),
     ("empty", "empty.txt", "# only a header\n\n", "empty"),
-    ("other-xml", "other.xml", "<?xml version='1.0'?><rocm><gpu/></rocm>", "expected <nvidia_smi_log>"),
+    (
+        "other-xml",
+        "other.xml",
+        "<?xml version='1.0'?><rocm><gpu/></rocm>",
+        "expected <nvidia_smi_log>",
+    ),
     (
         "entity",
         "bomb.xml",
@@ -54,7 +64,12 @@ BAD = [
         "<nvidia_smi_log><gpu id='x'>&a;</gpu></nvidia_smi_log>",
         "entity",
     ),
-    ("no-gpu", "nogpu.txt", "==============NVSMI LOG==============\n\nAttached GPUs : 0\n", "no 'GPU"),
+    (
+        "no-gpu",
+        "nogpu.txt",
+        "==============NVSMI LOG==============\n\nAttached GPUs : 0\n",
+        "no 'GPU",
+    ),
 ]
 
 
@@ -123,3 +138,21 @@ def test_utf16_report_from_powershell(tmp_path: Path) -> None:
     path.write_bytes(NVL.read_text(encoding="utf-8").encode("utf-16"))
     code, out, _ = run(str(path))
     assert code == 0 and "NOT TESTED" in out
+
+
+def test_one_gpu_cut_before_its_last_section_is_truncated(tmp_path: Path) -> None:
+    text = (DATA / "gtx1050ti-535.txt").read_text(encoding="utf-8")
+    cut = _write(tmp_path, "cut.txt", text[: text.index("    Processes")])
+    code, _, err = run(str(cut))
+    assert code == 2 and "truncated" in err and "Processes" in err
+
+
+def test_unparseable_value_is_unreadable_not_zero(tmp_path: Path) -> None:
+    text = NVL.read_text(encoding="utf-8").replace(
+        "Correctable Error                 : 0", "Correctable Error                 : lots", 1
+    )
+    code, out, _ = run("--json", str(_write(tmp_path, "odd.txt", text)))
+    gpu = json.loads(out)["gpus"][0]
+    (odd,) = [u for u in gpu["unreadable"] if u["field"] == "remapped rows (correctable)"]
+    assert odd["raw"] == "lots" and "expected a number" in odd["why"]
+    assert gpu["verdict"] == "B" and code == 0
