@@ -46,9 +46,9 @@ def screen(
     policy_path: Path | None,
     force: bool,
 ) -> None:
-    """Screen GPUs from their nvidia-smi -q reports (text, or -q -x XML), before buying.
+    """Screen GPUs from their nvidia-smi -q reports, before buying.
 
-    PATHS are report files, or folders whose .txt/.log/.xml/.out files are screened. Each GPU is
+    PATHS are nvidia-smi -q (text) or -q -x (XML) report files, or folders whose .txt/.log/.xml/.out files are screened. Each GPU is
     judged on the health counters its report holds, with grade's findings and policy: the
     verdict is the worst finding's grade, never A ("NOT TESTED": no health finding in the
     report, but nothing was measured). Exit codes: 0 every GPU NOT TESTED, B or C; 1 any D or F;
