@@ -55,6 +55,13 @@ REAL = [
     ("rtx-3060.xml", "515.65.01", {"00000000:01:00.0": ("B", {"counters_incomplete"})}),
     ("rtx-2080-win.xml", "516.59", {"00000000:0A:00.0": ("B", {"counters_incomplete"})}),
     ("rtx-4090-driver-535.xml", "535.86.05", {"00000000:84:00.0": ("C", {"ecc_disabled"})}),
+    ("tesla-t4-515.xml", "515.105.01", {}),  # idle at x8 of x16: listed, not graded
+    ("rtx-3080-595-v13.xml", "595.58.03", {"00000000:0C:00.0": ("B", {"counters_incomplete"})}),
+    (
+        "rtx-4000-sff-ada-595-v13.xml",
+        "595.84",
+        {"00000000:06:00.0": ("C", {"ecc_disabled"})},
+    ),
 ]
 
 
@@ -93,6 +100,11 @@ def test_unreadable_fields_are_listed_with_line_and_value() -> None:
         labels
     )
     assert labels["HW slowdown"].raw == "N/A" and labels["HW slowdown"].line is not None
+
+
+def test_every_report_file_is_listed_here() -> None:
+    on_disk = {p.name for p in DATA.iterdir() if p.is_file()}
+    assert on_disk == {name for name, *_ in REAL}
 
 
 def test_idle_link_below_max_is_not_a_finding_but_is_listed() -> None:
@@ -179,6 +191,21 @@ def test_idle_gen_below_max_is_not_graded(tmp_path: Path) -> None:
     )
     assert "pcie_link_degraded" not in codes(gpu) and gpu.verdict == NOT_TESTED
     assert any("Gen3 of Gen5" in text for text in gpu.not_checked)
+
+
+def test_several_hosts_in_one_log_each_with_its_host(tmp_path: Path) -> None:
+    """A fleet log: reports one after another, each after "# host:", a prompt between them."""
+    one = (DATA / NVL).read_text(encoding="utf-8")
+    two = (DATA / V100).read_text(encoding="utf-8")
+    text = f"# host: node-a\n{one}\n$ ssh node-b nvidia-smi -q\n# host: node-b\n{two}\n$ \n"
+    path = tmp_path / "fleet.log"
+    path.write_text(text, encoding="utf-8")
+    gpus = screen(path)
+    assert [(g.host, g.driver_version) for g in gpus] == [("node-a", "550.54.14")] * 2 + [
+        ("node-b", "550.127.05")
+    ] * 8
+    retired = next(g for g in gpus if g.bus_id == "00000000:00:08.0")
+    assert "pages_retired" in codes(retired) and retired.host == "node-b"
 
 
 def test_unknown_fields_change_nothing(tmp_path: Path) -> None:

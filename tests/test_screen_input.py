@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from gpuhealth.cli import main
 
 DATA = Path(__file__).parent / "data" / "nvidia-smi"
+REPORTS = sorted(str(p) for p in DATA.iterdir() if p.is_file())  # the readable real reports
 NVL = DATA / "h100-nvl-x2-550.txt"
 A100_XML = DATA / "a100-sxm4-mig.xml"
 # Synthetic: the plain `nvidia-smi` table's first lines (no health counters in it).
@@ -95,14 +96,14 @@ def test_consumer_card_lists_what_it_cannot_say() -> None:
 def test_exit_codes_follow_grade(tmp_path: Path) -> None:
     assert run(str(NVL))[0] == 0  # NOT TESTED
     assert run(str(DATA / "a100-sxm4-x4-555.txt"))[0] == 1  # a pending row remap: D
-    assert run(str(DATA))[0] == 1  # a folder: the worst wins
+    assert run(*REPORTS)[0] == 1  # the worst wins
 
 
 def test_json_has_every_gpu_with_lines_and_never_a(tmp_path: Path) -> None:
-    code, out, _ = run("--json", str(DATA))
+    code, out, _ = run("--json", *REPORTS)
     data = json.loads(out)
     assert code == data["summary"]["exit_code"] == 1
-    assert data["summary"]["gpus"] == len(data["gpus"]) == 30
+    assert data["summary"]["gpus"] == len(data["gpus"]) == 33
     assert all(g["verdict"] != "A" for g in data["gpus"])
     pending = next(g for g in data["gpus"] if g["bus_id"] == "00000000:9E:00.0")
     (finding,) = [f for f in pending["findings"] if f["code"] == "row_remap_pending"]
@@ -156,3 +157,19 @@ def test_unparseable_value_is_unreadable_not_zero(tmp_path: Path) -> None:
     (odd,) = [u for u in gpu["unreadable"] if u["field"] == "remapped rows (correctable)"]
     assert odd["raw"] == "lots" and "expected a number" in odd["why"]
     assert gpu["verdict"] == "B" and code == 0
+
+
+def test_a_real_trimmed_report_is_refused() -> None:
+    """telegraf's A100 test file says 4 attached GPUs and holds 1: the missing ones could be the
+    bad ones, so it is not screened as if it were whole."""
+    cut = DATA / "cut" / "a100-sxm4-535-v12-trimmed.xml"
+    code, out, err = run(str(cut))
+    assert code == 2 and out == ""
+    assert "<attached_gpus> says 4 but the file holds 1 <gpu>" in err
+
+
+def test_a_folder_with_a_cut_report_judges_nothing(tmp_path: Path) -> None:
+    md = tmp_path / "fleet.md"
+    code, out, err = run(str(DATA), "--md", str(md))
+    assert code == 2 and out == "" and not md.exists()
+    assert "1 of 16 file(s) unreadable" in err

@@ -150,10 +150,10 @@ def _screen_gpu(
     graded = grade(tuple(findings), policy, note=SCREEN_NOTE)
     return ScreenedGpu(
         report.source,
-        report.host,
+        gpu.host or report.host,
         gpu.bus_id,
         gpu.line,
-        report.driver_version,
+        gpu.driver_version or report.driver_version,
         identity.name or None,
         identity.serial,
         identity.uuid,
@@ -203,7 +203,7 @@ def _identity(r: dict[str, Reading], gpu: GpuSection, report: Report) -> CardIde
         vbios=_str(r, "vbios"),
         inforom=_str(r, "inforom"),
         pci_bus_id=gpu.bus_id,
-        driver_version=report.driver_version,
+        driver_version=gpu.driver_version or report.driver_version,
         memory_total_bytes=mib * 2**20 if mib is not None else None,
         max_sm_clock_mhz=_float(r, "max_sm_clock_mhz"),
         max_memory_clock_mhz=_float(r, "max_memory_clock_mhz"),

@@ -43,13 +43,13 @@ def gpu_json(gpu: ScreenedGpu) -> dict[str, Any]:
     }
 
 
-def _grade_of(gpu: ScreenedGpu, message: str) -> str | None:
-    """The grade of the rule that fired on the finding (None: no rule); a rule of grade A lists
-    its finding without holding it against the card: "info"."""
+def _grade_of(gpu: ScreenedGpu, message: str) -> str:
+    """The grade of the rule that fired on the finding; "info" where the finding is listed, not
+    held against the card (a rule of grade A, or none: a count the policy grades from 1 up)."""
     for reason in gpu.grade.reasons:
         if reason.message == message or any(message in also for also in reason.also):
             return "info" if reason.grade == "A" else reason.grade
-    return None
+    return "info"
 
 
 def summary_line(gpus: list[ScreenedGpu]) -> str:
@@ -94,7 +94,7 @@ def format_text(gpus: list[ScreenedGpu]) -> str:
         shown = gpu_json(gpu)
         for finding in shown["findings"]:
             lines = f" (line {', '.join(map(str, finding['lines']))})" if finding["lines"] else ""
-            out.append(f"  {finding['grade'] or '-'}: {finding['message']}{lines}")
+            out.append(f"  {finding['grade']}: {finding['message']}{lines}")
         out += [f"  not checked: {text}" for text in gpu.not_checked]
         if not gpu.findings:
             out.append("  no health finding in the report (not tested: nothing was measured)")

@@ -3,11 +3,17 @@
 The layout is "Name : value" padded to a column, sections by four-space indentation, one block per
 GPU that starts "GPU 00000000:AD:00.0" at the margin. Names and nesting change between drivers
 (fields.py holds each driver's path); the parser keeps whatever is there, known or not.
+
+A fleet's log may hold several reports one after another (`ssh $h nvidia-smi -q >> all.txt`),
+each starting with the NVSMI LOG banner, optionally after a "# host: NAME" line: each is read with
+its own header (driver, attached GPUs) and host. A line at the margin after a report's GPU blocks
+(a shell prompt) ends that report.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from gpuhealth.screen.tree import GpuSection, Node, Report, bad_report, key_of
 
@@ -25,23 +31,42 @@ def is_plain_table(text: str) -> bool:
     return all(mark in text for mark in _TABLE_MARKS) and "|" in text
 
 
+@dataclass
+class _Section:
+    """One report (banner, header, GPU blocks) of a file."""
+
+    line: int
+    host: str | None
+    header: dict[str, str] = field(default_factory=dict)
+    gpus: list[GpuSection] = field(default_factory=list)
+    ended: bool = False  # a line at the margin after its GPU blocks
+
+
 def parse_text(text: str, source: str) -> Report:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    host = next((m.group(1) for line in lines if (m := _HOST.match(line))), None)
-    start = next((i for i, line in enumerate(lines) if line.strip() == BANNER), None)
-    if start is None:
-        raise bad_report(source, f"no '{BANNER}' line: not the output of nvidia-smi -q")
-    header: dict[str, str] = {}
-    gpus: list[GpuSection] = []
+    sections: list[_Section] = []
+    host: str | None = None
     stack: list[tuple[int, Node]] = []
-    for number, raw in enumerate(lines[start + 1 :], start=start + 2):
+    for number, raw in enumerate(lines, start=1):
         line = raw.rstrip()
+        if (found_host := _HOST.match(line)) is not None:
+            host = found_host.group(1)
         if not line.strip() or line.startswith("#"):
             continue
+        if line.strip() == BANNER:
+            sections.append(_Section(number, host))
+            stack = []
+            continue
+        if not sections or sections[-1].ended:
+            continue  # before the first banner, or after a report ended: not a report's line
+        section = sections[-1]
         found = _GPU_HEADER.match(line)
         if found:
             root = Node("gpu", found.group(1), number)
-            gpus.append(GpuSection(found.group(1), number, root))
+            gpu = GpuSection(
+                found.group(1), number, root, section.host, section.header.get("driver version")
+            )
+            section.gpus.append(gpu)
             stack = [(-1, root)]
             continue
         indent = len(line) - len(line.lstrip(" "))
@@ -50,27 +75,38 @@ def parse_text(text: str, source: str) -> Report:
         if not stack:  # before the first GPU: Timestamp, Driver Version, Attached GPUs
             if indent or not sep:
                 raise bad_report(source, f"unexpected line {line.strip()!r} before any GPU", number)
-            header[key_of(label)] = value
+            section.header[key_of(label)] = value
             continue
         if indent == 0:
-            raise bad_report(source, f"unexpected line {line.strip()!r} between GPUs", number)
+            section.ended = True
+            stack = []
+            continue
         while stack[-1][0] >= indent:
             stack.pop()
         node = Node(key_of(label), value or None, number)
         stack[-1][1].children.append(node)
         stack.append((indent, node))
-    _check_whole(source, header, gpus, len(lines))
-    return Report(source, "text", header.get("driver version"), host, tuple(gpus))
+    if not sections:
+        raise bad_report(source, f"no '{BANNER}' line: not the output of nvidia-smi -q")
+    for section in sections:
+        _check_whole(source, section, len(lines))
+    gpus = tuple(gpu for section in sections for gpu in section.gpus)
+    first = sections[0]
+    return Report(source, "text", first.header.get("driver version"), first.host, gpus)
 
 
-def _check_whole(source: str, header: dict[str, str], gpus: list[GpuSection], end: int) -> None:
+def _check_whole(source: str, section: _Section, end: int) -> None:
+    gpus = section.gpus
     if not gpus:
-        raise bad_report(source, "no 'GPU <bus id>' block: an nvidia-smi -q report of no GPU")
-    attached = header.get("attached gpus")
+        raise bad_report(
+            source, "no 'GPU <bus id>' block: an nvidia-smi -q report of no GPU", section.line
+        )
+    attached = section.header.get("attached gpus")
     if attached is not None and attached.isdigit() and int(attached) != len(gpus):
         raise bad_report(
             source,
-            f"truncated: 'Attached GPUs : {attached}' but {len(gpus)} GPU block(s) in the file",
+            f"truncated: 'Attached GPUs : {attached}' but {len(gpus)} GPU block(s) follow",
+            section.line,
         )
     for gpu in gpus:
         if gpu.root.find(LAST_SECTION) is None:

@@ -44,6 +44,8 @@ class GpuSection:
     bus_id: str
     line: int
     root: Node
+    host: str | None = None  # a text file may hold several hosts' reports, each after "# host:"
+    driver_version: str | None = None
 
 
 @dataclass(frozen=True)
