@@ -91,6 +91,9 @@ def test_finding_lines_point_at_the_fields() -> None:
     pending = next(x for x in gpu.findings if x.finding.code == "row_remap_pending")
     assert [lines[n - 1].split(":")[0].strip() for n in pending.lines] == ["Pending"]
     assert lines[pending.lines[0] - 1].split(":")[1].strip() == "Yes"
+    # of the rows-remapped counts only the one that is not zero is pointed at
+    remapped = next(x for x in gpu.findings if x.finding.code == "rows_remapped")
+    assert [lines[n - 1].split(":")[0].strip() for n in remapped.lines] == ["Correctable Error"]
 
 
 def test_unreadable_fields_are_listed_with_line_and_value() -> None:
@@ -147,6 +150,7 @@ SYNTHETIC = [
     ("spares-low", NVL, [("Low                           : 0 bank(s)", "Low                           : 2 bank(s)", 1)], "C", "row_spares_depleting"),
     ("spares-none", NVL, [("None                          : 0 bank(s)", "None                          : 1 bank(s)", 1)], "C", "row_spares_depleting"),
     ("dram-unc-history", NVL, [("DRAM Uncorrectable            : 0", "DRAM Uncorrectable            : 2", 2)], "C", "ecc_uncorrectable_history"),
+    ("dram-unc-since-boot", NVL, [("DRAM Uncorrectable            : 0", "DRAM Uncorrectable            : 1", 1)], "C", "ecc_uncorrectable_history"),
     ("sram-unc-history", NVL, [("SRAM Uncorrectable SEC-DED    : 0", "SRAM Uncorrectable SEC-DED    : 3", 2)], "D", "ecc_sram_uncorrectable_history"),
     ("ecc-off", NVL, [("Current                           : Enabled\n        Pending                           : Enabled", "Current                           : Disabled\n        Pending                           : Disabled", 1)], "C", "ecc_disabled"),
     ("ecc-pending-off", NVL, [("Pending                           : Enabled\n    ECC Errors", "Pending                           : Disabled\n    ECC Errors", 1)], "C", "ecc_mode_pending"),
