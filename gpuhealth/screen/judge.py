@@ -107,6 +107,9 @@ class ScreenedGpu:
     name: str | None
     serial: str | None
     uuid: str | None
+    board_part_number: str | None
+    vbios: str | None
+    inforom: str | None
     findings: tuple[Located, ...]
     unreadable: tuple[Reading, ...]  # health fields the report could not give
     not_checked: tuple[str, ...]  # checks not made, each with why
@@ -157,6 +160,9 @@ def _screen_gpu(
         identity.name or None,
         identity.serial,
         identity.uuid,
+        identity.board_part_number,
+        identity.vbios,
+        identity.inforom,
         tuple(Located(f, _lines(f, r, unreadable)) for f in findings),
         tuple(unreadable),
         tuple(not_checked),

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from gpuhealth import __version__
-from gpuhealth.screen.judge import ScreenedGpu, exit_code
+from gpuhealth.screen.judge import NOT_TESTED, ScreenedGpu, exit_code
 
 SCHEMA = "gpuhealth-screen/1"
 
@@ -21,6 +21,9 @@ def gpu_json(gpu: ScreenedGpu) -> dict[str, Any]:
         "model": gpu.name,
         "serial": gpu.serial,
         "uuid": gpu.uuid,
+        "board_part_number": gpu.board_part_number,
+        "vbios": gpu.vbios,
+        "inforom": gpu.inforom,
         "verdict": gpu.verdict,
         "disposition": gpu.disposition,
         "findings": [
@@ -96,7 +99,7 @@ def format_text(gpus: list[ScreenedGpu]) -> str:
             lines = f" (line {', '.join(map(str, finding['lines']))})" if finding["lines"] else ""
             out.append(f"  {finding['grade']}: {finding['message']}{lines}")
         out += [f"  not checked: {text}" for text in gpu.not_checked]
-        if not gpu.findings:
-            out.append("  no health finding in the report (not tested: nothing was measured)")
+        if gpu.verdict == NOT_TESTED:
+            out.append("  no health finding in the report: not tested (nothing was measured)")
     out.append(summary_line(gpus))
     return "\n".join(out) + "\n"
