@@ -173,3 +173,11 @@ def test_a_folder_with_a_cut_report_judges_nothing(tmp_path: Path) -> None:
     code, out, err = run(str(DATA), "--md", str(md))
     assert code == 2 and out == "" and not md.exists()
     assert "1 of 16 file(s) unreadable" in err
+
+
+def test_xml_host_comment(tmp_path: Path) -> None:
+    text = A100_XML.read_text(encoding="utf-8").replace(
+        "<nvidia_smi_log>", "<!-- host: gpu-node-3 -->\n<nvidia_smi_log>", 1
+    )
+    code, out, _ = run("--json", str(_write(tmp_path, "node.xml", text)))
+    assert json.loads(out)["gpus"][0]["host"] == "gpu-node-3" and code == 0
