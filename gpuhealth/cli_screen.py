@@ -48,10 +48,11 @@ def screen(
 ) -> None:
     """Screen GPUs from their nvidia-smi -q reports, before buying.
 
-    PATHS are nvidia-smi -q (text) or -q -x (XML) report files, or folders whose .txt/.log/.xml/.out files are screened. Each GPU is
-    judged on the health counters its report holds, with grade's findings and policy: the
-    verdict is the worst finding's grade, never A ("NOT TESTED": no health finding in the
-    report, but nothing was measured). Exit codes: 0 every GPU NOT TESTED, B or C; 1 any D or F;
+    PATHS are nvidia-smi -q (text) or -q -x (XML) report files, or folders whose
+    .txt/.log/.xml/.out files are screened. Each GPU is judged on the health counters its report
+    holds, with grade's findings and policy: the verdict is the worst finding's grade, never A
+    ("NOT TESTED": no health finding in the report, but nothing was measured). Exit codes: 0 every
+    GPU NOT TESTED, B or C; 1 any D or F;
     2 an unreadable file or bad option (nothing written); 3 any GPU INCOMPLETE.
     """
     from gpuhealth.grading import load_policy
