@@ -917,11 +917,12 @@ def verify(
 
 
 def _register_command_groups() -> None:
-    # keys (cli_keys.py); history, fleet summary, sync and store (cli_store.py)
-    from gpuhealth import cli_keys, cli_store
+    # keys (cli_keys.py); history, fleet summary, sync and store (cli_store.py); screen
+    from gpuhealth import cli_keys, cli_screen, cli_store
 
     cli_keys.register(main)
     cli_store.register(main)
+    cli_screen.register(main)
 
 
 _register_command_groups()

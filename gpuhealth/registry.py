@@ -120,7 +120,8 @@ def registry_findings(record: RunRecord, profile: Profile | None) -> list[Findin
     _check_fields(card, registry, not_read, outcome)
     _check_fp32_per_sm(record, profile, registry, outcome)
     _check_bandwidth_per_bit(record, profile, registry, outcome)
-    return _findings(profile, record.tool_version, outcome)
+    why = f"not read by gpuhealth {record.tool_version}, which made this record"
+    return _findings(profile, why, outcome)
 
 
 # --- the fields ---------------------------------------------------------------------------------
@@ -337,7 +338,7 @@ def _sig(value: float) -> str:
 # --- the findings -------------------------------------------------------------------------------
 
 
-def _findings(profile: Profile, tool_version: str, outcome: _Outcome) -> list[Finding]:
+def _findings(profile: Profile, not_read_why: str, outcome: _Outcome) -> list[Finding]:
     """One identity_mismatch per source (what the card reports; each measurement that shows it
     is not what it reports: gpuhealth/causes.py ties that measurement's deficits to it)."""
     found: list[Finding] = []
@@ -377,10 +378,7 @@ def _findings(profile: Profile, tool_version: str, outcome: _Outcome) -> list[Fi
         if outcome.unreported:
             parts.append(f"not reported by the card: {', '.join(outcome.unreported)}")
         if outcome.not_read:
-            parts.append(
-                f"not read by gpuhealth {tool_version}, which made this record: "
-                + ", ".join(outcome.not_read)
-            )
+            parts.append(f"{not_read_why}: {', '.join(outcome.not_read)}")
         found.append(_unverified(model, "identity", parts, len(outcome.unreported)))
     if outcome.unmade:
         found.append(_unverified(model, "measurements", outcome.unmade, len(outcome.unmade)))
@@ -402,3 +400,16 @@ def _unverified(model: str, source: str, parts: Sequence[str], unmade: int) -> F
         value=str(unmade),
         measure=float(unmade),
     )
+
+
+def reported_identity_findings(
+    card: CardIdentity, profile: Profile | None, absent: Sequence[str], absent_why: str
+) -> list[Finding]:
+    """What a card reports (no measurement) against its model's registry: the fields' findings
+    of registry_findings alone. `absent`: registry fields that the card's report cannot hold
+    (an nvidia-smi report has no SM count or bus width), listed as `absent_why`, not counted."""
+    if profile is None or profile.identity is None:
+        return []
+    outcome = _Outcome([], [], [], [], [], [])
+    _check_fields(card, profile.identity, absent, outcome)
+    return _findings(profile, absent_why, outcome)
