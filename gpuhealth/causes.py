@@ -33,9 +33,7 @@ def attribute(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     """The findings, each consequence with its cause's key set."""
     keys = {f.key for f in findings}
     lost = next((f.key for f in findings if f.code == CARD_LOST), None)
-    not_measured = next(
-        (f.key for f in findings if f.code in ("test_not_measured", "tests_not_selected")), None
-    )
+    not_measured = next((f.key for f in findings if f.code == "test_not_measured"), None)
     return tuple(replace(f, cause=_cause(f, keys, lost, not_measured)) for f in findings)
 
 

@@ -712,9 +712,11 @@ def memory_clear_findings(record: RunRecord) -> list[Finding]:
     if clear.status == "failed":
         first = clear.first_not_zero[0] if clear.first_not_zero else None
         where = f", first at address 0x{first.address:X} (0x{first.actual:08X})" if first else ""
+        # a word that reads back other than what was written is a memory error, whatever step
+        # wrote it: the rule every policy has for memory_errors grades it (F by default)
         return [
             Finding(
-                "memory_clear_failed",
+                "memory_errors",
                 "critical",
                 "memory_clear",
                 f"{clear.words_not_zero} word(s) read back non-zero after the memory clear "
@@ -736,8 +738,9 @@ def memory_clear_findings(record: RunRecord) -> list[Finding]:
 
 
 def selection_findings(record: RunRecord) -> list[Finding]:
-    """A partial run (--tests): the tests left out count as not measured, as any test not run,
-    so the grade covers only the selected ones and never passes the card as a whole."""
+    """A partial run (--tests): the tests left out count as not measured (test_not_measured, the
+    rule every policy has for a test that did not run: INCOMPLETE by default), so the grade
+    covers only the selected ones and never passes the card as a whole."""
     chosen = record.tests_selected
     if chosen is None:
         return []
@@ -746,12 +749,12 @@ def selection_findings(record: RunRecord) -> list[Finding]:
         return []
     return [
         Finding(
-            "tests_not_selected",
+            "test_not_measured",
             "major",
-            "run",
+            "selection",
             f"not measured: {', '.join(left_out)} (not selected with --tests); the grade covers "
             f"{', '.join(chosen)} only",
-            value=", ".join(chosen),
+            value="not selected",
             reference="every test",
         )
     ]

@@ -41,6 +41,7 @@ from gpuhealth.models import (
     RunRecord,
     TelemetrySample,
     TestResult,
+    Verification,
     record_from_json,
     record_to_json,
 )
@@ -358,6 +359,14 @@ def _clear_step(
             name=MEMORY_CLEAR_STEP,
             status=status,  # type: ignore[arg-type]  # one of TestStatus by the table above
             duration_s=round(backend.clock_s() - started_s, 4) if not lost_now else 0.0,
+            verifications=(
+                Verification(
+                    cleared.method,
+                    cleared.status == "cleared",
+                    cleared.bytes_cleared // 4,
+                    cleared.words_not_zero,
+                ),
+            ),
             message=cleared.note,
         )
         progress(MEMORY_CLEAR_STEP, steps - 1, steps, step)
