@@ -16,9 +16,9 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from gpuhealth.errors import InputError
 from gpuhealth.models import Finding, Metric, RunRecord, TestResult
 from gpuhealth.patterns import standard_sequence
-from gpuhealth.errors import InputError
 from gpuhealth.presets import PRESETS, Preset, with_soak
 
 # Records written before these minimums existed (the presets changed during 0.1.0): internal
