@@ -22,6 +22,10 @@ METHOD = "Clear (NIST SP 800-88 Rev. 1): every allocatable byte overwritten with
 ZERO = MemPattern("constant", 0)
 CHUNK_BYTES = 4 << 30  # a chunk the allocator gives at once on any card
 ALIGN_BYTES = 2 << 20  # CUDA's allocation granularity
+# Left free for the read-back's own scratch arrays (a mismatch counter and report, in CuPy's
+# pool: 2 MiB pages) and the telemetry: without them the check itself could not allocate. Not
+# user data's to hold: the record's fraction says how much was cleared.
+SCRATCH_RESERVE_BYTES = 8 << 20
 MAX_CHUNKS = 4096  # 8 TiB of 2 GiB chunks: a bound, not a limit any card reaches
 MAX_REPORTED = 64
 CLEAR_BUDGET_S = 60.0  # the watchdog's time for the clear: 141 GB at ~4 TB/s is well under 1 s
@@ -73,10 +77,12 @@ def clear_memory(backend: Backend, total_bytes: int | None) -> MemoryClear:
 
 
 def _allocate_all(backend: Backend, buffers: list[DeviceBuffer]) -> None:
-    """Take every byte the allocator gives: chunks as large as fit, halved when refused."""
+    """Take every byte the allocator gives but the scratch reserve: chunks as large as fit,
+    halved when refused."""
     chunk = CHUNK_BYTES
     while chunk >= ALIGN_BYTES and len(buffers) < MAX_CHUNKS:
-        size = min(chunk, backend.memory_free_bytes() // ALIGN_BYTES * ALIGN_BYTES)
+        free = backend.memory_free_bytes() - SCRATCH_RESERVE_BYTES
+        size = min(chunk, free // ALIGN_BYTES * ALIGN_BYTES)
         if size < ALIGN_BYTES:
             return
         try:

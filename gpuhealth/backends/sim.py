@@ -293,11 +293,7 @@ class SimBackend:
             "locked_clocks": (", ".join(locked) or "none", None),
             "persistence_mode": ("enabled" if s.persistence_mode else "disabled", None),
             "confidential_computing": (
-                None
-                if s.confidential_computing is None
-                else "on"
-                if s.confidential_computing
-                else "off",
+                None if s.confidential_computing == "not supported" else s.confidential_computing,
                 None,
             ),
         }

@@ -296,8 +296,8 @@ class SimSettings(StrictModel):
     locked_sm_clocks_mhz: tuple[ClockMHz, ClockMHz] | None = None  # (min, max)
     locked_memory_clocks_mhz: tuple[ClockMHz, ClockMHz] | None = None
     persistence_mode: bool = True
-    # None: the driver does not offer confidential computing (NVML: not supported)
-    confidential_computing: bool | None = False
+    # "not supported": the driver does not offer it (NVML answers so)
+    confidential_computing: Literal["off", "on", "not supported"] = "off"
 
 
 class UnclearedRegion(StrictModel):
