@@ -704,8 +704,8 @@ def _below(value: str | None, default_w: float | None) -> bool:
 
 def memory_clear_findings(record: RunRecord) -> list[Finding]:
     """The memory clear (memclear.py): words that read back non-zero after it wrote zeros are a
-    fault (the card keeps data, or that memory is faulty); a clear not made is listed. A record
-    from before the clear existed (None) has neither."""
+    fault (the card keeps data, or that memory is faulty); a clear not made in a complete run
+    (--no-clear, an error) is listed. A record from before the clear existed (None) has neither."""
     clear = record.memory_clear
     if clear is None or clear.status == "cleared":
         return []
@@ -725,6 +725,8 @@ def memory_clear_findings(record: RunRecord) -> list[Finding]:
                 reference="0",
             )
         ]
+    if not record.complete:  # refused, stopped or lost: that is the reason (INCOMPLETE); the
+        return []  # certificate's memory-clear section still says it was not cleared, and why
     return [
         Finding(
             "memory_not_cleared",
