@@ -263,10 +263,14 @@ def test_a_region_that_does_not_clear_is_an_f(sim: Sim) -> None:
     assert "memory clear" in reason(record, "memory-errors")
 
 
-def test_a_stuck_bit_also_fails_the_clear(sim: Sim) -> None:
+def test_a_stuck_bit_also_fails_the_clear_told_as_one_reason(sim: Sim) -> None:
     record = grade(sim("stuck_bits = [{ address = 0x2000000, bit = 3, value = 1 }]"))
     assert record.memory_clear is not None and record.memory_clear.status == "failed"
     assert record.memory_clear.first_not_zero[0].actual == 8
+    assert record.grade is not None and record.grade.letter == "F"
+    (memory,) = [r for r in record.grade.reasons if r.rule == "memory-errors"]
+    assert "memtest" in memory.message  # the memory test's finding is the cause
+    assert len(memory.also) == 1 and "memory clear" in memory.also[0]
 
 
 def test_no_clear_is_said(sim: Sim) -> None:
