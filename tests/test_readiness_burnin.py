@@ -5,6 +5,7 @@ each test asserts the grade and the reason that gives it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import fake_cupy
@@ -15,6 +16,7 @@ from fake_cupy import FakeGpu, Launch
 from simkit import H100, read_run
 
 from gpuhealth import readiness
+from gpuhealth.analysis import judge
 from gpuhealth.backends import nvml
 from gpuhealth.backends.cuda import CudaBackend
 from gpuhealth.backends.sim import SimBackend
@@ -417,6 +419,11 @@ def test_soak_override_sets_the_soak_and_its_evidence(sim: Sim) -> None:
     assert record.soak_duration_s == 200.0
     # held to the length asked for: no evidence problem, no shortened-soak reason
     assert reasons(record) == {"incomplete": "INCOMPLETE"}
+    # a record that claims a longer soak than the one it holds lacks its evidence
+    claimed = judge(replace(record, soak_duration_s=400.0), None, load_policy())
+    assert claimed.grade is not None
+    soak_reason = [r for r in claimed.grade.reasons if "soak: marked passed" in r.message]
+    assert soak_reason and "400" in soak_reason[0].message
 
 
 def test_a_soak_shorter_than_the_preset_is_not_a(sim: Sim) -> None:
@@ -466,6 +473,39 @@ def test_live_samples_reach_the_callback(sim: Sim, monkeypatch: pytest.MonkeyPat
     times = [s.t_s for t in record.tests for s in t.telemetry]
     assert times == sorted(times) and len(times) == len(set(times))
     assert max(s.power_w or 0 for s in seen) > 300
+
+
+class _Samples:
+    """A backend that only hands out telemetry: one new sample per drain."""
+
+    def __init__(self) -> None:
+        self.t_s = 0.0
+
+    def drain_telemetry(self) -> tuple[TelemetrySample, ...]:
+        self.t_s += 1.0
+        return (TelemetrySample(t_s=self.t_s, power_w=100.0 * self.t_s),)
+
+
+def test_the_live_pull_never_hides_a_sample_from_the_tests_drain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stress_base, "LIVE_WALL_S", 0.0)
+    shown: list[TelemetrySample] = []
+    ctx = stress_base.TestContext(
+        _Samples(),  # type: ignore[arg-type]  # only drain_telemetry is used
+        None,  # type: ignore[arg-type]
+        PRESETS["quick"],
+        run_start_s=0.0,
+        budget_s=10.0,
+        live=shown.append,
+    )
+    for _ in range(3):
+        ctx.timed(0.1)  # each pulls one sample for the display
+    assert [s.t_s for s in shown] == [1.0, 2.0, 3.0]
+    # the soak's thermal guard drains: it gets all three pulled samples and the new one, once
+    assert [s.t_s for s in ctx.drain_telemetry()] == [1.0, 2.0, 3.0, 4.0]
+    assert [s.t_s for s in ctx.drain_telemetry()] == [5.0]
+    assert [s.t_s for s in ctx.telemetry] == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_live_text_shows_the_card_now() -> None:
