@@ -36,7 +36,7 @@ from gpuhealth.models import (
 from gpuhealth.patterns import PATTERN_CODES
 from gpuhealth.presets import PRESETS, TEST_ORDER, parse_tests, preset, with_soak
 from gpuhealth.progress import PlainProgress, live_text
-from gpuhealth.runner import GradeOptions, StopFlag, grade_card
+from gpuhealth.runner import GradeOptions, StopFlag, grade_card, missing_tests, resume_card
 from gpuhealth.stresstests import TEST_NAMES
 from gpuhealth.stresstests import base as stress_base
 
@@ -579,3 +579,40 @@ def test_grade_without_a_terminal_prints_plain_progress(
         ],
     )
     assert " °C " not in quiet.output and "passed (" not in quiet.output
+
+
+def test_resume_runs_only_the_selected_tests_and_keeps_the_soak(sim: Sim, tmp_path: Path) -> None:
+    stop = StopFlag()
+    backend = sim()
+    original = backend.begin_test
+
+    def begin(name: str) -> None:
+        if name == "soak":
+            stop.request("stopped by SIGTERM")
+        original(name)
+
+    backend.begin_test = begin  # type: ignore[method-assign]
+    options = GradeOptions(
+        preset=with_soak(preset("quick"), 40.0),
+        policy=load_policy(),
+        profile=None,
+        out_dir=tmp_path / "run",
+        tests=("bandwidth", "soak"),
+        soak_s=40.0,
+    )
+    first = grade_card(backend, options, stop=stop).record
+    assert not first.complete and first.tests_selected == ("bandwidth", "soak")
+    assert first.memory_clear is not None and first.memory_clear.status == "not_cleared"
+    assert missing_tests(first) == ["soak"]
+    resumed = resume_card(sim(), first, tmp_path / "run", replace(options, tests=None)).record
+    assert resumed.tests_selected == ("bandwidth", "soak") and resumed.soak_duration_s == 40.0
+    soak = resumed.test("soak")
+    assert soak is not None and soak.status == "passed" and soak.parameters["duration_s"] == 40.0
+    assert {t.name for t in resumed.tests if t.status == "not_run"} == {
+        "memtest",
+        "fp32",
+        "fp16_tensor",
+        "gemm",
+    }
+    assert resumed.memory_clear is not None and resumed.memory_clear.status == "cleared"
+    assert resumed.grade is not None and resumed.grade.letter == "INCOMPLETE"
