@@ -486,6 +486,7 @@ def _cuda_count() -> int:
 
 
 def _summary(result: GradedCard) -> dict[str, Any]:
+    from gpuhealth.readiness import verdict as readiness_verdict
     from gpuhealth.report import rules_banner
 
     record, g = result.record, result.record.grade
@@ -507,11 +508,14 @@ def _summary(result: GradedCard) -> dict[str, Any]:
         if record.rules and record.rules.shipped_grade
         else None,
         "signed_by": record.signature.key_fingerprint if record.signature else None,
+        "readiness": readiness_verdict(record.readiness),
+        "memory_clear": record.memory_clear.status if record.memory_clear else None,
         "out_dir": str(result.out_dir),
     }
 
 
 def _print_grade(result: GradedCard) -> None:
+    from gpuhealth.readiness import resale_line
     from gpuhealth.report import rules_banner
 
     record, g = result.record, result.record.grade
@@ -528,6 +532,7 @@ def _print_grade(result: GradedCard) -> None:
         click.echo(f"  {g.disposition}")
         for reason in g.reasons:
             click.echo(f"  - [{reason.grade}] {reason.rule}: {reason.message}")
+    click.echo(f"  {resale_line(record)}")
     click.echo(f"  report: {result.out_dir / 'report.html'}")
 
 

@@ -21,6 +21,7 @@ from gpuhealth.models import (
     HealthCounters,
     ReadinessItem,
     ReadinessStatus,
+    RunRecord,
     SettingReading,
 )
 
@@ -162,3 +163,21 @@ def verdict(items: tuple[ReadinessItem, ...] | None) -> Verdict:
     if any(i.status == "unreadable" for i in items):
         return "not confirmed"
     return "ready"
+
+
+def resale_line(record: RunRecord) -> str:
+    """One line for the terminal: the readiness verdict (and what to reset) and the clear."""
+    changed = [i.name for i in record.readiness or () if i.status == "not_default"]
+    ready = f"readiness: {verdict(record.readiness)}"
+    if changed:
+        ready += f" (reset: {', '.join(changed)})"
+    clear = record.memory_clear
+    if clear is None:
+        cleared = "memory: not cleared (the run did not reach the clear)"
+    elif clear.status == "cleared":
+        cleared = f"memory: cleared ({clear.fraction or 0.0:.1%} of it, zeros read back)"
+    elif clear.status == "failed":
+        cleared = f"memory: CLEAR FAILED ({clear.words_not_zero} word(s) not zero)"
+    else:
+        cleared = f"memory: not cleared ({clear.note})"
+    return f"{ready}; {cleared}"

@@ -4,6 +4,7 @@ each test asserts the grade and the reason that gives it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -563,6 +564,7 @@ def test_grade_without_a_terminal_prints_plain_progress(
     live = [line for line in lines if " °C " in line]
     assert 1 <= len(live) <= 3, result.output  # a ~2 s run: the first reading, not a flood
     assert read_run(out).memory_clear is not None
+    assert "readiness: ready; memory: cleared (99.4% of it, zeros read back)" in result.output
     quiet = CliRunner().invoke(
         main,
         [
@@ -616,3 +618,31 @@ def test_resume_runs_only_the_selected_tests_and_keeps_the_soak(sim: Sim, tmp_pa
     }
     assert resumed.memory_clear is not None and resumed.memory_clear.status == "cleared"
     assert resumed.grade is not None and resumed.grade.letter == "INCOMPLETE"
+
+
+def test_grade_json_says_readiness_and_the_clear(
+    tmp_path: Path, write_card: Callable[..., Path]
+) -> None:
+    card = write_card("settings = { mig_enabled = true }")
+    result = CliRunner().invoke(
+        main,
+        [
+            "grade",
+            "--sim-card",
+            str(card),
+            "--quick",
+            "--no-db",
+            "--quiet",
+            "--json",
+            "--no-clear",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["cards"][0]
+    assert (row["grade"], row["readiness"], row["memory_clear"]) == (
+        "A",
+        "not ready",
+        "not_cleared",
+    )
