@@ -27,6 +27,7 @@ from gpuhealth.models import (
     TestResult,
     Verdict,
 )
+from gpuhealth.presets import PRESETS
 from gpuhealth.profiles import NOT_JUDGED, Profile
 from gpuhealth.registry import registry_findings
 
@@ -128,7 +129,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         )
         summary = judge_thermal(summary, reference, thermal_settings(policy))
     found = causes.attribute(
-        health.test_findings(record.tests)
+        health.test_findings(record.tests, record.tests_selected)
         + evidence_findings(record)
         + health.run_findings(record)
         + health.counter_findings(record.counters_before, record.counters_after)
@@ -139,6 +140,10 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + registry_findings(record, profile)
         + unmade_check_findings(record, profile, comparisons, summary)
         + health.card_history_findings(record.stored_history)
+        + health.readiness_findings(record)
+        + health.memory_clear_findings(record)
+        + health.selection_findings(record)
+        + health.soak_length_findings(record, _preset_soak_s(record))
     )
     energy = None
     before, after = record.counters_before, record.counters_after
@@ -156,6 +161,11 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         gpu_busy_share=round(busy / record.wall_time_s, 4) if record.wall_time_s else None,
         subsystems=subsystems,
     )
+
+
+def _preset_soak_s(record: RunRecord) -> float | None:
+    chosen = PRESETS.get(record.preset)
+    return chosen.soak.duration_s if chosen else None
 
 
 def composite_settings(policy: Policy) -> composite.Settings:

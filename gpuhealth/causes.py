@@ -11,7 +11,9 @@ them as part of their cause's reason (grading._one_per_cause):
   (identity_mismatch from the fp32 or bandwidth measurement): the throughput deficits of the same
   units (FP32, tensor and sustained compute; memory);
 - tests that were not run or measured (test_not_measured): the identity checks they would have
-  made (identity_unverified of what was not measured, source "unmeasured").
+  made (identity_unverified of what was not measured, source "unmeasured");
+- memory errors the memory test found (memory_errors/memtest): the words the memory clear then
+  read back non-zero (memory_errors/memory_clear).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ CARD_LOST = "xid_card_lost"
 LOST_CONSEQUENCES = frozenset(
     {"test_not_measured", "counters_incomplete", "telemetry_incomplete", "identity_unverified"}
 )
+MEMTEST_ERRORS = "memory_errors/memtest"
+CLEAR_ERRORS = "memory_errors/memory_clear"
 # performance subsystem (gpuhealth/composite.py) -> the measurement whose per-unit check covers it
 SUBSYSTEM_BASIS = {"fp32": "fp32", "tensor": "fp32", "sustained": "fp32"}
 
@@ -52,4 +56,8 @@ def _cause(
             return f"identity_mismatch/{basis}"
     if not_measured is not None and finding.key == "identity_unverified/unmeasured":
         return not_measured
+    # the memory clear reading back non-zero where the memory test found bad words already: one
+    # faulty memory, told once (the clear's words are listed as part of the memtest's reason)
+    if finding.key == CLEAR_ERRORS and MEMTEST_ERRORS in keys:
+        return MEMTEST_ERRORS
     return None

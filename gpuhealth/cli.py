@@ -225,6 +225,27 @@ def db_options(func: F) -> F:
 )
 @key_file_option
 @db_options
+@click.option(
+    "--tests",
+    "tests_text",
+    metavar="LIST",
+    help="Run only these tests (comma list: bandwidth,memtest,fp32,fp16_tensor,gemm,soak). The "
+    "grade covers only them and says so: the others count as not measured (INCOMPLETE).",
+)
+@click.option(
+    "--soak",
+    "soak_s",
+    type=float,
+    metavar="SECONDS",
+    help="Soak length in seconds (10 to 86400; e.g. 3600 for a one-hour burn-in), instead of "
+    "the preset's; journaled every 5 s as it runs. Shorter than the preset's: not A.",
+)
+@click.option(
+    "--no-clear",
+    is_flag=True,
+    help="Do not clear the memory after the tests (by default every allocatable byte is "
+    "overwritten with zeros and read back; the certificate says which).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the grades and their summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
@@ -242,6 +263,9 @@ def grade(
     key_file: Path | None,
     db: str | None,
     no_db: bool,
+    tests_text: str | None,
+    soak_s: float | None,
+    no_clear: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -258,7 +282,9 @@ def grade(
     from gpuhealth.backends import DEMO_CARD
     from gpuhealth.fleet import GradePlan, check_expected, grade_specs
     from gpuhealth.keys import find_key, load_key
+    from gpuhealth.presets import parse_tests
 
+    tests = parse_tests(tests_text) if tests_text is not None else None
     if demo:
         backend, sim_cards = "sim", sim_cards or (DEMO_CARD,)
     if backend == "sim" and not sim_cards:
@@ -272,6 +298,7 @@ def grade(
         backend, indexes, sim_cards, preset_name, out_dir, profile_path, policy_path,
         allow_busy, signer.path if signer else None, force,
         history_db=None if no_db else (db or ""),
+        tests=tests, soak_s=soak_s, clear=not no_clear,
     )  # fmt: skip
     specs = grade_specs(plan)  # every input checked here, before any worker starts
     sys.exit(_supervise(specs, signer, db, no_db, as_json, quiet))
@@ -288,10 +315,11 @@ def _supervise(
     """Run the cards under the Supervisor (watchdog, signals), then show, store and summarise
     them; returns the exit code. Signals stay handled until the end: a late one is no traceback."""
     from gpuhealth.fleet import Supervisor, supervision_limits
+    from gpuhealth.progress import fleet_display
 
     supervisor = Supervisor.with_limits(specs, supervision_limits())
     with _stop_on_signals(supervisor) as signals:
-        with _fleet_progress(quiet, [s.gpu for s in specs]) as on_event:
+        with fleet_display(quiet, [s.gpu for s in specs]) as on_event:
             supervisor.on_event = on_event
             outcomes = supervisor.run()
         code = _conclude(outcomes, signer, db, no_db, as_json)
@@ -458,6 +486,7 @@ def _cuda_count() -> int:
 
 
 def _summary(result: GradedCard) -> dict[str, Any]:
+    from gpuhealth.readiness import verdict as readiness_verdict
     from gpuhealth.report import rules_banner
 
     record, g = result.record, result.record.grade
@@ -479,11 +508,14 @@ def _summary(result: GradedCard) -> dict[str, Any]:
         if record.rules and record.rules.shipped_grade
         else None,
         "signed_by": record.signature.key_fingerprint if record.signature else None,
+        "readiness": readiness_verdict(record.readiness),
+        "memory_clear": record.memory_clear.status if record.memory_clear else None,
         "out_dir": str(result.out_dir),
     }
 
 
 def _print_grade(result: GradedCard) -> None:
+    from gpuhealth.readiness import resale_line
     from gpuhealth.report import rules_banner
 
     record, g = result.record, result.record.grade
@@ -500,55 +532,8 @@ def _print_grade(result: GradedCard) -> None:
         click.echo(f"  {g.disposition}")
         for reason in g.reasons:
             click.echo(f"  - [{reason.grade}] {reason.rule}: {reason.message}")
+    click.echo(f"  {resale_line(record)}")
     click.echo(f"  report: {result.out_dir / 'report.html'}")
-
-
-@contextmanager
-def _progress_bar() -> Iterator[tuple[Any, Any]]:
-    """rich's progress display on stderr (one bar per task) and its console, for messages."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        yield bar, console
-
-
-@contextmanager
-def _fleet_progress(quiet: bool, indexes: list[int]) -> Iterator[Callable[..., None] | None]:
-    """One row per GPU on one screen: its current test, tests done, elapsed time."""
-    if quiet:
-        yield None
-        return
-    from gpuhealth.fleet import FleetEvent
-
-    with _progress_bar() as (bar, console):
-        rows = {gpu: bar.add_task(f"GPU {gpu}: starting", total=None) for gpu in indexes}
-
-        def update(event: FleetEvent) -> None:
-            row, label = rows[event.gpu], f"GPU {event.gpu}"
-            if event.kind == "start":
-                bar.update(
-                    row, total=event.total, completed=event.index,
-                    description=f"{label}: {event.test}",
-                )  # fmt: skip
-            elif event.kind == "end":
-                bar.update(row, completed=event.index + 1)
-                console.print(f"{label}: {event.test} {event.status} ({event.duration_s:.1f} s)")
-            elif event.kind == "done":
-                bar.update(row, description=f"{label}: finished")
-            elif event.kind == "failed":
-                bar.update(row, description=f"{label}: INCOMPLETE")
-                console.print(f"{label}: [bold red]INCOMPLETE[/]: {event.message}")
-
-        yield update
 
 
 @main.command()

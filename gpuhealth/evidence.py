@@ -16,9 +16,10 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from gpuhealth.errors import InputError
 from gpuhealth.models import Finding, Metric, RunRecord, TestResult
 from gpuhealth.patterns import standard_sequence
-from gpuhealth.presets import PRESETS, Preset
+from gpuhealth.presets import PRESETS, Preset, with_soak
 
 # Records written before these minimums existed (the presets changed during 0.1.0): internal
 # consistency only.
@@ -124,7 +125,10 @@ def _preset_for(record: RunRecord) -> Preset | str | None:
     chosen = PRESETS.get(record.preset)
     if chosen is None:
         return f"preset {record.preset!r} is not one of {', '.join(PRESETS)}"
-    return chosen
+    try:  # --soak: the soak is held to the length asked for (a shorter one: soak_shortened)
+        return with_soak(chosen, record.soak_duration_s)
+    except InputError as error:
+        return f"soak_duration_s: {error.expected}"
 
 
 # --- the whole record -----------------------------------------------------------------------------

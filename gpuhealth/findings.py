@@ -25,9 +25,13 @@ MEMTEST_COVERAGE_TARGET = 0.95
 RETIRED_PAGES_LIMIT = 63
 
 
-def test_findings(tests: tuple[TestResult, ...]) -> list[Finding]:
+def test_findings(
+    tests: tuple[TestResult, ...], selected: tuple[str, ...] | None = None
+) -> list[Finding]:
+    """Findings of the tests; those --tests left out (not in `selected`) are
+    selection_findings', not "not run"."""
     found: list[Finding] = []
-    never = [t for t in tests if t.status == "not_run"]
+    never = [t for t in tests if t.status == "not_run" and (selected is None or t.name in selected)]
     if never:
         why = never[0].message or "not started"
         found.append(
@@ -653,3 +657,126 @@ def card_history_findings(history: StoredHistory | None) -> list[Finding]:
                 )
             )
     return found
+
+
+# --- issue 14: resale readiness, the memory clear, a partial or longer run ------------------------
+# Readiness items with findings of their own: ECC off or pending (ecc_disabled, ecc_mode_pending)
+# and a lowered power limit (power_limit_reduced) are judged as health; the others are settings.
+_OWN_FINDINGS = frozenset({"ecc_mode"})
+
+
+def readiness_findings(record: RunRecord) -> list[Finding]:
+    """Settings away from their factory defaults (readiness.py): one finding listing each with
+    its reset command. Not a fault of the card: the default policy lists it (grade A)."""
+    items = record.readiness or ()
+    default_w = record.identity.power_limit_default_w
+    changed = [
+        item
+        for item in items
+        if item.status == "not_default"
+        and item.key not in _OWN_FINDINGS
+        # a lowered limit is power_limit_reduced's (counters), a raised one is a setting
+        and not (item.key == "power_limit" and _below(item.value, default_w))
+    ]
+    if not changed:
+        return []
+    listed = "; ".join(f"{i.name} {i.value} (reset: {i.reset})" for i in changed)
+    return [
+        Finding(
+            "settings_not_default",
+            "info",
+            "readiness",
+            f"not at factory defaults: {listed}",
+            value=", ".join(f"{i.name}: {i.value}" for i in changed),
+            reference=", ".join(f"{i.name}: {i.expected}" for i in changed),
+            measure=float(len(changed)),
+        )
+    ]
+
+
+def _below(value: str | None, default_w: float | None) -> bool:
+    try:
+        watts = float((value or "").removesuffix(" W"))
+    except ValueError:
+        return False
+    return default_w is not None and watts < default_w
+
+
+def memory_clear_findings(record: RunRecord) -> list[Finding]:
+    """The memory clear (memclear.py): words that read back non-zero after it wrote zeros are a
+    fault (the card keeps data, or that memory is faulty); a clear not made in a complete run
+    (--no-clear, an error) is listed. A record from before the clear existed (None) has neither."""
+    clear = record.memory_clear
+    if clear is None or clear.status == "cleared":
+        return []
+    if clear.status == "failed":
+        first = clear.first_not_zero[0] if clear.first_not_zero else None
+        where = f", first at address 0x{first.address:X} (0x{first.actual:08X})" if first else ""
+        # a word that reads back other than what was written is a memory error, whatever step
+        # wrote it: the rule every policy has for memory_errors grades it (F by default)
+        return [
+            Finding(
+                "memory_errors",
+                "critical",
+                "memory_clear",
+                f"{clear.words_not_zero} word(s) read back non-zero after the memory clear "
+                f"wrote zeros{where}: the card keeps data there, or that memory is faulty",
+                value=str(clear.words_not_zero),
+                reference="0",
+            )
+        ]
+    if not record.complete:  # refused, stopped or lost: that is the reason (INCOMPLETE); the
+        return []  # certificate's memory-clear section still says it was not cleared, and why
+    return [
+        Finding(
+            "memory_not_cleared",
+            "info",
+            "memory_clear",
+            f"memory not cleared ({clear.note or 'no reason recorded'})",
+            value="not cleared",
+            reference="cleared",
+        )
+    ]
+
+
+def selection_findings(record: RunRecord) -> list[Finding]:
+    """A partial run (--tests): the tests left out count as not measured (test_not_measured, the
+    rule every policy has for a test that did not run: INCOMPLETE by default), so the grade
+    covers only the selected ones and never passes the card as a whole."""
+    chosen = record.tests_selected
+    if chosen is None:
+        return []
+    left_out = [t.name for t in record.tests if t.name not in chosen]
+    if not left_out:
+        return []
+    return [
+        Finding(
+            "test_not_measured",
+            "major",
+            "selection",
+            f"not measured: {', '.join(left_out)} (not selected with --tests); the grade covers "
+            f"{', '.join(chosen)} only",
+            value="not selected",
+            reference="every test",
+        )
+    ]
+
+
+def soak_length_findings(record: RunRecord, preset_soak_s: float | None) -> list[Finding]:
+    """A soak shorter than its preset's (--soak): less thermal evidence than the preset holds a
+    card to, so not A. A longer one (a burn-in) is what the preset asks and more."""
+    asked = record.soak_duration_s
+    if asked is None or preset_soak_s is None or asked >= preset_soak_s:
+        return []
+    return [
+        Finding(
+            "soak_shortened",
+            "minor",
+            "soak",
+            f"the soak ran {asked:g} s (--soak), shorter than the {record.preset} preset's "
+            f"{preset_soak_s:g} s: less thermal evidence",
+            value=f"{asked:g} s",
+            reference=f">= {preset_soak_s:g} s",
+            measure=asked,
+        )
+    ]

@@ -51,7 +51,7 @@ from gpuhealth.errors import (
     InputError,
     OutputUnwritable,
 )
-from gpuhealth.models import RunRecord, TestResult
+from gpuhealth.models import RunRecord, TelemetrySample, TestResult
 from gpuhealth.runfolder import check_writable, refuse_existing
 from gpuhealth.runner import (
     GradedCard,
@@ -62,6 +62,7 @@ from gpuhealth.runner import (
     grade_card,
     read_journal,
     resume_card,
+    step_budget_s,
     stop_reason,
 )
 
@@ -79,7 +80,7 @@ LIMIT_ENV = {
 PARENT_DIED = "stopped: the supervising gpuhealth process died"
 GRADE_ORDER = ("A", "B", "C", "D", "F", "INCOMPLETE")
 
-EventKind = Literal["open", "start", "end", "done", "failed"]
+EventKind = Literal["open", "start", "end", "done", "failed", "live"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class WorkerSpec:
     force: bool = False  # overwrite a record already in out_dir
     resume: bool = False  # run the tests the record in out_dir is missing (gpuhealth resume)
     stop_grace_s: float = STOP_GRACE_S  # an orphaned worker stuck this long closes its journal
+    tests: tuple[str, ...] | None = None  # GradeOptions.tests (--tests)
+    soak_s: float | None = None  # GradeOptions.soak_s (--soak)
+    clear: bool = True  # GradeOptions.clear (--no-clear: False)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,13 @@ class FleetEvent:
     status: str | None = None
     duration_s: float | None = None
     message: str | None = None
+    # "end": what the step's checks found wrong (mismatched words, wrong results); "live": the
+    # card now (telemetry) and the errors found so far in this run
+    errors: int = 0
+    temperature_c: float | None = None
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    clocks_event_reasons: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +137,11 @@ class CardOutcome:
 def options_for(spec: WorkerSpec) -> GradeOptions:
     from gpuhealth.grading import load_policy
     from gpuhealth.keys import load_key
-    from gpuhealth.presets import preset
+    from gpuhealth.presets import preset, with_soak
     from gpuhealth.profiles import load_profile
 
     return GradeOptions(
-        preset=preset(spec.preset),
+        preset=with_soak(preset(spec.preset), spec.soak_s),
         policy=load_policy(spec.policy_path),
         profile=load_profile(spec.profile_path) if spec.profile_path else None,
         out_dir=spec.out_dir,
@@ -138,6 +149,9 @@ def options_for(spec: WorkerSpec) -> GradeOptions:
         signer=load_key(spec.key_path) if spec.key_path else None,
         history_db=spec.history_db,
         force=spec.force,
+        tests=spec.tests,
+        soak_s=spec.soak_s,
+        clear=spec.clear,
     )
 
 
@@ -156,6 +170,9 @@ class GradePlan:
     key_path: Path | None
     force: bool
     history_db: str | None = None  # GradeOptions.history_db: "" the default database, None none
+    tests: tuple[str, ...] | None = None  # --tests, parsed (presets.parse_tests)
+    soak_s: float | None = None  # --soak
+    clear: bool = True  # False: --no-clear
 
 
 def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
@@ -163,10 +180,10 @@ def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
     preset, the sim cards, the policy, profile and key, and each run folder (no record there
     unless --force: exit 2; writable: exit 3)."""
     from gpuhealth.backends.simcards import load_card
-    from gpuhealth.presets import preset
+    from gpuhealth.presets import preset, with_soak
     from gpuhealth.runner import DEFAULT_RUNS_DIR
 
-    preset(plan.preset)
+    with_soak(preset(plan.preset), plan.soak_s)  # a bad --soak is refused here
     for name in {plan.sim_cards[i] for i in plan.indexes} if plan.sim_cards else ():
         load_card(name)
     single = len(plan.indexes) == 1
@@ -184,6 +201,9 @@ def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
             force=plan.force,
             history_db=plan.history_db,
             stop_grace_s=supervision_limits().stop_grace_s,
+            tests=plan.tests,
+            soak_s=plan.soak_s,
+            clear=plan.clear,
         )
         for index in plan.indexes
     ]
@@ -344,16 +364,28 @@ def _worker(spec: WorkerSpec, conn: Connection, stop_code: Any, parent_pid: int)
 
         def progress(test: str, index: int, total: int, result: TestResult | None) -> None:
             if result is None:
-                send("start", test, index, total, options.preset.budget_s(test))
+                send("start", test, index, total, step_budget_s(options.preset, test))
             else:
-                send("end", test, index, total, result.status, result.duration_s)
+                wrong = sum(v.mismatches for v in result.verifications)
+                send("end", test, index, total, result.status, result.duration_s, wrong)
+
+        def live(sample: TelemetrySample) -> None:
+            send(
+                "live",
+                sample.temperature_c,
+                sample.power_w,
+                sample.sm_clock_mhz,
+                sample.clocks_event_reasons,
+            )
 
         try:
             if spec.resume and spec.out_dir is not None:
                 record = read_journal(spec.out_dir / "run.json")
-                graded = resume_card(backend, record, spec.out_dir, options, progress, stop, opened)
+                graded = resume_card(
+                    backend, record, spec.out_dir, options, progress, stop, opened, live
+                )
             else:
-                graded = grade_card(backend, options, progress, stop, opened)
+                graded = grade_card(backend, options, progress, stop, opened, live)
         finally:
             backend.close()
         if pid_file is not None:
@@ -407,6 +439,7 @@ class _Worker:
     error: tuple[str, int] | None = None
     unwritable: bool = False  # the worker could not write its run folder: the parent cannot either
     killed_why: str | None = None
+    errors: int = 0  # what the card's checks found wrong so far (the "end" messages' counts)
     outcome: CardOutcome | None = None
     messages: list[tuple[object, ...]] = field(default_factory=list)
 
@@ -560,11 +593,31 @@ class Supervisor:
             w.deadline = now + w.budget_s * self.watchdog_scale + self.watchdog_margin_s
             self._emit(w, "start", test=w.test, index=index, total=total)
         elif kind == "end":
-            _, test, index, total, status, duration = message
+            _, test, index, total, status, duration, wrong = message
             w.test, w.last, w.budget_s, w.started = None, test, 0.0, now
             w.deadline = now + self.watchdog_margin_s
+            w.errors += int(wrong)
             self._emit(
-                w, "end", test=test, index=index, total=total, status=status, duration_s=duration
+                w,
+                "end",
+                test=test,
+                index=index,
+                total=total,
+                status=status,
+                duration_s=duration,
+                errors=w.errors,
+            )
+        elif kind == "live":  # the card now: the watchdog's deadline stays the step's
+            _, temperature, power, clock, reasons = message
+            self._emit(
+                w,
+                "live",
+                test=w.test,
+                errors=w.errors,
+                temperature_c=temperature,
+                power_w=power,
+                sm_clock_mhz=clock,
+                clocks_event_reasons=reasons,
             )
         elif kind == "done":
             w.done_dir = Path(message[1])

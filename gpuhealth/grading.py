@@ -81,6 +81,10 @@ FINDING_CODES = (
     "identity_unverified",
     "card_identity_changed",
     "card_counters_decreased",
+    # issue 14: readiness, the memory clear, a shortened soak
+    "settings_not_default",
+    "memory_not_cleared",
+    "soak_shortened",
 )
 
 

@@ -450,6 +450,65 @@ class StoredHistory:
     note: str | None = None
 
 
+# --- resale readiness and the memory clear (issue 14) ---------------------------------------------
+ReadinessStatus = Literal["ok", "not_default", "unreadable", "not_applicable", "site_policy"]
+"""ok: at its factory default; not_default: changed (reset it with the item's command);
+unreadable: the driver failed to answer (never ok); not_applicable: the card or driver does not
+offer it (NVML "not supported"); site_policy: read and listed, no factory default to hold it to."""
+ClearStatus = Literal["cleared", "failed", "not_cleared"]
+"""cleared: every byte it reached read back zero; failed: some read back non-zero after the
+overwrite (the card keeps data, or its memory is faulty); not_cleared: the clear did not run or
+could not finish (note says why)."""
+
+
+@dataclass(frozen=True)
+class SettingReading:
+    """One setting as a backend read it (not stored in the record: readiness.py turns it into a
+    ReadinessItem). value and default are in words ("enabled", "sm 1980 MHz, memory 2619 MHz")."""
+
+    key: str
+    state: Literal["read", "not_supported", "unreadable"]
+    value: str | None = None
+    default: str | None = None  # the card's own factory default, where it reports one
+    detail: str | None = None  # the driver's error, for an unreadable one
+
+
+@dataclass(frozen=True)
+class ReadinessItem:
+    """A setting a buyer expects at its factory default, as read before the tests."""
+
+    key: str  # ecc_mode, mig_mode, compute_mode, applications_clocks, locked_clocks, ...
+    name: str
+    value: str | None
+    expected: str
+    status: ReadinessStatus
+    reset: str | None = None  # the command that puts it back (nvidia-smi ...)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class UnclearedWord:
+    """A 32-bit word that read back non-zero after the clear wrote zero to it."""
+
+    address: int  # device address of the word
+    actual: int
+
+
+@dataclass(frozen=True)
+class MemoryClear:
+    """The last step: every allocatable byte overwritten with zeros and read back."""
+
+    status: ClearStatus
+    method: str
+    bytes_cleared: int = 0
+    memory_total_bytes: int | None = None
+    fraction: float | None = None  # bytes_cleared / memory_total_bytes
+    seconds: float | None = None  # device time of the overwrite and the read-back
+    words_not_zero: int = 0
+    first_not_zero: tuple[UnclearedWord, ...] = ()
+    note: str | None = None  # why not cleared, or what failed
+
+
 @dataclass(frozen=True)
 class RunRecord:
     schema_version: int
@@ -476,6 +535,13 @@ class RunRecord:
     signature: Signature | None = None  # signed with the rest, except signature.value
     # what the results database knew of the card when it was judged; None: not looked up
     stored_history: StoredHistory | None = None
+    # Issue 14 (None in records written before them): the settings read before the tests
+    # (readiness.py); the memory clear after them; the tests asked for with --tests (None: all);
+    # the soak length asked for with --soak (None: the preset's).
+    readiness: tuple[ReadinessItem, ...] | None = None
+    memory_clear: MemoryClear | None = None
+    tests_selected: tuple[str, ...] | None = None
+    soak_duration_s: float | None = None
 
     def test(self, name: str) -> TestResult | None:
         return next((t for t in self.tests if t.name == name), None)

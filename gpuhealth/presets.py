@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gpuhealth.errors import InputError
 
@@ -138,3 +138,49 @@ def preset(name: str) -> Preset:
         raise InputError(
             "--preset", None, f"expected one of {', '.join(PRESETS)}, got {name!r}"
         ) from None
+
+
+# --soak: a burn-in of up to a day; below 10 s the thermal fit and the guard have nothing to go on.
+SOAK_MIN_S = 10.0
+SOAK_MAX_S = 86_400.0
+SOAK_EXTRA_BUDGET_SHARE = 0.1  # a long soak's host-side time (journaling, checks) grows with it
+
+
+def with_soak(chosen: Preset, duration_s: float | None) -> Preset:
+    """The preset with its soak set to duration_s (--soak); None: the preset as it is. The time
+    budget keeps the preset's margin over soak + memory phase, plus a share of a longer soak."""
+    if duration_s is None:
+        return chosen
+    if not SOAK_MIN_S <= duration_s <= SOAK_MAX_S:
+        raise InputError(
+            "--soak",
+            None,
+            f"expected seconds from {SOAK_MIN_S:g} to {SOAK_MAX_S:g}, got {duration_s:g}",
+        )
+    soak = chosen.soak
+    margin_s = soak.budget_s - soak.duration_s - soak.memory_phase_s
+    budget_s = duration_s + soak.memory_phase_s + margin_s + SOAK_EXTRA_BUDGET_SHARE * duration_s
+    return replace(chosen, soak=replace(soak, duration_s=duration_s, budget_s=budget_s))
+
+
+# The stress tests in the order a grade runs them (gpuhealth.stresstests.TEST_NAMES, which
+# imports the backends; tests/test_readiness_burnin.py keeps the two equal).
+TEST_ORDER = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+
+
+def parse_tests(text: str) -> tuple[str, ...]:
+    """--tests LIST: comma-separated test names, in the suite's order, each once."""
+    from gpuhealth.datafiles import did_you_mean
+
+    names = [part.strip() for part in text.split(",")]
+    if not any(names):
+        raise InputError("--tests", None, f"expected test names from: {', '.join(TEST_ORDER)}")
+    for name in names:
+        if name not in TEST_ORDER:
+            raise InputError(
+                "--tests",
+                None,
+                f"unknown test {name!r}{did_you_mean(name, list(TEST_ORDER))} "
+                f"(expected names from: {', '.join(TEST_ORDER)})",
+            )
+    return tuple(name for name in TEST_ORDER if name in names)

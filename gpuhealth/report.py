@@ -21,7 +21,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from gpuhealth import __version__, charts, composite, shipped
+from gpuhealth import __version__, charts, composite, readiness, shipped
 from gpuhealth.atomicfile import write_atomic
 from gpuhealth.models import (
     CardIdentity,
@@ -460,6 +460,7 @@ _GLOBALS: dict[str, Any] = {
     "max_listed": MAX_LISTED_ERRORS,
     "chart_points": charts.DEFAULT_MAX_POINTS,
     "na": NA,
+    "readiness_verdict": readiness.verdict,
 }
 
 

@@ -25,24 +25,29 @@ from typing import Any, cast
 from gpuhealth import __version__
 from gpuhealth.analysis import judge
 from gpuhealth.atomicfile import write_atomic
-from gpuhealth.backends.base import Backend
+from gpuhealth.backends.base import MEMORY_CLEAR_STEP, Backend
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable, InputError, OutputUnwritable
 from gpuhealth.grading import Policy
 from gpuhealth.keys import SigningKey
+from gpuhealth.memclear import CLEAR_BUDGET_S, clear_memory, not_cleared
 from gpuhealth.models import (
     SCHEMA_VERSION,
     CardIdentity,
     HealthCounters,
+    MemoryClear,
     Metric,
     Precheck,
     ProcessInfo,
     RunRecord,
+    TelemetrySample,
     TestResult,
+    Verification,
     record_from_json,
     record_to_json,
 )
-from gpuhealth.presets import Preset, preset
+from gpuhealth.presets import Preset, preset, with_soak
 from gpuhealth.profiles import Profile, builtin_profiles, match_profile
+from gpuhealth.readiness import readiness_items
 from gpuhealth.report import write_reports
 from gpuhealth.runfolder import inside, refuse_existing, rescue
 from gpuhealth.signing import sign_record
@@ -50,7 +55,10 @@ from gpuhealth.stresstests import all_tests
 from gpuhealth.stresstests.base import Outcome, TestContext, execute
 
 ProgressCallback = Callable[[str, int, int, TestResult | None], None]
-"""Called with (test name, index, total, result or None when starting)."""
+"""Called with (test name, index, total, result or None when starting); the memory clear is the
+last step (MEMORY_CLEAR_STEP), its result a TestResult that only the progress display sees."""
+LiveCallback = Callable[[TelemetrySample], None]
+"""Called with the newest telemetry sample during a test (stresstests.base.LIVE_WALL_S)."""
 
 
 DEFAULT_RUNS_DIR = Path("gpuhealth-runs")
@@ -115,6 +123,7 @@ _UNSTOPPABLE = frozenset(
         "device_info",
         "processes",
         "memory_free_bytes",
+        "settings",
     }
 )
 
@@ -158,6 +167,12 @@ class GradeOptions:
     history_db: str | None = None
     # True: a run folder that holds a record already is written over (--force)
     force: bool = False
+    # --tests: only these tests run (None: all); the others are recorded not run, not selected.
+    tests: tuple[str, ...] | None = None
+    # --soak: the soak length asked for, recorded (the preset already holds it: with_soak)
+    soak_s: float | None = None
+    # False (--no-clear): the memory is not cleared after the tests (the certificate says so)
+    clear: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,12 +251,18 @@ def prechecks(processes: tuple[ProcessInfo, ...], allow_busy: bool) -> tuple[Pre
     )
 
 
+def step_budget_s(chosen: Preset, name: str) -> float:
+    """A step's time budget: a test's from its preset; the memory clear's own."""
+    return CLEAR_BUDGET_S if name == MEMORY_CLEAR_STEP else chosen.budget_s(name)
+
+
 def grade_card(
     backend: Backend,
     options: GradeOptions,
     progress: ProgressCallback | None = None,
     stop: StopFlag | None = None,
     on_open: Callable[[Path], None] | None = None,
+    live: LiveCallback | None = None,
 ) -> GradedCard:
     """Run the whole suite on one card; judge, write and return its record.
 
@@ -268,21 +289,97 @@ def grade_card(
     counters_before = backend.counters()
     processes = backend.processes()
     checks = prechecks(processes, options.allow_busy)
-    record = replace(record, counters_before=counters_before, processes=processes, prechecks=checks)
+    record = replace(
+        record,
+        counters_before=counters_before,
+        processes=processes,
+        prechecks=checks,
+        readiness=readiness_items(backend.settings(), counters_before, identity),
+        tests_selected=options.tests,
+        soak_duration_s=options.soak_s,
+    )
     tests: list[TestResult] = []
     interrupted: str | None = None
     lost = False
     if any(c.status == "fail" for c in checks):
         interrupted = checks[0].message
+        cleared = not_cleared(f"nothing ran: {interrupted}", identity.memory_total_bytes)
     else:
         journal_dir = out_dir if options.write_files else None
         if journal_dir:
             _first_journal(record, journal_dir)
         tests, lost, interrupted = _run_tests(
-            backend, options, t0, record, journal_dir, progress, stop
+            backend, options, t0, record, journal_dir, progress, stop, live=live
         )
-    record = _close(backend, record, tests, lost, interrupted, t0, t0)
+        cleared, lost_in_clear = _clear_step(
+            backend, options, record, lost, interrupted, progress, stop
+        )
+        if lost_in_clear and not lost:
+            lost, interrupted = True, f"card lost during the memory clear: {cleared.note}"
+    record = _close(
+        backend, replace(record, memory_clear=cleared), tests, lost, interrupted, t0, t0
+    )
     return finish(record, out_dir, options)
+
+
+def _clear_step(
+    backend: Backend,
+    options: GradeOptions,
+    record: RunRecord,
+    lost: bool,
+    interrupted: str | None,
+    progress: ProgressCallback | None,
+    stop: StopFlag | None,
+) -> tuple[MemoryClear, bool]:
+    """The memory clear, the last step: also after a failed test, never on a lost card or after
+    a stop (then the record says why not). Returns it and whether the card was lost in it."""
+    total = record.identity.memory_total_bytes
+    if not options.clear:
+        return not_cleared("not cleared: --no-clear was given", total), False
+    if lost:
+        return not_cleared(f"not cleared: {interrupted or 'the card was lost'}", total), False
+    why = stop.reason() if stop is not None else None
+    if why:
+        return not_cleared(f"not cleared: {why} before the memory clear", total), False
+    worker = backend if stop is None else cast(Backend, _StoppableBackend(backend, stop))
+    steps = _steps(options)
+    if progress:
+        progress(MEMORY_CLEAR_STEP, steps - 1, steps, None)
+    started_s = backend.clock_s()
+    lost_now = False
+    try:
+        cleared = clear_memory(worker, total)
+    except StopRequested as stopped:
+        cleared = not_cleared(f"not cleared: {stopped.reason} during the memory clear", total)
+    except DeviceLost as error:
+        cleared, lost_now = not_cleared(f"not cleared: {error.one_line()}", total), True
+    if progress:
+        status = {"cleared": "passed", "failed": "failed"}.get(cleared.status, "error")
+        step = TestResult(
+            name=MEMORY_CLEAR_STEP,
+            status=status,  # type: ignore[arg-type]  # one of TestStatus by the table above
+            duration_s=round(backend.clock_s() - started_s, 4) if not lost_now else 0.0,
+            verifications=(
+                Verification(
+                    cleared.method,
+                    cleared.status == "cleared",
+                    cleared.bytes_cleared // 4,
+                    cleared.words_not_zero,
+                ),
+            ),
+            message=cleared.note,
+        )
+        progress(MEMORY_CLEAR_STEP, steps - 1, steps, step)
+    return cleared, lost_now
+
+
+def _planned(options: GradeOptions) -> list[str]:
+    return [t.name for t in all_tests() if options.tests is None or t.name in options.tests]
+
+
+def _steps(options: GradeOptions) -> int:
+    """The steps the progress display counts: the selected tests and the memory clear."""
+    return len(_planned(options)) + (1 if options.clear else 0)
 
 
 def finish(record: RunRecord, out_dir: Path, options: GradeOptions) -> GradedCard:
@@ -320,10 +417,14 @@ def _run_tests(
     progress: ProgressCallback | None,
     stop: StopFlag | None = None,
     done: dict[str, TestResult] | None = None,
+    live: LiveCallback | None = None,
 ) -> tuple[list[TestResult], bool, str | None]:
-    """Run the suite's tests (those not in `done`, whose results are kept in suite order)."""
+    """Run the selected tests of the suite (those not in `done`, whose results are kept in suite
+    order); the tests not selected are left for _not_run."""
     info = backend.device_info()
-    suite = all_tests()
+    planned = set(_planned(options))
+    suite = [test for test in all_tests() if test.name in planned]
+    steps = _steps(options)
     tests: list[TestResult] = []
     worker = backend if stop is None else cast(Backend, _StoppableBackend(backend, stop))
     backend.start_telemetry(options.preset.telemetry_interval_s)
@@ -336,9 +437,9 @@ def _run_tests(
             if why:
                 return tests, False, f"{why} before {test.name}"
             if progress:
-                progress(test.name, index, len(suite), None)
+                progress(test.name, index, steps, None)
             budget = options.preset.budget_s(test.name)
-            ctx = TestContext(worker, info, options.preset, run_start_s, budget)
+            ctx = TestContext(worker, info, options.preset, run_start_s, budget, live=live)
             partial: list[TestResult] = []  # the last progress a long test journaled
             if journal_dir:
                 ctx.checkpoint = _checkpointer(record, tests, journal_dir, test.name, partial)
@@ -351,7 +452,7 @@ def _run_tests(
                 return tests + partial[-1:], False, f"stopped: {error.reason} during {test.name}"
             tests.append(executed.result)
             if progress:
-                progress(test.name, index, len(suite), executed.result)
+                progress(test.name, index, steps, executed.result)
             if journal_dir:
                 try:
                     journal(replace(record, tests=tuple(tests)), journal_dir)
@@ -397,7 +498,14 @@ def _checkpointer(
     return save
 
 
-def _not_run(tests: list[TestResult], why: str | None) -> list[TestResult]:
+NOT_SELECTED = "not selected"  # the message of a test --tests left out (findings.py reads it)
+
+
+def _not_run(
+    tests: list[TestResult], why: str | None, selected: tuple[str, ...] | None = None
+) -> list[TestResult]:
+    """The tests with every test that did not run added, in suite order: those not selected
+    (--tests) say so, the others why the run stopped."""
     done = {t.name for t in tests}
     # a test cut short keeps what it measured; its message says why it did not finish
     tests = [
@@ -405,11 +513,18 @@ def _not_run(tests: list[TestResult], why: str | None) -> list[TestResult]:
         for t in tests
     ]
     missing = [
-        TestResult(name=test.name, status="not_run", message=why or "not started")
+        TestResult(
+            name=test.name,
+            status="not_run",
+            message=NOT_SELECTED
+            if selected is not None and test.name not in selected
+            else why or "not started",
+        )
         for test in all_tests()
         if test.name not in done
     ]
-    return tests + missing
+    order = {test.name: i for i, test in enumerate(all_tests())}
+    return sorted(tests + missing, key=lambda t: order.get(t.name, len(order)))
 
 
 def _close(
@@ -423,7 +538,7 @@ def _close(
     wall_before_s: float = 0.0,
 ) -> RunRecord:
     """Fill in what did not run, the counters after, Xid events, and the times."""
-    tests = _not_run(tests, interrupted)
+    tests = _not_run(tests, interrupted, record.tests_selected)
     counters_after: HealthCounters | None = None
     xids = record.xid_events
     if not lost:
@@ -455,7 +570,7 @@ def close_journal(record: RunRecord, why: str) -> RunRecord:
         return record
     return replace(
         record,
-        tests=tuple(_not_run(list(record.tests), why)),
+        tests=tuple(_not_run(list(record.tests), why, record.tests_selected)),
         complete=False,
         interrupted=why,
         finished_at=utc_now(),
@@ -481,8 +596,12 @@ def missing_tests(record: RunRecord) -> list[str]:
     lost_in = None
     if record.interrupted and record.interrupted.startswith("card lost during "):
         lost_in = record.interrupted.removeprefix("card lost during ").split(":")[0]
-    return [t.name for t in record.tests if t.status == "not_run" or t.name == lost_in] + [
-        test.name for test in all_tests() if record.test(test.name) is None
+    chosen = record.tests_selected
+    wanted = [t.name for t in all_tests() if chosen is None or t.name in chosen]
+    return [
+        name
+        for name in wanted
+        if (found := record.test(name)) is None or found.status == "not_run" or name == lost_in
     ]
 
 
@@ -514,6 +633,7 @@ def resume_card(
     progress: ProgressCallback | None = None,
     stop: StopFlag | None = None,
     on_open: Callable[[Path], None] | None = None,
+    live: LiveCallback | None = None,
 ) -> GradedCard:
     """Run the tests an interrupted record is missing on the same card, then judge it all.
 
@@ -527,7 +647,12 @@ def resume_card(
     checks = prechecks(backend.processes(), options.allow_busy)
     if any(c.status == "fail" for c in checks):
         raise EnvironmentUnusable(checks[0].message)
-    options = replace(options, preset=preset(record.preset))
+    options = replace(
+        options,
+        preset=with_soak(preset(record.preset), record.soak_duration_s),
+        tests=record.tests_selected,
+        soak_s=record.soak_duration_s,
+    )
     kept = {t.name: t for t in record.tests if t.name not in todo}
     ended = max((t.started_s + t.duration_s for t in kept.values()), default=0.0)
     t0 = backend.clock_s()
@@ -543,6 +668,7 @@ def resume_card(
         record,
         tests=tuple(kept.values()),
         prechecks=(*record.prechecks, note, *extra),
+        memory_clear=None,
         complete=False,
         interrupted=None,
         finished_at=None,
@@ -556,9 +682,19 @@ def resume_card(
     if journal_dir:
         journal(base, journal_dir)
     tests, lost, interrupted = _run_tests(
-        backend, options, run_start, base, journal_dir, progress, stop, kept
+        backend, options, run_start, base, journal_dir, progress, stop, kept, live
     )
+    cleared, lost_in_clear = _clear_step(backend, options, base, lost, interrupted, progress, stop)
+    if lost_in_clear and not lost:
+        lost, interrupted = True, f"card lost during the memory clear: {cleared.note}"
     closed = _close(
-        backend, base, tests, lost, interrupted, run_start, t0, record.wall_time_s or 0.0
+        backend,
+        replace(base, memory_clear=cleared),
+        tests,
+        lost,
+        interrupted,
+        run_start,
+        t0,
+        record.wall_time_s or 0.0,
     )
     return finish(closed, out_dir, options)

@@ -150,6 +150,9 @@ class Launch:
         return arg
 
 
+SCRATCH_ROUNDING = 512  # CuPy's pool rounds every allocation up to 512 bytes
+
+
 @dataclass(repr=False)
 class FakeGpu:
     """The state behind the fake module; tests configure and inspect it."""
@@ -563,7 +566,12 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
 
     def zeros(shape: int | tuple[int, ...], dtype: Any = np.float64) -> FakeArray:
         gpu.enter("zeros")
-        return FakeArray(gpu, np.zeros(shape, dtype=dtype))
+        host = np.zeros(shape, dtype=dtype)
+        # a scratch array comes from CuPy's pool, which needs room on the card for it (the pool
+        # is not modelled further: what it holds is not counted as used)
+        if -(-max(host.nbytes, 1) // SCRATCH_ROUNDING) * SCRATCH_ROUNDING > gpu.free_bytes():
+            raise OutOfMemoryError(host.nbytes, gpu.free_bytes())
+        return FakeArray(gpu, host)
 
     def matmul(a: FakeArray, b: FakeArray, out: FakeArray) -> None:
         gpu.enter("matmul")

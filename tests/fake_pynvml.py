@@ -147,6 +147,7 @@ class FakeNvml:
     def _functions(self) -> dict[str, Callable[..., Any]]:
         functions: dict[str, Callable[..., Any]] = {}
         functions.update(self._session_functions())
+        functions.update(self._settings_functions())
         functions.update(self._identity_functions())
         functions.update(self._health_functions())
         functions.update(self._telemetry_functions())
@@ -203,6 +204,48 @@ class FakeNvml:
             "nvmlDeviceGetCount": nvmlDeviceGetCount,
             "nvmlDeviceGetHandleByIndex": nvmlDeviceGetHandleByIndex,
             "nvmlDeviceGetHandleByPciBusId": nvmlDeviceGetHandleByPciBusId,
+        }
+
+    # --- readiness settings ----------------------------------------------------------------
+    def _settings_functions(self) -> dict[str, Callable[..., Any]]:
+        """Recorded keys: mig_mode ["current", "pending"], compute_mode, persistence,
+        clock_app_sm; a scenario adds clock_app_mem, clock_default_app_sm / _mem and cc_feature
+        (the recordings did not read them: asked unset, they raise NotRecordedError)."""
+
+        def plain(key: str, name: str) -> Callable[[object], Any]:
+            def get(handle: object) -> Any:
+                return self._card(handle, name).answer(key)
+
+            return get
+
+        def nvmlDeviceGetMigMode(handle: object) -> list[int]:
+            modes = self._card(handle, "nvmlDeviceGetMigMode").answer("mig_mode")
+            return [int(modes[0]), int(modes[1])]
+
+        def clock(prefix: str, name: str) -> Callable[[object, int], int]:
+            def get(handle: object, which: int) -> int:
+                card = self._card(handle, name)
+                suffix = {real.NVML_CLOCK_SM: "sm", real.NVML_CLOCK_MEM: "mem"}[which]
+                return int(card.answer(f"{prefix}_{suffix}"))
+
+            return get
+
+        def nvmlSystemGetConfComputeState() -> Any:
+            self._system("nvmlSystemGetConfComputeState")
+            feature = self.cards[0].answer("cc_feature")
+            return real.nvmlFriendlyObject(
+                {"environment": 0, "ccFeature": int(feature), "devToolsMode": 0}
+            )
+
+        return {
+            "nvmlDeviceGetMigMode": nvmlDeviceGetMigMode,
+            "nvmlDeviceGetComputeMode": plain("compute_mode", "nvmlDeviceGetComputeMode"),
+            "nvmlDeviceGetPersistenceMode": plain("persistence", "nvmlDeviceGetPersistenceMode"),
+            "nvmlDeviceGetApplicationsClock": clock("clock_app", "nvmlDeviceGetApplicationsClock"),
+            "nvmlDeviceGetDefaultApplicationsClock": clock(
+                "clock_default_app", "nvmlDeviceGetDefaultApplicationsClock"
+            ),
+            "nvmlSystemGetConfComputeState": nvmlSystemGetConfComputeState,
         }
 
     # --- identity --------------------------------------------------------------------------

@@ -597,6 +597,44 @@ def test_xid_at_a_test(sim: Sim) -> None:
     assert card.xid_events() == ()  # events are handed out once
 
 
+@covers("settings")
+def test_settings_away_from_defaults_read_as_such(sim: Sim) -> None:
+    healthy = sim().settings()
+    assert healthy["mig_mode"].value == "disabled"
+    assert healthy["applications_clocks"].value == healthy["applications_clocks"].default
+    card = sim(
+        'settings = { mig_enabled = true, compute_mode = "prohibited", '
+        "applications_clocks_mhz = [1500, 2619], locked_memory_clocks_mhz = [1000, 1000], "
+        'persistence_mode = false, confidential_computing = "not supported" }'
+    ).settings()
+    assert card["mig_mode"].value == "enabled"
+    assert card["compute_mode"].value == "prohibited"
+    assert card["applications_clocks"].value == "sm 1500 MHz, memory 2619 MHz"
+    assert card["locked_clocks"].value == "memory 1000-1000 MHz"
+    assert card["persistence_mode"].value == "disabled"
+    assert card["confidential_computing"].state == "not_supported"
+
+
+@covers("uncleared")
+def test_uncleared_region_keeps_stale_data_only_when_the_clear_writes(sim: Sim) -> None:
+    from gpuhealth.backends.base import MEMORY_CLEAR_STEP
+    from gpuhealth.patterns import MemPattern
+
+    card = sim("uncleared = { address = 0x100, nbytes = 8 }")
+    zero = MemPattern("constant", 0)
+    buffer = card.alloc(64 << 20)
+    card.begin_test("memtest")  # a memory test's zeros land: the fault is the clear's only
+    card.memtest_write(buffer, buffer.nbytes // 4, zero)
+    assert card.memtest_check(buffer, buffer.nbytes // 4, zero, None, 8).mismatches == 0
+    card.end_test()
+    card.begin_test(MEMORY_CLEAR_STEP)
+    card.memtest_write(buffer, buffer.nbytes // 4, zero)
+    check = card.memtest_check(buffer, buffer.nbytes // 4, zero, None, 8)
+    assert check.mismatches == 2
+    assert [address for address, _, _ in check.first] == [0x100, 0x104]
+    card.end_test()
+
+
 def test_every_fault_field_has_an_observable_effect_test() -> None:
     assert set(Faults.model_fields) == set(COVERED), "fault fields without a test: " + ", ".join(
         sorted(set(Faults.model_fields) - set(COVERED))

@@ -24,6 +24,7 @@ from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
     ProcessInfo,
+    SettingReading,
     TelemetrySample,
     XidEvent,
 )
@@ -31,6 +32,9 @@ from gpuhealth.patterns import MemPattern
 
 StreamOp = Literal["copy", "scale", "add", "triad", "read"]
 GemmDtype = Literal["fp16", "fp32"]
+
+# The memory clear's name in begin_test (memclear.py): the last step of a grade, not a test.
+MEMORY_CLEAR_STEP = "memory_clear"
 
 # Bytes each stream kernel moves per element (float32), read + write: BabelStream's table.
 STREAM_BYTES_PER_ELEMENT: dict[str, int] = {
@@ -123,6 +127,11 @@ class Backend(Protocol):
     def identity(self) -> CardIdentity: ...
 
     def counters(self) -> HealthCounters: ...
+
+    def settings(self) -> dict[str, SettingReading]:
+        """The settings a buyer expects at factory defaults (readiness.SETTING_KEYS), by key:
+        "not supported" and a failed query each say so; neither is ever read as the default."""
+        ...
 
     def telemetry(self) -> TelemetrySample:
         """One sample now; t_s on this backend's clock (clock_s)."""

@@ -47,7 +47,14 @@ from gpuhealth.errors import (
     GpuHealthError,
     NotApplicable,
 )
-from gpuhealth.models import CardIdentity, HealthCounters, ProcessInfo, TelemetrySample, XidEvent
+from gpuhealth.models import (
+    CardIdentity,
+    HealthCounters,
+    ProcessInfo,
+    SettingReading,
+    TelemetrySample,
+    XidEvent,
+)
 from gpuhealth.patterns import PATTERN_CODES, MemPattern
 from gpuhealth.telemetry import ThreadSampler
 
@@ -311,6 +318,11 @@ class CudaBackend:
         if self._nvml_device is None:
             return HealthCounters()
         return self._nvml_device.counters()
+
+    def settings(self) -> dict[str, SettingReading]:
+        if self._nvml_device is None:
+            return {}  # readiness.py marks every setting unreadable
+        return self._nvml_device.settings()
 
     def telemetry(self) -> TelemetrySample:
         if self._nvml_device is None:

@@ -27,6 +27,7 @@ from gpuhealth.models import (
     HealthCounters,
     ProcessInfo,
     RowRemapHistogram,
+    SettingReading,
     TelemetrySample,
     XidEvent,
 )
@@ -200,6 +201,12 @@ def _const(lib: ModuleType, name: str) -> int:
 
 def _codes(lib: ModuleType, names: Sequence[str]) -> frozenset[int]:
     return frozenset(v for v in (getattr(lib, n, None) for n in names) if isinstance(v, int))
+
+
+def _clock_pair(answers: Sequence[object]) -> str | None:
+    """Application clocks in words: "sm 1980 MHz, memory 2619 MHz"; None if either is unread."""
+    sm, mem = (_int(a) for a in answers)
+    return None if sm is None or mem is None else f"sm {sm} MHz, memory {mem} MHz"
 
 
 def _describe(exc: BaseException) -> str:
@@ -654,6 +661,93 @@ class NvmlDevice:
                 )
             )
         )
+
+    # --- readiness settings (readiness.py) -------------------------------------------------------
+    def settings(self) -> dict[str, SettingReading]:
+        """MIG mode, compute mode, application clocks, persistence and confidential computing, as
+        NVML reports them. NVML has no query for locked clocks (nvidia-smi -lgc/-lmc set them;
+        only a reset undoes them): that one is unreadable, never assumed default."""
+        readings = [
+            self._mig_mode(),
+            self._compute_mode(),
+            self._applications_clocks(),
+            SettingReading(
+                "locked_clocks",
+                "unreadable",
+                detail="NVML offers no query for locked clocks: run the reset to be sure",
+            ),
+            self._persistence_mode(),
+            self._confidential_computing(),
+        ]
+        return {r.key: r for r in readings}
+
+    def _reading(self, key: str, answer: object, value: str | None) -> SettingReading:
+        """A reading from one NVML answer: NA is "not supported" or a failed query (never a
+        value); an answer that is no known value is unreadable too."""
+        if answer is NA:
+            if self._query.last_absent:
+                return SettingReading(key, "not_supported")
+            return SettingReading(key, "unreadable", detail="the NVML query failed")
+        if value is None:
+            return SettingReading(key, "unreadable", detail=f"unexpected answer {answer!r}")
+        return SettingReading(key, "read", value)
+
+    def _enabled_word(self, value: object) -> str | None:
+        code = _int(value)
+        if code is None:
+            return None
+        enabled = getattr(self._lib, "NVML_FEATURE_ENABLED", 1)
+        disabled = getattr(self._lib, "NVML_FEATURE_DISABLED", 0)
+        return {enabled: "enabled", disabled: "disabled"}.get(code)
+
+    def _mig_mode(self) -> SettingReading:
+        answer = self._get("nvmlDeviceGetMigMode")  # (current, pending)
+        modes = _ints(answer, 2)
+        if modes is None:
+            return self._reading("mig_mode", answer, None)
+        current, pending = self._enabled_word(modes[0]), self._enabled_word(modes[1])
+        value = (
+            current
+            if current == pending or pending is None
+            else f"{current}, {pending} after reset"
+        )
+        return self._reading("mig_mode", answer, value if current else None)
+
+    def _compute_mode(self) -> SettingReading:
+        answer = self._get("nvmlDeviceGetComputeMode")
+        names = {
+            getattr(self._lib, "NVML_COMPUTEMODE_DEFAULT", 0): "default",
+            getattr(self._lib, "NVML_COMPUTEMODE_EXCLUSIVE_THREAD", 1): "exclusive thread",
+            getattr(self._lib, "NVML_COMPUTEMODE_PROHIBITED", 2): "prohibited",
+            getattr(self._lib, "NVML_COMPUTEMODE_EXCLUSIVE_PROCESS", 3): "exclusive process",
+        }
+        code = _int(answer)
+        return self._reading("compute_mode", answer, names.get(code) if code is not None else None)
+
+    def _applications_clocks(self) -> SettingReading:
+        sm, mem = self._c("NVML_CLOCK_SM"), self._c("NVML_CLOCK_MEM")
+        now = [self._get("nvmlDeviceGetApplicationsClock", c) for c in (sm, mem)]
+        first = next((a for a in now if a is NA), None)
+        if first is not None:
+            return self._reading("applications_clocks", first, None)
+        default = [self._get("nvmlDeviceGetDefaultApplicationsClock", c) for c in (sm, mem)]
+        reading = self._reading("applications_clocks", now[0], _clock_pair(now))
+        return SettingReading(
+            reading.key, reading.state, reading.value, _clock_pair(default), reading.detail
+        )
+
+    def _persistence_mode(self) -> SettingReading:
+        answer = self._get("nvmlDeviceGetPersistenceMode")
+        return self._reading("persistence_mode", answer, self._enabled_word(answer))
+
+    def _confidential_computing(self) -> SettingReading:
+        # a system-wide state (every GPU of the host shares it): no device handle
+        answer = self._query.call("nvmlSystemGetConfComputeState")
+        if answer is NA:
+            return self._reading("confidential_computing", answer, None)
+        feature = _int(_attr(answer, "ccFeature"))
+        value = {0: "off", 1: "on"}.get(feature) if feature is not None else None
+        return self._reading("confidential_computing", answer, value)
 
     # --- telemetry -----------------------------------------------------------------------------
     def telemetry(self, t_s: float) -> TelemetrySample:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from gpuhealth.backends.base import (
     FMA_CHAINS,
+    MEMORY_CLEAR_STEP,
     MMA_ACCUMULATORS,
     STREAM_BYTES_PER_ELEMENT,
     CloseCheck,
@@ -44,6 +45,7 @@ from gpuhealth.models import (
     HealthCounters,
     ProcessInfo,
     RowRemapHistogram,
+    SettingReading,
     TelemetrySample,
     XidEvent,
 )
@@ -62,6 +64,7 @@ SUSTAINED_GAP_S = 0.02  # a pause this long lets power management release the ca
 # 660 W reads 61 and 60 about 3:1 (soak-telemetry-h100-sxm5-80gb-long.csv). The sim's readings
 # get that much noise before rounding, from their own generator (the timing noise is unchanged).
 SENSOR_NOISE_C = 0.3
+STALE_WORD = 0xC0FFEE11  # what a word the clear could not overwrite reads back (faults.uncleared)
 STREAM_FLIP_BIT = 12  # the float32 bit a stream kernel pinned by wrong_results.index writes wrong
 
 F32 = npt.NDArray[np.float32]
@@ -271,6 +274,44 @@ class SimBackend:
             retired_pages_pending=pages.pending if pages else None,
         )
         return replace(counters, **self._unreadable(counters))
+
+    def settings(self) -> dict[str, SettingReading]:
+        self._check_alive("settings")
+        s, d = self._faults.settings, self._model.device
+        default_clocks = f"sm {d.max_sm_clock_mhz:g} MHz, memory {d.max_memory_clock_mhz:g} MHz"
+        app = s.applications_clocks_mhz
+        locked = [
+            f"{what} {low:g}-{high:g} MHz"
+            for what, pair in (
+                ("sm", s.locked_sm_clocks_mhz),
+                ("memory", s.locked_memory_clocks_mhz),
+            )
+            if pair is not None
+            for low, high in (pair,)
+        ]
+        values: dict[str, tuple[str | None, str | None]] = {
+            "mig_mode": ("enabled" if s.mig_enabled else "disabled", None),
+            "compute_mode": (s.compute_mode, None),
+            "applications_clocks": (
+                f"sm {app[0]:g} MHz, memory {app[1]:g} MHz" if app else default_clocks,
+                default_clocks,
+            ),
+            "locked_clocks": (", ".join(locked) or "none", None),
+            "persistence_mode": ("enabled" if s.persistence_mode else "disabled", None),
+            "confidential_computing": (
+                None if s.confidential_computing == "not supported" else s.confidential_computing,
+                None,
+            ),
+        }
+        readings: dict[str, SettingReading] = {}
+        for key, (value, default) in values.items():
+            if key in self._faults.unreadable:
+                readings[key] = SettingReading(key, "unreadable", detail="sim: the query failed")
+            elif value is None:
+                readings[key] = SettingReading(key, "not_supported")
+            else:
+                readings[key] = SettingReading(key, "read", value, default)
+        return readings
 
     def _unreadable(
         self, reading: HealthCounters | TelemetrySample | CardIdentity
@@ -654,6 +695,18 @@ class SimBackend:
             pattern, np.arange(count, dtype=np.uint64), buf.address
         )
         buf.tail = PatternTail(pattern)
+        lo, hi = self._uncleared_in(buf, count)
+        if hi > lo:  # the clear's writes are lost there: stale data stays
+            buf.window_words[lo:hi] = STALE_WORD
+
+    def _uncleared_in(self, buf: SimBuffer, n_words: int) -> tuple[int, int]:
+        """The word range [lo, hi) of the buffer's first n_words that the clear cannot write."""
+        region = self._faults.uncleared
+        if region is None or self._test != MEMORY_CLEAR_STEP:
+            return 0, 0
+        lo = max(0, (region.address - buf.address) // 4)
+        hi = min(n_words, (region.address + region.nbytes - buf.address) // 4)
+        return lo, max(lo, hi)
 
     def _memtest_rate(self) -> float:
         return self._model.performance.memtest_gbs * 1e9 * self._memory_speed()
@@ -688,6 +741,13 @@ class SimBackend:
                 mismatches += 1
                 if len(first) < max_report:
                     first.append((int(address), want, got))
+        window = buf.window_words.size
+        lo, hi = self._uncleared_in(buf, n_words)
+        stale = range(max(lo, window), hi)  # beyond the window: counted, not held
+        mismatches += len(stale)  # the clear writes zeros: a stale word never matches
+        shown = np.array(stale[: max(0, max_report - len(first))], dtype=np.uint64)
+        for i, want in zip(shown, expected_words(pattern, shown, buf.address), strict=True):
+            first.append((buf.address + 4 * int(i), int(want), STALE_WORD))
         if rewrite is not None:
             self._write_pattern(buf, n_words, rewrite)
         moved = 4 * n_words * (2 if rewrite is not None else 1)

@@ -286,6 +286,34 @@ class XidAt(StrictModel):
     code: int = Field(gt=0)
 
 
+class SimSettings(StrictModel):
+    """Settings a buyer expects at factory defaults (readiness.py); the defaults are a healthy
+    card's. Clocks in MHz; None: not set (application clocks at the card's default)."""
+
+    mig_enabled: bool = False
+    compute_mode: Literal["default", "exclusive process", "prohibited"] = "default"
+    applications_clocks_mhz: tuple[ClockMHz, ClockMHz] | None = None  # (sm, memory)
+    locked_sm_clocks_mhz: tuple[ClockMHz, ClockMHz] | None = None  # (min, max)
+    locked_memory_clocks_mhz: tuple[ClockMHz, ClockMHz] | None = None
+    persistence_mode: bool = True
+    # "not supported": the driver does not offer it (NVML answers so)
+    confidential_computing: Literal["off", "on", "not supported"] = "off"
+
+
+class UnclearedRegion(StrictModel):
+    """Memory whose words keep stale data when the clear writes zeros to them (writes lost)."""
+
+    address: int = Field(ge=0, description="byte address of its first 32-bit word")
+    nbytes: int = Field(default=4, gt=0, le=1 << 30)
+
+    @field_validator("address")
+    @classmethod
+    def _word_aligned(cls, address: int) -> int:
+        if address % 4:
+            raise ValueError("expected the byte address of a 32-bit word (a multiple of 4)")
+        return address
+
+
 Unreadable = Literal[
     "ecc_enabled",
     "ecc_volatile_corrected",
@@ -320,6 +348,13 @@ Unreadable = Literal[
     "max_memory_clock_mhz",
     "power_limit_default_w",
     "power_limit_max_w",
+    # readiness settings (readiness.SETTING_KEYS): the driver's query fails
+    "mig_mode",
+    "compute_mode",
+    "applications_clocks",
+    "locked_clocks",
+    "persistence_mode",
+    "confidential_computing",
 ]
 
 
@@ -374,6 +409,10 @@ class Faults(StrictModel):
     working_sm_count: SmCount | None = None
     # Between-card variation of a healthy population (relative offset of every rate).
     card_offset_rel: float = Field(default=0.0, ge=-0.5, le=0.5)
+    # Settings away from their factory defaults (readiness); a region the memory clear cannot
+    # overwrite (its words read back stale data, not zero).
+    settings: SimSettings = SimSettings()
+    uncleared: UnclearedRegion | None = None
 
 
 class SimRig(StrictModel):
@@ -496,6 +535,15 @@ def _check_against_model(spec: CardSpec, model: SimModel, text: str, source: str
                     f"expected a byte address within the card's memory (below {reachable:#x}: "
                     f"{spec.model} less what the driver reserves), got {bit.address:#x}",
                 )
+    region = faults.uncleared
+    if region is not None and region.address + region.nbytes > reachable:
+        raise _model_error(
+            source,
+            text,
+            ("faults", "uncleared", "address"),
+            f"expected a region within the card's memory (below {reachable:#x}), got "
+            f"{region.address:#x} + {region.nbytes} bytes",
+        )
     limits: list[tuple[tuple[str | int, ...], float | None, float, str]] = [
         (("faults", "working_sm_count"), faults.working_sm_count, device.sm_count, "SM count"),
         (("faults", "pcie_width"), faults.pcie_width, device.pcie_width_max, "pcie_width_max"),

@@ -26,6 +26,7 @@ from gpuhealth.presets import Preset
 
 MIN_REPETITIONS = 3
 CHECKPOINT_WALL_S = 5.0  # journal a long test's progress this often (wall time)
+LIVE_WALL_S = 1.0  # hand the newest telemetry sample to the progress display this often
 
 
 @dataclass
@@ -57,6 +58,11 @@ class TestContext:
     # worker killed mid-soak leaves its iterations on disk. At most every CHECKPOINT_WALL_S.
     checkpoint: Callable[[TestContext, Outcome, tuple[Metric, ...]], None] | None = None
     _last_checkpoint_wall_s: float = 0.0
+    # Called with the newest telemetry sample (the live progress display), at most every
+    # LIVE_WALL_S of wall time, after a kernel.
+    live: Callable[[TelemetrySample], None] | None = None
+    _last_live_wall_s: float = 0.0
+    _returned: int = 0  # samples of `telemetry` that drain_telemetry has returned
 
     def save_progress(self, outcome: Outcome, partial: tuple[Metric, ...] = ()) -> None:
         """Offer the measurements so far (partial: metrics not yet in the outcome)."""
@@ -71,6 +77,13 @@ class TestContext:
     def timed(self, seconds: float) -> float:
         """Count a kernel's device time as busy time and pass it through."""
         self.busy_s += seconds
+        if self.live is not None:
+            now = time.monotonic()
+            if now - self._last_live_wall_s >= LIVE_WALL_S:
+                self._last_live_wall_s = now
+                self._pull()
+                if self.telemetry:
+                    self.live(self.telemetry[-1])
         return seconds
 
     def elapsed_s(self) -> float:
@@ -91,13 +104,19 @@ class TestContext:
                 self.backend.free(buffer)
 
     def drain_telemetry(self) -> tuple[TelemetrySample, ...]:
-        """New samples since the last drain, with t_s made relative to the run's start."""
-        fresh = tuple(
+        """New samples since the last drain, with t_s made relative to the run's start (each
+        sample returned once, also those the live display pulled in between)."""
+        self._pull()
+        fresh = tuple(self.telemetry[self._returned :])
+        self._returned = len(self.telemetry)
+        return fresh
+
+    def _pull(self) -> None:
+        """Move the backend's new samples into `telemetry`."""
+        self.telemetry.extend(
             replace(s, t_s=round(s.t_s - self.run_start_s, 4))
             for s in self.backend.drain_telemetry()
         )
-        self.telemetry.extend(fresh)
-        return fresh
 
 
 def repeat(
