@@ -75,6 +75,9 @@ class Scenario:
     model: str = H100
     header: str = ""
     allow_busy: bool = False
+    soak_s: float | None = None  # --soak
+    clear: bool = True  # False: --no-clear
+    tests: tuple[str, ...] | None = None  # --tests
     profile: str | None = None  # "rig": a same-rig thermal reference; "no-thermal", "no-fp32"
     # history: the faults of a card graded first into the same database
     before: str | None = None
@@ -438,6 +441,55 @@ SCENARIOS: tuple[Scenario, ...] = (
         "other_process = { pid = 31337, name = 'python3', used_memory_mib = 8192 }",
         allow_busy=True,
     ),
+    # --- resale readiness, the memory clear, test choice (issue 14) ---
+    Scenario(
+        "settings-changed",
+        "A",
+        (E("settings-not-default", "A", "MIG mode enabled (reset: nvidia-smi -i 0 -mig 0"),),
+        "settings = { mig_enabled = true }",
+    ),
+    Scenario(
+        "not-cleared",
+        "A",
+        (E("memory-not-cleared", "A", "memory not cleared (not cleared: --no-clear was given)"),),
+        clear=False,
+    ),
+    Scenario(
+        "uncleared",
+        "F",
+        (
+            E(
+                "memory-errors",
+                "F",
+                "non-zero after the memory clear wrote zeros, first at address 0x1F000",
+            ),
+        ),
+        "uncleared = { address = 0x1F000, nbytes = 4 }",
+    ),
+    Scenario(
+        "soak-shortened",
+        "B",
+        (
+            E(
+                "soak-shortened",
+                "B",
+                "the soak ran 10 s (--soak), shorter than the quick preset's 30 s",
+            ),
+        ),
+        soak_s=10,
+    ),
+    Scenario(
+        "tests-selected",
+        "INCOMPLETE",
+        (
+            E(
+                "incomplete",
+                "INCOMPLETE",
+                "(not selected with --tests); the grade covers memtest only",
+            ),
+        ),
+        tests=("memtest",),
+    ),
     # --- identity ---
     Scenario(
         "vbios",
@@ -531,6 +583,7 @@ class Grader:
         allow_busy: bool = False,
         profile: Path | None = None,
         db: Path | None = None,
+        scenario: Scenario | None = None,
     ) -> GradedCard:
         """One card graded as `gpuhealth grade --quick --sim-card SPEC` grades it, in this
         process: the same plan, checks and options (fleet.grade_specs, fleet.options_for) and
@@ -550,6 +603,9 @@ class Grader:
             key_path=None,
             force=False,
             history_db=None if db is None else str(db),
+            tests=scenario.tests if scenario else None,
+            soak_s=scenario.soak_s if scenario else None,
+            clear=scenario.clear if scenario else True,
         )
         (worker,) = grade_specs(plan)
         backend = open_backend("sim", 0, str(spec))
@@ -573,7 +629,7 @@ class Grader:
             # its rows are told (rows-remapped, B): the second run's lower count is the finding
             assert first.record.grade is not None and first.record.grade.letter == "B"
         record = self.run(
-            s.name, s.faults, s.header, allow_busy=s.allow_busy, profile=profile, db=db
+            s.name, s.faults, s.header, allow_busy=s.allow_busy, profile=profile, db=db, scenario=s
         ).record
         if s.change is not None:  # judged again, as report --regrade would
             changed = s.change(record, self.root)
