@@ -25,6 +25,7 @@ from gpuhealth.errors import DeviceLost, EnvironmentUnusable
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
+    NvLinkReading,
     ProcessInfo,
     RowRemapHistogram,
     TelemetrySample,
@@ -491,6 +492,7 @@ class NvmlDevice:
             pci_device_id=_pci_id(_attr(pci, "pciDeviceId")),
             pci_subsystem_id=_pci_id(_attr(pci, "pciSubSystemId")),
             power_limit_max_w=self._power_limit_max_w(),
+            pcie_gen_gpu_max=_int(self._get("nvmlDeviceGetGpuMaxPcieLinkGeneration")),
         )
 
     def pci_bus_id(self) -> str | None:
@@ -559,6 +561,7 @@ class NvmlDevice:
             retired_pages_sbe=sbe,
             retired_pages_dbe=dbe,
             retired_pages_pending=retire_pending,
+            **self._nvlink(),
         )
 
     def _ecc_modes(self) -> tuple[bool | None, bool | None]:
@@ -653,6 +656,52 @@ class NvmlDevice:
                     "nvmlDeviceGetCurrentClocksThrottleReasons",
                 )
             )
+        )
+
+    # --- PCIe link and NVLink (issue 14) -------------------------------------------------------
+    def pcie_link_now(self) -> tuple[int | None, int | None]:
+        """(generation, width) the link runs at now; read while copies are in flight, since an
+        idle link drops its generation to save power."""
+        return (
+            _int(self._get("nvmlDeviceGetCurrPcieLinkGeneration")),
+            _int(self._get("nvmlDeviceGetCurrPcieLinkWidth")),
+        )
+
+    def _nvlink(self) -> dict[str, object]:
+        """HealthCounters' NVLink fields. The link count comes from a field value: "not
+        supported" there (a PCIe card; NVLink in a VM) means no links; a failure means the
+        checks could not be made, never that the links are healthy."""
+        field = "NVML_FI_DEV_NVLINK_LINK_COUNT"
+        unreadable_before = len(self._query.unreadable)
+        count = self._field_value(field)
+        if count is None:
+            absent = field in self._query.unsupported
+            failed = len(self._query.unreadable) > unreadable_before
+            status = "none" if absent and not failed else "unreadable"
+            return {"nvlink_status": status}
+        if count <= 0:
+            return {"nvlink_status": "none"}
+        links = tuple(self._nvlink_reading(link) for link in range(int(count)))
+        return {
+            "nvlink_status": "read",
+            "nvlink": links,
+            "nvlink_speed_mbps": self._field_value("NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON"),
+        }
+
+    def _nvlink_reading(self, link: int) -> NvLinkReading:
+        state = _int(self._get("nvmlDeviceGetNvLinkState", link))
+
+        def errors(counter: str) -> int | None:
+            return _int(self._get("nvmlDeviceGetNvLinkErrorCounter", link, self._c(counter)))
+
+        return NvLinkReading(
+            link=link,
+            active=None if state is None else state == self._c("NVML_FEATURE_ENABLED"),
+            version=_int(self._get("nvmlDeviceGetNvLinkVersion", link)),
+            replay_errors=errors("NVML_NVLINK_ERROR_DL_REPLAY"),
+            recovery_errors=errors("NVML_NVLINK_ERROR_DL_RECOVERY"),
+            crc_flit_errors=errors("NVML_NVLINK_ERROR_DL_CRC_FLIT"),
+            crc_data_errors=errors("NVML_NVLINK_ERROR_DL_CRC_DATA"),
         )
 
     # --- telemetry -----------------------------------------------------------------------------
