@@ -60,6 +60,7 @@ EXPECTED_METRICS: dict[str, tuple[str, ...]] = {
     "fp16_tensor": ("mma_tflops", "tensor_gemm_tflops"),
     "gemm": ("fp16_tflops", "fp32_tflops"),
     "soak": ("iteration_tflops", "iteration_end_s"),
+    "pcie": ("h2d_gbs", "d2h_gbs", "both_gbs"),
 }
 MEMORY_PHASE_METRICS = ("memory_phase_gbs", "memory_phase_chunk_end_s")
 EXPECTED_VERIFICATIONS = {
@@ -69,7 +70,9 @@ EXPECTED_VERIFICATIONS = {
     "fp16_tensor": 2,  # mma.sync residues; the tensor-core GEMM
     "gemm": 2,  # FP16; FP32
     "soak": 1,
+    "pcie": 2,  # every host-to-device copy's words; every device-to-host copy's words
 }
+PCIE_COPY_MIN_BYTES = 256 << 20  # stresstests.pcie.COPY_MIN_BYTES
 
 
 @dataclass(frozen=True)
@@ -474,7 +477,35 @@ def _memory_phase(test: TestResult, gemm_end_s: float) -> list[str]:
     return found
 
 
+def _pcie(record: RunRecord, test: TestResult) -> list[str]:
+    """Issue 14: each copy's words are all checked, warm-ups and the two-way copies included."""
+    p = _ints(test, "copy_bytes", "warmup", "repetitions")
+    if isinstance(p, str):
+        return [p]
+    copy_bytes, warmup = p["copy_bytes"], p["warmup"]
+    found = _repetitions(test, EXPECTED_METRICS["pcie"], p["repetitions"])
+    if copy_bytes < PCIE_COPY_MIN_BYTES or copy_bytes % 16:
+        found.append(
+            f"copies of {copy_bytes} bytes, whole 16-byte units of at least {PCIE_COPY_MIN_BYTES}"
+        )
+    words, both = copy_bytes // 4, _count(test, "both_gbs") + warmup
+    for check, metric, title in zip(
+        test.verifications,
+        ("h2d_gbs", "d2h_gbs"),
+        ("host-to-device", "device-to-host"),
+        strict=True,
+    ):
+        required = words * (_count(test, metric) + warmup + both)
+        if check.checked != required:
+            found.append(
+                f"checked {check.checked} {title} words, {required} required ({words} per copy, "
+                f"warm-ups and two-way copies included)"
+            )
+    return found
+
+
 _TIER1 = {
+    "pcie": _pcie,
     "bandwidth": _bandwidth,
     "memtest": _memtest,
     "fp32": _fp32,
@@ -664,7 +695,18 @@ def _preset_memory_phase(test: TestResult, preset: Preset) -> list[str]:
     return found
 
 
+def _preset_pcie(test: TestResult, preset: Preset) -> list[str]:
+    params = preset.pcie
+    found = _minimum(test, preset, "copy_bytes", params.copy_bytes)
+    found += _minimum(test, preset, "repetitions", params.repetitions)
+    found += _minimum(test, preset, "warmup", params.warmup)
+    for name in EXPECTED_METRICS["pcie"]:
+        found += _too_few(test, name, params.repetitions, preset.budget_s(test.name))
+    return found
+
+
 _TIER2 = {
+    "pcie": _preset_pcie,
     "bandwidth": _preset_bandwidth,
     "memtest": _preset_memtest,
     "fp32": _preset_fp32,

@@ -81,6 +81,12 @@ FINDING_CODES = (
     "identity_unverified",
     "card_identity_changed",
     "card_counters_decreased",
+    # issue 14: PCIe copies and NVLink (gpuhealth/findings_links.py)
+    "pcie_copy_slow",
+    "pcie_copy_unjudged",
+    "pcie_copy_corrupt",
+    "nvlink_inactive",
+    "nvlink_errors",
 )
 
 

@@ -19,7 +19,8 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Final, cast
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
 
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable
 from gpuhealth.models import (
@@ -436,6 +437,22 @@ class Nvml:
 # --- one card ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _NvLinks:
+    """HealthCounters' NVLink fields, as read (issue 14)."""
+
+    status: Literal["read", "none", "unreadable"]
+    links: tuple[NvLinkReading, ...] = ()
+    speed_mbps: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "nvlink_status": self.status,
+            "nvlink": self.links,
+            "nvlink_speed_mbps": self.speed_mbps,
+        }
+
+
 class NvmlDevice:
     """One card, read through NVML. Obtain it from `Nvml.device` or `Nvml.device_by_pci_bus_id`."""
 
@@ -561,7 +578,7 @@ class NvmlDevice:
             retired_pages_sbe=sbe,
             retired_pages_dbe=dbe,
             retired_pages_pending=retire_pending,
-            **self._nvlink(),
+            **self._nvlink().fields(),
         )
 
     def _ecc_modes(self) -> tuple[bool | None, bool | None]:
@@ -667,26 +684,24 @@ class NvmlDevice:
             _int(self._get("nvmlDeviceGetCurrPcieLinkWidth")),
         )
 
-    def _nvlink(self) -> dict[str, object]:
-        """HealthCounters' NVLink fields. The link count comes from a field value: "not
-        supported" there (a PCIe card; NVLink in a VM) means no links; a failure means the
-        checks could not be made, never that the links are healthy."""
+    def _nvlink(self) -> _NvLinks:
+        """The card's NVLinks. The link count comes from a field value: "not supported" there (a
+        PCIe card; NVLink in a VM) means no links; a failure means the checks could not be made,
+        never that the links are healthy."""
         field = "NVML_FI_DEV_NVLINK_LINK_COUNT"
         unreadable_before = len(self._query.unreadable)
         count = self._field_value(field)
         if count is None:
             absent = field in self._query.unsupported
             failed = len(self._query.unreadable) > unreadable_before
-            status = "none" if absent and not failed else "unreadable"
-            return {"nvlink_status": status}
+            return _NvLinks("none" if absent and not failed else "unreadable")
         if count <= 0:
-            return {"nvlink_status": "none"}
-        links = tuple(self._nvlink_reading(link) for link in range(int(count)))
-        return {
-            "nvlink_status": "read",
-            "nvlink": links,
-            "nvlink_speed_mbps": self._field_value("NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON"),
-        }
+            return _NvLinks("none")
+        return _NvLinks(
+            "read",
+            tuple(self._nvlink_reading(link) for link in range(int(count))),
+            self._field_value("NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON"),
+        )
 
     def _nvlink_reading(self, link: int) -> NvLinkReading:
         state = _int(self._get("nvmlDeviceGetNvLinkState", link))

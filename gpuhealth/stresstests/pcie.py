@@ -81,7 +81,7 @@ def fill_pattern(host: npt.NDArray[np.uint8]) -> None:
 
 
 def first_bad_byte(word_offset: int, expected: int, actual: int) -> tuple[int, int, int]:
-    """(byte offset, expected byte, actual byte) of the lowest wrong byte of a little-endian word."""
+    """(byte offset, expected, actual) of the lowest wrong byte of a little-endian word."""
     diff = (expected ^ actual) & 0xFFFFFFFF
     byte = next(i for i in range(4) if (diff >> (8 * i)) & 0xFF)
     return word_offset + byte, (expected >> (8 * byte)) & 0xFF, (actual >> (8 * byte)) & 0xFF
