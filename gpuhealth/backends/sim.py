@@ -292,7 +292,7 @@ class SimBackend:
     def _nvlink(self) -> dict[str, Any]:
         """NVLink as NVML would report it: none, unreadable, or every link with its state."""
         f = self._faults
-        if "nvlink" in f.unreadable:
+        if "nvlink_state" in f.unreadable:
             return {"nvlink_status": "unreadable"}
         if f.nvlink_links == 0:
             return {"nvlink_status": "none"}
@@ -1039,7 +1039,13 @@ class SimBackend:
         if h2d is not None and d2h is not None:  # each way at the duplex share, at once
             seconds *= d.pcie_copy_share / d.pcie_duplex_share
         demand_w = self._model.power.idle_w + PCIE_COPY_W_ABOVE_IDLE
-        return LinkCopy(self._kernel(seconds, demand_w), gen, width)
+        elapsed_s = self._kernel(seconds, demand_w)
+        unreadable = self._faults.unreadable  # the link under load reads as the counters do
+        return LinkCopy(
+            elapsed_s,
+            None if "pcie_gen_current" in unreadable else gen,
+            None if "pcie_width_current" in unreadable else width,
+        )
 
     def _corrupt(self, window: npt.NDArray[np.uint8], count: int) -> None:
         at = self._faults.pcie_corrupt_byte

@@ -316,9 +316,11 @@ Unreadable = Literal[
     "retired_pages_dbe",
     "retired_pages_pending",
     # NVLink state and error counters (issue 14): read as "unreadable", never healthy
-    "nvlink",
+    "nvlink_state",
     # identity fields
     "pcie_gen_gpu_max",
+    "pcie_gen_max",
+    "pcie_width_max",
     "pci_device_id",
     "pci_subsystem_id",
     "board_part_number",
