@@ -565,6 +565,9 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
             gpu.enter("Event.record")
             self.time_s = gpu.clock_s
 
+        def synchronize(self) -> None:
+            gpu.enter("sync")
+
     streams: list[Stream] = []
 
     class Stream:
@@ -582,9 +585,6 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
             if event.time_s is None:
                 raise FakeCheckError("wait_event on an event never recorded")
             self.waited.append(event)
-
-        def synchronize(self) -> None:
-            gpu.enter("sync")
 
     def get_elapsed_time(start: Event, end: Event) -> float:
         gpu.enter("get_elapsed_time")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable
