@@ -21,7 +21,8 @@ from gpuhealth.models import Finding
 PACKAGE = Path(__file__).resolve().parent.parent / "gpuhealth"
 # the modules that produce findings
 FINDINGS_SOURCES = [
-    PACKAGE / f"{name}.py" for name in ("findings", "coverage", "xids", "evidence", "registry")
+    PACKAGE / f"{name}.py"
+    for name in ("findings", "coverage", "xids", "evidence", "registry", "findings_links")
 ]
 
 
