@@ -296,3 +296,15 @@ def test_a_copy_that_moves_nothing_is_caught(
     failed = h2d if direction == "h2d" else d2h
     assert not failed.passed and failed.mismatches > 0
     assert failed.wrong_results[0].location.endswith("byte offset 0")
+
+
+def test_report_shows_nvlink_only_for_cards_that_have_it(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    with_links = graded.grade(
+        "--sim-card", str(write_card("nvlink_links = 18\nnvlink_down = [5]")), "--quick"
+    )
+    md = (with_links.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "| NVLink links | 17 of 18 active, 25.78 GB/s each |" in md
+    without = graded.grade("--sim-card", "h100-sxm5-80gb", "--quick")
+    assert "NVLink links" not in (without.out_dir / "report.md").read_text(encoding="utf-8")
