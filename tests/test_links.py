@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from simkit import CliRun, GradedRuns, read_run, run_stress
 
@@ -308,3 +309,18 @@ def test_report_shows_nvlink_only_for_cards_that_have_it(
     assert "| NVLink links | 17 of 18 active, 25.78 GB/s each |" in md
     without = graded.grade("--sim-card", "h100-sxm5-80gb", "--quick")
     assert "NVLink links" not in (without.out_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_fill_pattern_is_the_memtest_pattern_word_for_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device checks host-to-device copies against patterns.expected_words: the host's fast
+    fill must be that pattern exactly, across chunk boundaries too."""
+    from gpuhealth.patterns import expected_words
+    from gpuhealth.stresstests import pcie
+
+    monkeypatch.setattr(pcie, "FILL_CHUNK_WORDS", 1000)
+    host = np.zeros(4 * 5000 + 3, dtype=np.uint8)  # a tail that is not a whole word
+    pcie.fill_pattern(host)
+    words = host[: 4 * 5000].view(np.uint32)
+    index = np.arange(5000, dtype=np.uint64)
+    assert np.array_equal(words, expected_words(pcie.PATTERN, index, 0))
+    assert host[-3:].tolist() == [0, 0, 0]
