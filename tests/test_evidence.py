@@ -14,12 +14,12 @@ from simkit import EXAMPLES, GradedRuns
 from gpuhealth import __version__
 from gpuhealth.backends import sim
 from gpuhealth.evidence import (
+    ADDED_TESTS,
     LEGACY_VERSIONS,
     MEMORY_CHUNK_S,
     MIN_REPETITIONS,
     MIN_TENSOR_CC,
     SIM_PRODUCT_BLOCK,
-    ADDED_TESTS,
     STANDARD_TESTS,
     evidence_findings,
     evidence_problems,
@@ -114,7 +114,7 @@ def test_a_soak_the_thermal_guard_stopped_is_not_missing_evidence(
 
 
 def test_the_numbers_are_those_the_stress_tests_write() -> None:
-    assert STANDARD_TESTS == tuple(t for t in TEST_NAMES if t not in ADDED_TESTS)
+    assert tuple(t for t in TEST_NAMES if t not in ADDED_TESTS) == STANDARD_TESTS
     assert set(ADDED_TESTS) <= set(TEST_NAMES)
     assert MIN_REPETITIONS == base.MIN_REPETITIONS
     assert MIN_TENSOR_CC == fp16_tensor.MIN_TENSOR_CC

@@ -390,6 +390,7 @@ class SimBackend:
 
     def close(self) -> None:
         self._buffers.clear()
+        self._host_buffers.clear()
 
     def begin_test(self, name: str) -> None:
         self._check_alive("begin_test")
