@@ -169,8 +169,7 @@ class PcieTest:
             repeat(ctx, launch, params.warmup, 0)
             rates[direction].clear()  # warm-ups are checked, not timed
             repeat(ctx, launch, 0, params.repetitions)
-            unit = "GB/s"
-            outcome.metrics.append(Metric(f"{direction}_gbs", unit, tuple(rates[direction])))
+            outcome.metrics.append(Metric(f"{direction}_gbs", "GB/s", tuple(rates[direction])))
         if links.gens:
             outcome.parameters["link_gen_under_load"] = max(links.gens)
         if links.widths:
