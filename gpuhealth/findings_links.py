@@ -169,14 +169,14 @@ def nvlink_findings(before: HealthCounters | None, after: HealthCounters | None)
     if now is None or now.nvlink_status != "read":
         return []  # no links (not applicable), or unreadable: counter coverage says so
     found: list[Finding] = []
-    inactive = [link.link for link in now.nvlink if link.active is False]
+    inactive = [link.link for link in (now.nvlink or ()) if link.active is False]
     if inactive:
         found.append(
             Finding(
                 "nvlink_inactive",
                 "major",
                 "counters",
-                f"{len(inactive)} of {len(now.nvlink)} NVLink link(s) inactive: "
+                f"{len(inactive)} of {len(now.nvlink or ())} NVLink link(s) inactive: "
                 + ", ".join(map(str, inactive)),
                 value=str(len(inactive)),
                 reference="0",
@@ -209,9 +209,9 @@ def _nvlink_error_deltas(
         return []
     if before.nvlink_status != "read" or after.nvlink_status != "read":
         return []
-    earlier = {link.link: link for link in before.nvlink}
+    earlier = {link.link: link for link in (before.nvlink or ())}
     grown: list[tuple[int, str, int]] = []
-    for link in after.nvlink:
+    for link in after.nvlink or ():
         first = earlier.get(link.link)
         if first is None:
             continue
@@ -228,7 +228,7 @@ def nvlink_unread(now: HealthCounters) -> list[str]:
         return ["NVLink state and error counters"]
     if now.nvlink_status != "read":
         return []
-    unread = sorted({link.link for link in now.nvlink if _missing(link)})
+    unread = sorted({link.link for link in (now.nvlink or ()) if _missing(link)})
     if not unread:
         return []
     return [f"NVLink state or error counters of link(s) {', '.join(map(str, unread))}"]

@@ -146,7 +146,7 @@ class HealthCounters:
     # checks were not made), None (a record from before gpuhealth read NVLink). The common link
     # speed in MB/s.
     nvlink_status: Literal["read", "none", "unreadable"] | None = None
-    nvlink: tuple[NvLinkReading, ...] = ()
+    nvlink: tuple[NvLinkReading, ...] | None = None  # () with "none"; None unless read
     nvlink_speed_mbps: float | None = None
 
 

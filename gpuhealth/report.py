@@ -270,9 +270,9 @@ def _nvlink_links(c: HealthCounters) -> str:
         return "not readable"
     if c.nvlink_status != "read":
         return "none"
-    active = sum(1 for link in c.nvlink if link.active)
+    active = sum(1 for link in c.nvlink or () if link.active)
     speed = f", {c.nvlink_speed_mbps / 1000:.2f} GB/s each" if c.nvlink_speed_mbps else ""
-    return f"{active} of {len(c.nvlink)} active{speed}"
+    return f"{active} of {len(c.nvlink or ())} active{speed}"
 
 
 def _nvlink_errors(c: HealthCounters) -> str:
@@ -280,7 +280,7 @@ def _nvlink_errors(c: HealthCounters) -> str:
         return NA
 
     def total(name: str) -> str:
-        counts = [getattr(link, name) for link in c.nvlink]
+        counts = [getattr(link, name) for link in c.nvlink or ()]
         return NA if any(n is None for n in counts) else str(sum(counts))
 
     names = ("replay_errors", "recovery_errors", "crc_flit_errors", "crc_data_errors")

@@ -82,6 +82,7 @@ def test_nvlink_count_failure_is_unreadable_not_none(card: object) -> None:
     assert callable(card)
     counters = card(fake_pynvml.nvlink_count_unknown()).counters()
     assert counters.nvlink_status == "unreadable"
+    assert counters.nvlink is None  # unknown, not "no links"
 
 
 def test_pcie_link_now_and_gen3_slot(card: object) -> None:

@@ -120,6 +120,7 @@ def test_healthy_h100_counters(use: object) -> None:
         ecc_aggregate_uncorrected_sram=0,
         # retired pages are not asked where the row remapper answers (recorded: not supported)
         nvlink_status="none",  # recorded: the NVLink count field is not supported in its VM
+        nvlink=(),
     )
     assert card.unsupported == ("NVML_FI_DEV_NVLINK_LINK_COUNT",)
     assert card.unreadable == ()

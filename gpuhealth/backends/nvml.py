@@ -448,7 +448,7 @@ class _NvLinks:
     def fields(self) -> dict[str, Any]:
         return {
             "nvlink_status": self.status,
-            "nvlink": self.links,
+            "nvlink": None if self.status == "unreadable" else self.links,
             "nvlink_speed_mbps": self.speed_mbps,
         }
 

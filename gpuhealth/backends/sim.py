@@ -295,7 +295,7 @@ class SimBackend:
         if "nvlink_state" in f.unreadable:
             return {"nvlink_status": "unreadable"}
         if f.nvlink_links == 0:
-            return {"nvlink_status": "none"}
+            return {"nvlink_status": "none", "nvlink": ()}
         active = [link for link in range(f.nvlink_links) if link not in f.nvlink_down]
         links = tuple(
             NvLinkReading(
