@@ -324,3 +324,16 @@ def test_fill_pattern_is_the_memtest_pattern_word_for_word(monkeypatch: pytest.M
     index = np.arange(5000, dtype=np.uint64)
     assert np.array_equal(words, expected_words(pcie.PATTERN, index, 0))
     assert host[-3:].tolist() == [0, 0, 0]
+
+
+def test_the_pcie_test_leaves_the_other_tests_sim_numbers_alone() -> None:
+    """The pcie test's kernels draw their noise from a generator of their own: the tests after it
+    measure on the sim what they measured before it existed (goldens and recheck ratios hold)."""
+    from gpuhealth.stresstests.bandwidth import BandwidthTest
+
+    alone = SimBackend(load_card("h100-sxm5-80gb"))
+    after_pcie = SimBackend(load_card("h100-sxm5-80gb"))
+    assert run_stress(after_pcie, PcieTest()).result.status == "passed"
+    first = run_stress(alone, BandwidthTest()).result.metric("copy_gbs")
+    second = run_stress(after_pcie, BandwidthTest()).result.metric("copy_gbs")
+    assert first is not None and second is not None and first.values == second.values

@@ -170,6 +170,7 @@ class SimBackend:
         self._faults = card.faults
         self._rng = np.random.default_rng(card.seed)
         self._sensor_rng = np.random.default_rng([card.seed, 1])
+        self._link_rng = np.random.default_rng([card.seed, 2])  # PCIe copies (issue 14)
         self._physics = CardPhysics(
             card.model, card.faults.thermal_resistance_scale, card.faults.power_limit_w, card.rig
         )
@@ -414,8 +415,11 @@ class SimBackend:
         if self._lost:
             raise DeviceLost(f"GPU {self.index} has fallen off the bus ({what} failed)")
 
-    def _kernel(self, seconds: float, demand_w: float) -> float:
-        """Run a kernel of nominal duration: noise, clock advance, telemetry. Returns its time."""
+    def _kernel(
+        self, seconds: float, demand_w: float, rng: np.random.Generator | None = None
+    ) -> float:
+        """Run a kernel of nominal duration: noise (from rng, else the card's), clock advance,
+        telemetry. Returns its time."""
         self._check_alive("kernel launch")
         self._kernels_in_test += 1
         lost_here = self._faults.lost_at is not None and self._faults.lost_at == self._test
@@ -428,7 +432,10 @@ class SimBackend:
             while True:  # a kernel that never returns: only killing the process ends it
                 time.sleep(HANG_SLEEP_S)
         noise = self._model.performance.noise_rel
-        seconds *= max(0.5, 1.0 + noise * float(self._rng.standard_normal()))
+        if rng is None:  # the pcie test's kernels draw from their own generator (link_copy)
+            rng = self._link_rng if self._test == "pcie" else self._rng
+        draw = rng.standard_normal()
+        seconds *= max(0.5, 1.0 + noise * float(draw))
         self._advance(seconds, demand_w)
         return seconds
 
@@ -1040,7 +1047,9 @@ class SimBackend:
         if h2d is not None and d2h is not None:  # each way at the duplex share, at once
             seconds *= d.pcie_copy_share / d.pcie_duplex_share
         demand_w = self._model.power.idle_w + PCIE_COPY_W_ABOVE_IDLE
-        elapsed_s = self._kernel(seconds, demand_w)
+        # its own noise, as every kernel of the pcie test: the other tests' draws (and so their
+        # numbers) are those they had before the pcie test existed
+        elapsed_s = self._kernel(seconds, demand_w, self._link_rng)
         unreadable = self._faults.unreadable  # the link under load reads as the counters do
         return LinkCopy(
             elapsed_s,
