@@ -337,3 +337,22 @@ def test_the_pcie_test_leaves_the_other_tests_sim_numbers_alone() -> None:
     first = run_stress(alone, BandwidthTest()).result.metric("copy_gbs")
     second = run_stress(after_pcie, BandwidthTest()).result.metric("copy_gbs")
     assert first is not None and second is not None and first.values == second.values
+
+
+@pytest.mark.parametrize(
+    ("example", "letter", "rules_fired"),
+    [
+        ("riser", "D", {"pcie-copy-slow"}),
+        ("nvlink-down", "D", {"nvlink-inactive", "nvlink-errors"}),
+    ],
+)
+def test_example_cards(
+    graded: GradedRuns, example: str, letter: str, rules_fired: set[str]
+) -> None:
+    from simkit import EXAMPLES
+
+    run = graded.grade("--sim-card", str(EXAMPLES / f"{example}.toml"), "--quick")
+    assert run.exit_code == EXIT_BAD_CARD
+    record = graded_record(run)
+    assert record.grade is not None and record.grade.letter == letter
+    assert set(rules(record)) == rules_fired
