@@ -356,3 +356,16 @@ def test_example_cards(
     record = graded_record(run)
     assert record.grade is not None and record.grade.letter == letter
     assert set(rules(record)) == rules_fired
+
+
+def test_a_copy_timed_at_zero_is_an_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = SimBackend(load_card("h100-sxm5-80gb"))
+    real_copy = backend.link_copy
+
+    def untimed(nbytes: int, h2d: object = None, d2h: object = None) -> LinkCopy:
+        copy = real_copy(nbytes, h2d=h2d, d2h=d2h)  # type: ignore[arg-type]
+        return LinkCopy(0.0, copy.link_gen, copy.link_width)
+
+    monkeypatch.setattr(backend, "link_copy", untimed)
+    result = run_stress(backend, PcieTest()).result
+    assert result.status == "error" and "timed at 0.0 s" in (result.message or "")

@@ -143,6 +143,8 @@ class PcieTest:
         rates: dict[str, list[float]] = {direction: [] for direction in DIRECTIONS}
 
         def timed(direction: str, copy: LinkCopy, moved: int) -> float:
+            if not copy.elapsed_s > 0:  # a timer that did not run: no rate to report
+                raise DeviceError(f"a {direction} copy was timed at {copy.elapsed_s} s")
             links.add(copy)
             rates[direction].append(moved / copy.elapsed_s / 1e9)
             return copy.elapsed_s
