@@ -6,9 +6,10 @@ Prints one table of ratios (ours ÷ peer, ours ÷ datasheet-style peak) and one 
 `BENCH_JSON `, with every number, for bench/RESULTS.md. Peers: cudaMemcpy device-to-device and
 CuPy's copy for bandwidth; NVML max memory clock × bus width × 2 for the memory peak; SMs × FP32
 lanes × 2 × max SM clock for FP32; cupy.matmul (cuBLAS) FP16 and FP32 at n = 8192 for the tensor
-cores and for our gemm_library wrapper. Launch geometries are tried and the best one is reported.
-Every timed kernel's result is checked too: a fast wrong kernel is not a result. Needs a GPU and
-CuPy; about a minute on an H100/H200.
+cores and for our gemm_library wrapper; raw CuPy cudaMemcpyAsync for the PCIe copies
+(bench/bench_pcie.py: ours ÷ CuPy >= 0.95, and >= 48 GB/s host to device at Gen5 x16). Launch
+geometries are tried and the best one is reported. Every timed kernel's result is checked too: a
+fast wrong kernel is not a result. Needs a GPU and CuPy; about a minute on an H100/H200.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bench_pcie
 import cupy as cp
 import numpy as np
 
@@ -464,6 +466,14 @@ def main() -> None:
         cublas_fp16 = bench_gemms(backend, reps, report)
         bench_mma(backend, reps, cublas_fp16, report)
         bench_memtest(backend, copy_gbs, report)
+        pcie = bench_pcie.bench_pcie(cp, backend, reps, report.row)
+        report.numbers.update(
+            pcie_ours_gbs=pcie.ours_gbs,
+            pcie_cupy_gbs=pcie.peer_gbs,
+            pcie_ratios=pcie.ratios(),
+            pcie_link=[pcie.link_gen, pcie.link_width],
+            pcie_floor_h2d_gbs=bench_pcie.FLOOR_H2D_GBS,
+        )
     finally:
         backend.close()
     report.print()

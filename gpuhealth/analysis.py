@@ -14,6 +14,7 @@ from gpuhealth import findings as health
 from gpuhealth.coverage import unmade_check_findings
 from gpuhealth.efficiency import efficiency_test
 from gpuhealth.evidence import evidence_findings
+from gpuhealth.findings_links import nvlink_findings, pcie_findings
 from gpuhealth.grading import Policy, grade
 from gpuhealth.models import (
     Analysis,
@@ -144,6 +145,9 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.memory_clear_findings(record)
         + health.selection_findings(record)
         + health.soak_length_findings(record, _preset_soak_s(record))
+        # issue 14: the PCIe copies and the link under load; NVLink state and errors
+        + pcie_findings(record)
+        + nvlink_findings(record.counters_before, record.counters_after)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

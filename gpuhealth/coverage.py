@@ -22,6 +22,7 @@ clock-event reasons) is never silently a pass.
 from __future__ import annotations
 
 from gpuhealth.composite import SUBSYSTEMS
+from gpuhealth.findings_links import nvlink_unread
 from gpuhealth.models import Finding, HealthCounters, MetricComparison, RunRecord, SoakSummary
 from gpuhealth.profiles import Profile
 
@@ -174,6 +175,7 @@ def counter_coverage_findings(record: RunRecord) -> list[Finding]:
             f"where the {now.ecc_aggregate_uncorrected} lifetime uncorrectable ECC error(s) "
             "happened (on-chip SRAM or card memory)"
         )
+    unread += nvlink_unread(now)  # issue 14: NVLink that NVML would not read
     if before is None or after is None:
         unread.append("the counters before or after the run (changes during the run)")
     found = []

@@ -7,6 +7,7 @@ reference it was held against. Nothing here decides the grade.
 from __future__ import annotations
 
 from gpuhealth.composite import TITLES
+from gpuhealth.findings_links import link_under_load, pcie_corrupt_finding
 from gpuhealth.models import (
     Finding,
     HealthCounters,
@@ -87,6 +88,8 @@ def test_findings(
                         reference="0",
                     )
                 )
+            elif test.name == "pcie":  # issue 14: a byte that crossed the link wrong
+                found.append(pcie_corrupt_finding(test, check))
             elif test.name == "soak":
                 first_at = (
                     f", first at {check.wrong_results[0].location}" if check.wrong_results else ""
@@ -380,6 +383,13 @@ def identity_findings(record: RunRecord) -> list[Finding]:
     readings = [c for c in (record.counters_before, record.counters_after) if c is not None]
     widths = [c.pcie_width_current for c in readings if c.pcie_width_current is not None]
     gens = [c.pcie_gen_current for c in readings if c.pcie_gen_current is not None]
+    # Issue 14: where the pcie test read the link under load, findings_links judges it (an idle
+    # link reads lower and says less); idle readings judge only what it could not read.
+    gen_loaded, width_loaded = link_under_load(record)
+    if width_loaded is not None:
+        widths = []
+    if gen_loaded is not None:
+        gens = []
     if ident.pcie_width_max and widths and max(widths) < ident.pcie_width_max:
         found.append(
             Finding(

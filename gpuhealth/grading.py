@@ -85,6 +85,12 @@ FINDING_CODES = (
     "settings_not_default",
     "memory_not_cleared",
     "soak_shortened",
+    # issue 14: PCIe copies and NVLink (gpuhealth/findings_links.py)
+    "pcie_copy_slow",
+    "pcie_copy_unjudged",
+    "pcie_copy_corrupt",
+    "nvlink_inactive",
+    "nvlink_errors",
 )
 
 

@@ -74,6 +74,10 @@ class CardIdentity:
     pci_device_id: str | None = None
     pci_subsystem_id: str | None = None
     power_limit_max_w: float | None = None
+    # --- PCIe and NVLink (issue 14) ---
+    # The PCIe generation the GPU itself supports (nvmlDeviceGetGpuMaxPcieLinkGeneration);
+    # pcie_gen_max is the most the card and the host's slot allow together.
+    pcie_gen_gpu_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,21 @@ class RowRemapHistogram:
     partial: int
     low: int
     none: int
+
+
+@dataclass(frozen=True)
+class NvLinkReading:
+    """One NVLink of the card at one moment (NVML). None = the driver would not say."""
+
+    link: int
+    active: bool | None = None
+    version: int | None = None
+    # data-link-layer error counters (nvmlNvLinkErrorCounter_t): replays, recoveries (the link
+    # retrained), flit and data CRC errors
+    replay_errors: int | None = None
+    recovery_errors: int | None = None
+    crc_flit_errors: int | None = None
+    crc_data_errors: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,14 @@ class HealthCounters:
     retired_pages_sbe: int | None = None
     retired_pages_dbe: int | None = None
     retired_pages_pending: bool | None = None
+    # --- NVLink (issue 14) ---
+    # nvlink_status: "read" (nvlink holds every link the card has), "none" (the card has no
+    # NVLink, or NVML says "not supported": not applicable), "unreadable" (NVML failed: the
+    # checks were not made), None (a record from before gpuhealth read NVLink). The common link
+    # speed in MB/s.
+    nvlink_status: Literal["read", "none", "unreadable"] | None = None
+    nvlink: tuple[NvLinkReading, ...] | None = None  # () with "none"; None unless read
+    nvlink_speed_mbps: float | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,16 @@ class SoakParams:
 
 
 @dataclass(frozen=True)
+class PcieParams:
+    """Issue 14: pinned host <-> device copies, each direction and both at once."""
+
+    copy_bytes: int  # per copy and direction (at least stresstests.pcie.COPY_MIN_BYTES)
+    warmup: int
+    repetitions: int
+    budget_s: float
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     telemetry_interval_s: float
@@ -76,6 +86,7 @@ class Preset:
     fp16_tensor: TensorParams
     gemm: GemmParams
     soak: SoakParams
+    pcie: PcieParams
 
     def budget_s(self, test: str) -> float:
         params: (
@@ -84,7 +95,8 @@ class Preset:
             | ComputeParams
             | TensorParams
             | GemmParams
-            | (SoakParams)
+            | SoakParams
+            | PcieParams
         ) = getattr(self, test)
         return params.budget_s
 
@@ -101,6 +113,8 @@ PRESETS: dict[str, Preset] = {
         soak=SoakParams(
             duration_s=30, iteration_s=0.5, gemm_n=8192, memory_phase_s=45, budget_s=105
         ),
+        # 256 MiB copies: ~5 ms each at Gen5 x16; the host pattern fill and checks dominate
+        pcie=PcieParams(256 << 20, warmup=1, repetitions=5, budget_s=20),
     ),
     "standard": Preset(
         name="standard",
@@ -113,6 +127,7 @@ PRESETS: dict[str, Preset] = {
         soak=SoakParams(
             duration_s=120, iteration_s=0.5, gemm_n=8192, memory_phase_s=60, budget_s=240
         ),
+        pcie=PcieParams(256 << 20, warmup=2, repetitions=10, budget_s=30),
     ),
     "thorough": Preset(
         name="thorough",
@@ -127,6 +142,7 @@ PRESETS: dict[str, Preset] = {
         soak=SoakParams(
             duration_s=600, iteration_s=0.5, gemm_n=8192, memory_phase_s=90, budget_s=810
         ),
+        pcie=PcieParams(1 * GIB, warmup=2, repetitions=20, budget_s=90),
     ),
 }
 
@@ -165,7 +181,7 @@ def with_soak(chosen: Preset, duration_s: float | None) -> Preset:
 
 # The stress tests in the order a grade runs them (gpuhealth.stresstests.TEST_NAMES, which
 # imports the backends; tests/test_readiness_burnin.py keeps the two equal).
-TEST_ORDER = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+TEST_ORDER = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
 
 
 def parse_tests(text: str) -> tuple[str, ...]:

@@ -265,9 +265,42 @@ _COUNTERS: tuple[tuple[str, Callable[[HealthCounters], str], bool], ...] = (
 )
 
 
+def _nvlink_links(c: HealthCounters) -> str:
+    if c.nvlink_status == "unreadable":
+        return "not readable"
+    if c.nvlink_status != "read":
+        return "none"
+    active = sum(1 for link in c.nvlink or () if link.active)
+    speed = f", {c.nvlink_speed_mbps / 1000:.2f} GB/s each" if c.nvlink_speed_mbps else ""
+    return f"{active} of {len(c.nvlink or ())} active{speed}"
+
+
+def _nvlink_errors(c: HealthCounters) -> str:
+    if c.nvlink_status != "read":
+        return NA
+
+    def total(name: str) -> str:
+        counts = [getattr(link, name) for link in c.nvlink or ()]
+        return NA if any(n is None for n in counts) else str(sum(counts))
+
+    names = ("replay_errors", "recovery_errors", "crc_flit_errors", "crc_data_errors")
+    return " / ".join(total(name) for name in names)
+
+
+# Issue 14: shown only for cards whose NVLink was read (or failed to read), so that the reports of
+# records without NVLink keep their bytes.
+_NVLINK_COUNTERS: tuple[tuple[str, Callable[[HealthCounters], str], bool], ...] = (
+    ("NVLink links", _nvlink_links, True),
+    ("NVLink errors (replay / recovery / flit CRC / data CRC)", _nvlink_errors, True),
+)
+
+
 def counter_rows(before: HealthCounters | None, after: HealthCounters | None) -> list[CounterRow]:
     rows = []
-    for label, read, watched in _COUNTERS:
+    table = _COUNTERS
+    if any(c is not None and c.nvlink_status in ("read", "unreadable") for c in (before, after)):
+        table = _COUNTERS + _NVLINK_COUNTERS
+    for label, read, watched in table:
         b = read(before) if before is not None else NA
         a = read(after) if after is not None else NA
         moved = before is not None and after is not None and a != b

@@ -111,6 +111,7 @@ _UNSTOPPABLE = frozenset(
     {
         "close",
         "free",
+        "host_free",  # issue 14: pinned host memory of the pcie test
         "end_test",
         "start_telemetry",
         "stop_telemetry",

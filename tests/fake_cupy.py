@@ -177,6 +177,10 @@ class FakeGpu:
     sticky: BaseException | None = None
     clock_s: float = 0.0
     pool_frees: int = 0
+    # Issue 14: pinned host allocations (address -> bytes) and the link's rate on the fake clock
+    host_allocations: dict[int, np.ndarray] = field(default_factory=dict)
+    copy_gbs: float = 50.0
+    async_copies: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     _next: int = BASE_ADDRESS
 
     # --- configuring ------------------------------------------------------------------------------
@@ -493,6 +497,34 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
     def deviceSynchronize() -> None:
         gpu.enter("sync")
 
+    # --- issue 14: pinned host memory and asynchronous copies ---
+    def hostAlloc(nbytes: int, flags: int) -> int:
+        gpu.enter("hostAlloc")
+        host = np.zeros(int(nbytes), dtype=np.uint8)
+        gpu.host_allocations[host.ctypes.data] = host
+        return int(host.ctypes.data)
+
+    def freeHost(address: int) -> None:
+        gpu.enter("freeHost")
+        if gpu.host_allocations.pop(int(address), None) is None:
+            raise CUDARuntimeError(1)
+
+    def host_inside(address: int, nbytes: int) -> None:
+        for start, host in gpu.host_allocations.items():
+            if start <= address and address + nbytes <= start + host.size:
+                return
+        raise FakeCheckError(f"async copy of {nbytes} bytes at 0x{address:x}: not pinned memory")
+
+    def memcpyAsync(dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
+        gpu.enter("memcpyAsync")
+        if not stream:
+            raise FakeCheckError("memcpyAsync on the default stream: give it a stream of its own")
+        host = dst if kind == runtime.memcpyDeviceToHost else src
+        host_inside(int(host), int(nbytes))
+        gpu.async_copies.append((int(dst), int(src), int(nbytes), int(kind), int(stream)))
+        memcpy(dst, src, nbytes, kind)
+        gpu.clock_s += nbytes / (gpu.copy_gbs * 1e9)
+
     for fn in (
         getDeviceCount,
         deviceGetPCIBusId,
@@ -504,6 +536,9 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
         free,
         memcpy,
         deviceSynchronize,
+        hostAlloc,
+        freeHost,
+        memcpyAsync,
     ):
         setattr(runtime, fn.__name__, fn)
 
@@ -529,12 +564,30 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
         def __init__(self) -> None:
             self.time_s: float | None = None
 
-        def record(self) -> None:
+        def record(self, stream: Stream | None = None) -> None:
             gpu.enter("Event.record")
             self.time_s = gpu.clock_s
 
         def synchronize(self) -> None:
             gpu.enter("sync")
+
+    streams: list[Stream] = []
+
+    class Stream:
+        """A stream of its own: an address (ptr) the async copies name; runs in issue order."""
+
+        def __init__(self, null: bool = False, non_blocking: bool = False) -> None:
+            gpu.enter("Stream")
+            self.ptr = 0 if null else 0x5000 + 0x10 * len(streams)
+            self.non_blocking = non_blocking
+            self.waited: list[Event] = []
+            streams.append(self)
+
+        def wait_event(self, event: Event) -> None:
+            gpu.enter("Stream.wait_event")
+            if event.time_s is None:
+                raise FakeCheckError("wait_event on an event never recorded")
+            self.waited.append(event)
 
     def get_elapsed_time(start: Event, end: Event) -> float:
         gpu.enter("get_elapsed_time")
@@ -635,6 +688,7 @@ def build(gpu: FakeGpu) -> dict[str, types.ModuleType]:
     cuda.nvtx = nvtx
     cuda.Device = Device
     cuda.Event = Event
+    cuda.Stream = Stream
     cuda.get_elapsed_time = get_elapsed_time
     cuda.UnownedMemory = UnownedMemory
     cuda.MemoryPointer = MemoryPointer

@@ -68,6 +68,8 @@ class FakeCard:
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     event_sets: list[FakeEventSet] = field(default_factory=list)
+    # NVLink error counters grow by this much on every read (errors while the run goes on)
+    nvlink_error_growth: int = 0
 
     @classmethod
     def recorded(cls, key: str) -> FakeCard:
@@ -152,7 +154,60 @@ class FakeNvml:
         functions.update(self._health_functions())
         functions.update(self._telemetry_functions())
         functions.update(self._process_and_event_functions())
+        functions.update(self._link_functions())
         return functions
+
+    # --- PCIe and NVLink (issue 14) ----------------------------------------------------------
+    def _link_functions(self) -> dict[str, Callable[..., Any]]:
+        """Answers from the recording's pcie_gen_gpu_max and, for NVLink scenarios, "nvlinks":
+        one dict per link (state, version, replay, recovery, crc_flit, crc_data); a value of the
+        form "ERROR: ..." is raised. Links beyond the list answer INVALID_ARGUMENT, as NVML does."""
+
+        def link_entry(handle: object, name: str, link: int) -> tuple[FakeCard, dict[str, Any]]:
+            card = self._card(handle, name)
+            links = card.answer("nvlinks")
+            if not 0 <= link < len(links):
+                raise real.NVMLError(real.NVML_ERROR_INVALID_ARGUMENT)
+            entry: dict[str, Any] = links[link]
+            return card, entry
+
+        def value(entry: dict[str, Any], key: str) -> Any:
+            answer = entry[key]
+            if isinstance(answer, str) and answer.startswith("ERROR: "):
+                _raise_recorded_error(answer)
+            return answer
+
+        def nvmlDeviceGetGpuMaxPcieLinkGeneration(handle: object) -> Any:
+            card = self._card(handle, "nvmlDeviceGetGpuMaxPcieLinkGeneration")
+            return card.answer("pcie_gen_gpu_max")
+
+        def nvmlDeviceGetNvLinkState(handle: object, link: int) -> Any:
+            return value(link_entry(handle, "nvmlDeviceGetNvLinkState", link)[1], "state")
+
+        def nvmlDeviceGetNvLinkVersion(handle: object, link: int) -> Any:
+            return value(link_entry(handle, "nvmlDeviceGetNvLinkVersion", link)[1], "version")
+
+        def nvmlDeviceGetNvLinkErrorCounter(handle: object, link: int, counter: int) -> Any:
+            card, entry = link_entry(handle, "nvmlDeviceGetNvLinkErrorCounter", link)
+            keys = {
+                real.NVML_NVLINK_ERROR_DL_REPLAY: "replay",
+                real.NVML_NVLINK_ERROR_DL_RECOVERY: "recovery",
+                real.NVML_NVLINK_ERROR_DL_CRC_FLIT: "crc_flit",
+                real.NVML_NVLINK_ERROR_DL_CRC_DATA: "crc_data",
+            }
+            if counter not in keys:
+                raise NotRecordedError(f"NVLink error counter {counter}")
+            count = value(entry, keys[counter])
+            if card.nvlink_error_growth and keys[counter] == "crc_flit":
+                entry["crc_flit"] = count + card.nvlink_error_growth
+            return count
+
+        return {
+            "nvmlDeviceGetGpuMaxPcieLinkGeneration": nvmlDeviceGetGpuMaxPcieLinkGeneration,
+            "nvmlDeviceGetNvLinkState": nvmlDeviceGetNvLinkState,
+            "nvmlDeviceGetNvLinkVersion": nvmlDeviceGetNvLinkVersion,
+            "nvmlDeviceGetNvLinkErrorCounter": nvmlDeviceGetNvLinkErrorCounter,
+        }
 
     # --- session ---------------------------------------------------------------------------
     def _session_functions(self) -> dict[str, Callable[..., Any]]:
@@ -767,4 +822,61 @@ def no_power_constraints_no_subsystem() -> FakeNvml:
     card = FakeCard.recorded("h100-sxm5-80gb")
     card.probe["power_limit_constraints"] = NOT_SUPPORTED
     card.probe["pci"] = {**card.probe["pci"], "pciSubSystemId": 0}
+    return FakeNvml([card])
+
+
+# --- PCIe and NVLink scenarios (issue 14) ------------------------------------------------------
+
+
+def _nvlink_card(links: list[dict[str, Any]]) -> FakeCard:
+    """An H100 whose driver reports NVLinks (the recording's VM answered "not supported")."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["FI_DEV_NVLINK_LINK_COUNT"] = [f"(0, {len(links)})"]
+    card.probe["FI_DEV_NVLINK_SPEED_MBPS_COMMON"] = ["(0, 25781)"]
+    card.probe["nvlinks"] = links
+    return card
+
+
+def _link(state: Any = 1) -> dict[str, Any]:
+    return {"state": state, "version": 4, "replay": 0, "recovery": 0, "crc_flit": 0, "crc_data": 0}
+
+
+def nvlink_healthy(count: int = 18) -> FakeNvml:
+    """An H100 SXM5 on a baseboard: 18 active NVLink 4 links, no errors."""
+    return FakeNvml([_nvlink_card([_link() for _ in range(count)])])
+
+
+def nvlink_one_down() -> FakeNvml:
+    """Link 5 of 18 inactive (a bad baseboard connector or NVSwitch port)."""
+    links = [_link() for _ in range(18)]
+    links[5]["state"] = 0
+    return FakeNvml([_nvlink_card(links)])
+
+
+def nvlink_errors_growing() -> FakeNvml:
+    """Every read of the flit CRC counters finds 7 more: errors while the run goes on."""
+    card = _nvlink_card([_link() for _ in range(18)])
+    card.nvlink_error_growth = 7
+    return FakeNvml([card])
+
+
+def nvlink_state_unknown() -> FakeNvml:
+    """The link count reads, but link 2's state fails with UNKNOWN while the card answers."""
+    links = [_link() for _ in range(18)]
+    links[2]["state"] = "ERROR: NVMLError_Unknown: Unknown Error"
+    return FakeNvml([_nvlink_card(links)])
+
+
+def nvlink_count_unknown() -> FakeNvml:
+    """The NVLink count field fails with UNKNOWN: whether the card has links is not known."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["FI_DEV_NVLINK_LINK_COUNT"] = [f"({real.NVML_ERROR_UNKNOWN}, 0)"]
+    return FakeNvml([card])
+
+
+def pcie_slot_gen3() -> FakeNvml:
+    """An H100 (Gen5) in a Gen3 slot: NVML's max is the slot's, the GPU's own max is 5."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe["pcie_gen_max"] = 3
+    card.probe["pcie_gen_cur"] = 3
     return FakeNvml([card])

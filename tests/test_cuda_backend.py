@@ -485,3 +485,32 @@ def test_illegal_address_marks_the_card_lost() -> None:
     assert lines[0].startswith("first:") and "stream copy" in lines[0]
     assert "illegal" in lines[0].lower()
     assert lines[1].startswith("again:")
+
+
+# --- PCIe copies (issue 14) ----------------------------------------------------------------------
+
+
+def test_pcie_test_on_the_real_card_reaches_the_link(backend: CudaBackend) -> None:
+    """The whole pcie test (quick preset): every word checked, the link read under load, and the
+    copies at >= 70% of the link's theoretical rate (what findings_links calls healthy)."""
+    from gpuhealth.findings_links import PCIE_SLOW_SHARE
+    from gpuhealth.pcielink import link_gbs
+    from gpuhealth.presets import PRESETS
+    from gpuhealth.stresstests.base import TestContext, execute
+    from gpuhealth.stresstests.pcie import PcieTest
+
+    preset = PRESETS["quick"]
+    ctx = TestContext(backend, backend.device_info(), preset, backend.clock_s(), 60.0)
+    result = execute(PcieTest(), ctx).result
+    assert result.status == "passed", result.message
+    gen, width = (
+        result.parameters.get("link_gen_under_load"),
+        result.parameters.get("link_width_under_load"),
+    )
+    assert isinstance(gen, int) and isinstance(width, int), result.parameters
+    theoretical = link_gbs(gen, width)
+    assert theoretical is not None
+    for direction in ("h2d", "d2h"):
+        metric = result.metric(f"{direction}_gbs")
+        assert metric is not None
+        assert min(metric.values) >= PCIE_SLOW_SHARE * theoretical, (direction, metric.values)

@@ -248,8 +248,39 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "pcie-x8",
         "D",
-        (E("pcie-link-degraded", "D", "PCIe link runs x8, the card supports x16"),),
+        (E("pcie-link-degraded", "D", "under load the PCIe link ran x8, the card supports x16"),),
         "pcie_width = 8",
+    ),
+    Scenario(
+        "pcie-corrupt",
+        "F",
+        (E("pcie-copy-corrupt", "F", "host to device copy, byte offset 70001"),),
+        "pcie_corrupt_byte = 70001",
+    ),
+    Scenario(
+        "pcie-slow",
+        "D",
+        (E("pcie-copy-slow", "D", "of the Gen5 x16 link's 63.0 GB/s"),),
+        "pcie_copy_scale = 0.6",
+    ),
+    Scenario(
+        "pcie-unjudged",
+        "B",
+        (E("pcie-copy-unjudged", "B", "the PCIe copy rate was not judged: NVML gave neither"),),
+        'unreadable = ["pcie_gen_current", "pcie_width_current", "pcie_gen_max", '
+        '"pcie_width_max", "pcie_gen_gpu_max"]',
+    ),
+    Scenario(
+        "nvlink-down",
+        "D",
+        (E("nvlink-inactive", "D", "2 of 18 NVLink link(s) inactive: 5, 11"),),
+        "nvlink_links = 18\nnvlink_down = [5, 11]",
+    ),
+    Scenario(
+        "nvlink-errors",
+        "C",
+        (E("nvlink-errors", "C", "7 NVLink error(s) during the run (link 0 flit CRC 7)"),),
+        "nvlink_links = 18\nnvlink_errors = 7",
     ),
     Scenario(
         "pcie-replays",

@@ -14,6 +14,7 @@ from simkit import EXAMPLES, GradedRuns
 from gpuhealth import __version__
 from gpuhealth.backends import sim
 from gpuhealth.evidence import (
+    LEGACY_TESTS,
     LEGACY_VERSIONS,
     MEMORY_CHUNK_S,
     MIN_REPETITIONS,
@@ -79,7 +80,7 @@ def test_fresh_sim_grades_have_their_evidence(graded: GradedRuns, card: str, pre
     assert record.tool_version == __version__ not in LEGACY_VERSIONS  # the preset tier applies
     assert record.preset == preset
     if card == "healthy":
-        assert [t.status for t in record.tests] == ["passed"] * len(STANDARD_TESTS)
+        assert [t.status for t in record.tests] == ["passed"] * len(TEST_NAMES)
     assert describe(record) == []
     assert evidence_findings(record) == []
 
@@ -113,7 +114,8 @@ def test_a_soak_the_thermal_guard_stopped_is_not_missing_evidence(
 
 
 def test_the_numbers_are_those_the_stress_tests_write() -> None:
-    assert STANDARD_TESTS == TEST_NAMES
+    assert TEST_NAMES == STANDARD_TESTS
+    assert set(LEGACY_TESTS) < set(STANDARD_TESTS)
     assert MIN_REPETITIONS == base.MIN_REPETITIONS
     assert MIN_TENSOR_CC == fp16_tensor.MIN_TENSOR_CC
     assert SIM_PRODUCT_BLOCK == sim.GEMM_BLOCK
@@ -232,7 +234,35 @@ def test_a_removed_soak_iteration(genuine: RunRecord) -> None:
 
 def test_a_test_deleted_from_a_complete_record(genuine: RunRecord) -> None:
     cut = replace(genuine, tests=tuple(t for t in genuine.tests if t.name != "gemm"))
-    assert_caught(cut, "run", "1 of the 6 tests are missing (gemm)", claim="complete")
+    count = len(genuine.tests)  # 6 in a 0.1.0 record (the real one), 7 since pcie
+    assert_caught(cut, "run", f"1 of the {count} tests are missing (gemm)", claim="complete")
+
+
+@pytest.fixture
+def current(graded: GradedRuns) -> RunRecord:
+    record = graded_record(graded, *grade_args("healthy", "quick"))
+    assert record.tool_version not in LEGACY_VERSIONS and describe(record) == []
+    return record
+
+
+def test_the_pcie_test_deleted_to_hide_a_slow_link(current: RunRecord) -> None:
+    """A seller hiding a riser: no record since 0.2.0 is complete without its pcie test."""
+    cut = replace(current, tests=tuple(t for t in current.tests if t.name != "pcie"))
+    assert_caught(cut, "run", "1 of the 7 tests are missing (pcie)", claim="complete")
+
+
+@pytest.mark.parametrize("field", ["readiness", "memory_clear"])
+def test_readiness_or_clear_deleted_from_a_complete_record(current: RunRecord, field: str) -> None:
+    what = field.replace("_", " ")
+    assert_caught(
+        replace(current, **{field: None}), "run", f"its {what} is missing", claim="complete"
+    )
+
+
+def test_a_legacy_record_needs_none_of_them() -> None:
+    legacy = load(REAL_STANDARD)
+    assert legacy.tool_version in LEGACY_VERSIONS and legacy.memory_clear is None
+    assert legacy.test("pcie") is None and describe(legacy) == []
 
 
 def test_bandwidth_repetitions_cut_below_the_presets(genuine: RunRecord) -> None:

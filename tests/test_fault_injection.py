@@ -46,7 +46,8 @@ from gpuhealth.presets import preset
 from gpuhealth.runfolder import inside, safe_name
 from gpuhealth.runner import GradeOptions, grade_card
 
-TESTS = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+TESTS = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+BEFORE_FP32 = TESTS.index("fp32")  # the tests a card hung in fp32 has finished
 SLOW = 0.2  # real seconds per simulated second
 TIMEOUT_S = 40.0
 FAST_WATCHDOG = {
@@ -171,7 +172,7 @@ def test_a_second_ctrl_c_stops_a_hung_single_card_at_once_with_its_reports(tmp_p
     out = tmp_path / "run"
     grade = start(tmp_path, "--sim-card", str(hung(tmp_path, "SIM-HANG-1")), "--out", str(out),
                   env={"GPUHEALTH_WATCHDOG_MARGIN_S": "60"})  # fmt: skip
-    wait_for(lambda: journaled(out) == 2, "bandwidth and memtest")
+    wait_for(lambda: journaled(out) == BEFORE_FP32, "the tests before fp32")
     time.sleep(0.5)  # fp32 is hung now: the first Ctrl-C cannot stop it
     grade.send_signal(signal.SIGINT)
     time.sleep(0.5)
@@ -182,7 +183,7 @@ def test_a_second_ctrl_c_stops_a_hung_single_card_at_once_with_its_reports(tmp_p
     assert time.monotonic() - sent < 10
     assert code == EXIT_INCOMPLETE, err
     record = read_run(out)
-    assert kept_then_not_run(record, "interrupted (Ctrl-C)") == 2
+    assert kept_then_not_run(record, "interrupted (Ctrl-C)") == BEFORE_FP32
     assert "second signal" in (record.interrupted or "")
     assert reports_written(out)
 
@@ -193,7 +194,9 @@ def test_two_sigterms_stop_a_multi_gpu_grade_at_once(tmp_path: Path) -> None:
     args = [a for c in cards for a in ("--sim-card", str(c))]
     patient = {"GPUHEALTH_WATCHDOG_MARGIN_S": "60", "GPUHEALTH_STOP_GRACE_S": "60"}
     grade = start(tmp_path, *args, "--out", str(out), "--json", env=patient)
-    wait_for(lambda: journaled(out / "gpu0") == 2 and journaled(out / "gpu1") >= 1, "progress")
+    wait_for(
+        lambda: journaled(out / "gpu0") == BEFORE_FP32 and journaled(out / "gpu1") >= 1, "progress"
+    )
     time.sleep(0.3)
     grade.send_signal(signal.SIGTERM)
     time.sleep(0.5)
@@ -209,7 +212,7 @@ def test_two_sigterms_stop_a_multi_gpu_grade_at_once(tmp_path: Path) -> None:
         "line": "2 cards: 2 INCOMPLETE",
         "exit_code": EXIT_INCOMPLETE,
     }
-    assert kept_then_not_run(read_run(out / "gpu0"), "stopped by SIGTERM") == 2
+    assert kept_then_not_run(read_run(out / "gpu0"), "stopped by SIGTERM") == BEFORE_FP32
     assert kept_then_not_run(read_run(out / "gpu1"), "stopped by SIGTERM") >= 1
     for gpu in (0, 1):
         assert reports_written(out / f"gpu{gpu}")
@@ -265,7 +268,7 @@ def test_a_hung_kernel_on_one_gpu_of_three_is_incomplete_the_others_finish(
     elapsed = time.monotonic() - began
     assert code == EXIT_INCOMPLETE, err
     record = read_run(out / "gpu1")
-    assert kept_then_not_run(record, "watchdog") == 2
+    assert kept_then_not_run(record, "watchdog") == BEFORE_FP32
     assert "no progress in fp32" in (record.interrupted or "")
     assert reports_written(out / "gpu1")
     for gpu in (0, 2):
@@ -288,7 +291,7 @@ def test_resume_runs_under_the_watchdog_and_stores_like_grade(tmp_path: Path) ->
         command, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )
     assert again.returncode == EXIT_INCOMPLETE, again.stderr  # hung again: the watchdog ends it
-    assert kept_then_not_run(read_run(out), "watchdog") == 2
+    assert kept_then_not_run(read_run(out), "watchdog") == BEFORE_FP32
     healthy = card(tmp_path, "SIM-RESUME")  # the same card (serial, UUID), healed
     db = tmp_path / "results.sqlite"
     result = invoke("resume", str(out), "--sim-card", str(healthy), "--quiet", "--json",

@@ -56,7 +56,7 @@ def test_healthy_demo_is_graded_A(demo_run: CliRun) -> None:
     assert record.grade is not None and record.grade.letter == "A"
     assert record.complete and record.interrupted is None
     assert record.preset == "standard" and record.backend == "sim"
-    assert [t.name for t in record.tests] == [*MEASURED_BEFORE_SOAK, "soak"]
+    assert [t.name for t in record.tests] == ["pcie", *MEASURED_BEFORE_SOAK, "soak"]
     assert all(t.status == "passed" for t in record.tests)
     assert all(t.telemetry for t in record.tests)  # telemetry sampled during every test
     assert record.analysis is not None and record.analysis.profile is not None

@@ -85,6 +85,7 @@ def test_healthy_h100_identity(use: object) -> None:
         pci_device_id="0x233010DE",
         pci_subsystem_id="0x16C110DE",
         power_limit_max_w=700.0,  # recorded constraints [200000, 700000] mW
+        pcie_gen_gpu_max=5,  # recorded: nvmlDeviceGetGpuMaxPcieLinkGeneration
     )
     assert card.unsupported == ("nvmlDeviceGetAttributes",)
     assert card.unreadable == ()
@@ -118,8 +119,10 @@ def test_healthy_h100_counters(use: object) -> None:
         ecc_aggregate_uncorrected_dram=0,
         ecc_aggregate_uncorrected_sram=0,
         # retired pages are not asked where the row remapper answers (recorded: not supported)
+        nvlink_status="none",  # recorded: the NVLink count field is not supported in its VM
+        nvlink=(),
     )
-    assert card.unsupported == ()
+    assert card.unsupported == ("NVML_FI_DEV_NVLINK_LINK_COUNT",)
     assert card.unreadable == ()
 
 
@@ -216,6 +219,7 @@ def test_fields_not_supported_read_as_none(use: object) -> None:
         f"nvmlDeviceGetRetiredPages({pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS})",
         f"nvmlDeviceGetRetiredPages({pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR})",
         "nvmlDeviceGetRetiredPagesPendingStatus",
+        "NVML_FI_DEV_NVLINK_LINK_COUNT",  # recorded: NVLink not supported in the VM
     }
     assert counters.retired_pages_sbe is None and counters.retired_pages_pending is None
     assert card.unreadable == ()
@@ -227,7 +231,7 @@ def test_old_driver_falls_back_to_older_functions(use: object) -> None:
     assert session.cuda_driver_version() == "13.0"  # through nvmlSystemGetCudaDriverVersion
     assert card.memory_bus_width_bits() is None  # this pynvml predates the function
     # a fallback that answered leaves nothing unsupported behind it
-    assert card.unsupported == ("nvmlDeviceGetMemoryBusWidth",)
+    assert card.unsupported == ("NVML_FI_DEV_NVLINK_LINK_COUNT", "nvmlDeviceGetMemoryBusWidth")
     assert card.unreadable == () and session.unreadable == ()
 
 

@@ -611,6 +611,7 @@ def test_resume_runs_only_the_selected_tests_and_keeps_the_soak(sim: Sim, tmp_pa
     soak = resumed.test("soak")
     assert soak is not None and soak.status == "passed" and soak.parameters["duration_s"] == 40.0
     assert {t.name for t in resumed.tests if t.status == "not_run"} == {
+        "pcie",
         "memtest",
         "fp32",
         "fp16_tensor",

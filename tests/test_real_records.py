@@ -45,7 +45,13 @@ def test_real_record_is_valid_and_round_trips(path: Path) -> None:
     unread = {  # identity fields read since 0.2.0 (PCI ids, power-limit range): unknown too
         name: None for name in migrated["identity"] if name not in stored["identity"]
     }
-    assert set(unread) == {"pci_device_id", "pci_subsystem_id", "power_limit_max_w"}
+    # ... and the GPU's own PCIe generation (issue 14)
+    assert set(unread) == {
+        "pci_device_id",
+        "pci_subsystem_id",
+        "power_limit_max_w",
+        "pcie_gen_gpu_max",
+    }
     assert migrated == {
         **stored,
         "schema_version": 2,

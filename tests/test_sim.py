@@ -476,6 +476,60 @@ def test_memory_thermal_resistance_scales_the_memory_temperature_rise(sim: Sim) 
     assert hot / base == pytest.approx(2, rel=0.2)
 
 
+# --- PCIe copies and NVLink (issue 14) -----------------------------------------------------------
+
+
+def _one_copy(card: SimBackend, direction: str) -> tuple[float, np.ndarray, np.ndarray]:
+    """One 1 MiB copy each way: (seconds, what was sent, what arrived)."""
+    nbytes = 1 << 20
+    host = card.host_alloc(nbytes)
+    host.data[:] = np.arange(nbytes, dtype=np.uint64).astype(np.uint8)
+    device = card.alloc(nbytes)
+    copy = card.link_copy(nbytes, h2d=(device, host))
+    if direction == "h2d":
+        arrived = np.asarray(card.download(device, np.uint8, nbytes))
+        return copy.elapsed_s, host.data.copy(), arrived
+    landing = card.host_alloc(nbytes)
+    back = card.link_copy(nbytes, d2h=(landing, device))
+    return back.elapsed_s, host.data.copy(), landing.data.copy()
+
+
+@covers("pcie_copy_scale")
+def test_pcie_copy_scale_slows_copies_at_full_width(sim: Sim) -> None:
+    healthy, _, _ = _one_copy(sim(), "h2d")
+    slow, sent, arrived = _one_copy(sim("pcie_copy_scale = 0.5"), "h2d")
+    assert slow / healthy == pytest.approx(2.0, rel=0.05)
+    assert np.array_equal(sent, arrived)  # slow, not wrong
+    assert sim("pcie_copy_scale = 0.5").counters().pcie_width_current == 16
+
+
+@covers("pcie_corrupt_byte", "pcie_corrupt_direction")
+@pytest.mark.parametrize("direction", ["h2d", "d2h"])
+def test_pcie_corrupt_byte_lands_flipped_in_its_direction(sim: Sim, direction: str) -> None:
+    card = sim(f'pcie_corrupt_byte = 777\npcie_corrupt_direction = "{direction}"')
+    _, sent, arrived = _one_copy(card, direction)
+    assert np.flatnonzero(sent != arrived).tolist() == [777]
+    other = "d2h" if direction == "h2d" else "h2d"
+    if other == "h2d":  # the other way is clean (the d2h case checks it through its h2d leg)
+        _, sent, arrived = _one_copy(card, other)
+        assert np.array_equal(sent, arrived)
+
+
+@covers("nvlink_links", "nvlink_down", "nvlink_errors")
+def test_nvlink_links_down_and_errors(sim: Sim) -> None:
+    assert sim().counters().nvlink_status == "none"  # the models: no NVLink readable
+    card = sim("nvlink_links = 18\nnvlink_down = [3]\nnvlink_errors = 9")
+    before = card.counters()
+    assert before.nvlink_status == "read" and len(before.nvlink) == 18
+    assert [link.link for link in before.nvlink if not link.active] == [3]
+    assert before.nvlink[0].crc_flit_errors == 0  # they appear once the card is at work
+    card.begin_test("pcie")
+    card.end_test()
+    after = card.counters()
+    assert after.nvlink[0].crc_flit_errors == 9
+    assert sum(link.crc_flit_errors or 0 for link in after.nvlink) == 9
+
+
 def soak_summary(card: SimBackend) -> tuple[TestResult, object]:
     result = run_stress(card, SoakTest()).result
     return result, soak.summarize(result, result.telemetry, 89.0, None)

@@ -115,6 +115,33 @@ class DeviceBuffer(Protocol):
     def address(self) -> int: ...
 
 
+# --- PCIe copies (issue 14) ----------------------------------------------------------------------
+
+
+@runtime_checkable
+class HostBuffer(Protocol):
+    """Pinned (page-locked) host memory, the end of a copy over the PCIe link."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    @property
+    def data(self) -> npt.NDArray[np.uint8]:
+        """The bytes the host reads and writes: all nbytes on a real card; on the sim, its dense
+        window (as for its device buffers), what the sim's copies move and its faults touch."""
+        ...
+
+
+@dataclass(frozen=True)
+class LinkCopy:
+    """One timed copy over the PCIe link, and the link as NVML read it while the copy was in
+    flight (an idle link drops its generation to save power). None: not readable."""
+
+    elapsed_s: float
+    link_gen: int | None
+    link_width: int | None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One card. Open through gpuhealth.backends.open_backend; close when done."""
@@ -304,6 +331,24 @@ class Backend(Protocol):
     def word_hash(self, buffer: DeviceBuffer, nbytes: int) -> int:
         """An order-independent 64-bit digest of the buffer's 32-bit words (sum of mixed words):
         two runs of the same computation must give the same digest."""
+        ...
+
+    # --- PCIe copies (issue 14) -----------------------------------------------------------------
+    def host_alloc(self, nbytes: int) -> HostBuffer:
+        """Pinned host memory of nbytes (its content undefined)."""
+        ...
+
+    def host_free(self, buffer: HostBuffer) -> None: ...
+
+    def link_copy(
+        self,
+        nbytes: int,
+        h2d: tuple[DeviceBuffer, HostBuffer] | None = None,
+        d2h: tuple[HostBuffer, DeviceBuffer] | None = None,
+    ) -> LinkCopy:
+        """Copy the first nbytes host to device (h2d: destination, source) and/or device to host
+        (d2h: destination, source), asynchronously on streams of their own; with both, the two
+        run at once. elapsed_s: device time from the first copy's start to the last one's end."""
         ...
 
 

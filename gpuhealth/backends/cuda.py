@@ -15,6 +15,7 @@ failure, device unavailable...) → DeviceLost, and every later call raises it a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import importlib
 import os
@@ -34,6 +35,8 @@ from gpuhealth.backends.base import (
     DeviceBuffer,
     DeviceInfo,
     GemmDtype,
+    HostBuffer,
+    LinkCopy,
     MemCheck,
     StreamOp,
     fp32_lanes_per_sm,
@@ -84,6 +87,15 @@ class CudaBuffer:
 
     address: int
     nbytes: int
+
+
+@dataclass(frozen=True, eq=False)
+class PinnedBuffer:
+    """A cudaHostAlloc allocation (page-locked host memory) and a numpy view of its bytes."""
+
+    address: int
+    nbytes: int
+    data: npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,7 @@ def _vectors(n: int) -> int:
     return -(-n // 4)
 
 
-def _check_size(buffer: DeviceBuffer, nbytes: int, what: str) -> None:
+def _check_size(buffer: DeviceBuffer | HostBuffer, nbytes: int, what: str) -> None:
     if nbytes < 0 or nbytes > buffer.nbytes:
         raise ValueError(f"{what} needs {nbytes} bytes, the buffer has {buffer.nbytes}")
 
@@ -159,6 +171,8 @@ class CudaBackend:
         self._lost: str | None = None
         self._t0 = time.monotonic()
         self._buffers: dict[int, CudaBuffer] = {}
+        self._host_buffers: dict[int, PinnedBuffer] = {}
+        self._copy_streams: tuple[Any, Any] | None = None
         self._sampler: ThreadSampler | None = None
         self._ranges = 0
         self._device = self._open_device(index)
@@ -383,8 +397,11 @@ class CudaBackend:
             with contextlib.suppress(*self._error_types), self._device:
                 for address in list(self._buffers):
                     self._cp.cuda.runtime.free(address)
+                for address in list(self._host_buffers):
+                    self._cp.cuda.runtime.freeHost(address)
                 self._cp.get_default_memory_pool().free_all_blocks()
         self._buffers.clear()
+        self._host_buffers.clear()
         if self._nvml is not None:
             self._nvml.close()
             self._nvml = self._nvml_device = None
@@ -804,3 +821,78 @@ class CudaBackend:
             words = nbytes // 4
             self._grid_stride(self.reduce_geometry, _vectors(words), "util", "word_hash", args)()
             return int(out.get()[0])
+
+    # --- PCIe copies (issue 14) -------------------------------------------------------------------
+    def host_alloc(self, nbytes: int) -> HostBuffer:
+        """Page-locked host memory through cudaHostAlloc (not CuPy's pinned pool, so that
+        host_free really gives it back), seen by numpy without a copy."""
+        if nbytes <= 0:
+            raise ValueError(f"allocation size must be positive, got {nbytes}")
+        with self._cuda("cudaHostAlloc"):
+            address = int(self._cp.cuda.runtime.hostAlloc(nbytes, 0))
+        view = (ctypes.c_uint8 * nbytes).from_address(address)
+        buffer = PinnedBuffer(address, nbytes, np.ctypeslib.as_array(view))
+        self._host_buffers[address] = buffer
+        return buffer
+
+    def host_free(self, buffer: HostBuffer) -> None:
+        if not isinstance(buffer, PinnedBuffer) or buffer.address not in self._host_buffers:
+            raise ValueError("host buffer was not allocated here or was freed")
+        del self._host_buffers[buffer.address]
+        if self._lost is None:
+            with self._cuda("cudaFreeHost"):
+                self._cp.cuda.runtime.freeHost(buffer.address)
+
+    def _streams(self) -> tuple[Any, Any]:
+        """Two non-blocking streams: one per direction, so that both ways can run at once."""
+        if self._copy_streams is None:
+            stream = self._cp.cuda.Stream
+            self._copy_streams = (stream(non_blocking=True), stream(non_blocking=True))
+        return self._copy_streams
+
+    def _link_now(self) -> tuple[int | None, int | None]:
+        if self._nvml_device is None:
+            return None, None
+        return self._nvml_device.pcie_link_now()
+
+    def link_copy(
+        self,
+        nbytes: int,
+        h2d: tuple[DeviceBuffer, HostBuffer] | None = None,
+        d2h: tuple[HostBuffer, DeviceBuffer] | None = None,
+    ) -> LinkCopy:
+        if h2d is None and d2h is None:
+            raise ValueError("link_copy needs h2d, d2h or both")
+        legs: list[tuple[int, int, int]] = []  # (destination, source, cudaMemcpyKind)
+        runtime = self._cp.cuda.runtime
+        if h2d is not None:
+            _check_size(h2d[0], nbytes, "link_copy h2d (device)")
+            _check_size(h2d[1], nbytes, "link_copy h2d (host)")
+            legs.append((h2d[0].address, self._pinned(h2d[1]).address, runtime.memcpyHostToDevice))
+        if d2h is not None:
+            _check_size(d2h[0], nbytes, "link_copy d2h (host)")
+            _check_size(d2h[1], nbytes, "link_copy d2h (device)")
+            legs.append((self._pinned(d2h[0]).address, d2h[1].address, runtime.memcpyDeviceToHost))
+        with self._cuda("PCIe copy"):
+            streams = self._streams()
+            start, end = self._cp.cuda.Event(), self._cp.cuda.Event()
+            start.record(streams[0])
+            ends = []
+            for (destination, source, kind), stream in zip(legs, streams, strict=False):
+                stream.wait_event(start)
+                runtime.memcpyAsync(destination, source, nbytes, kind, stream.ptr)
+                done = self._cp.cuda.Event()
+                done.record(stream)
+                ends.append(done)
+            for done in ends:
+                streams[0].wait_event(done)
+            end.record(streams[0])
+            link = self._link_now()  # the copies are in flight: the link is at work
+            end.synchronize()
+            elapsed_s = float(self._cp.cuda.get_elapsed_time(start, end)) / 1e3
+        return LinkCopy(elapsed_s, link[0], link[1])
+
+    def _pinned(self, buffer: HostBuffer) -> PinnedBuffer:
+        if not isinstance(buffer, PinnedBuffer) or buffer.address not in self._host_buffers:
+            raise ValueError("host buffer was not allocated here (host_alloc) or was freed")
+        return buffer

@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Final, cast
+from typing import Any, Final, Literal, cast
 
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
+    NvLinkReading,
     ProcessInfo,
     RowRemapHistogram,
     SettingReading,
@@ -442,6 +444,22 @@ class Nvml:
 # --- one card ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _NvLinks:
+    """HealthCounters' NVLink fields, as read (issue 14)."""
+
+    status: Literal["read", "none", "unreadable"]
+    links: tuple[NvLinkReading, ...] = ()
+    speed_mbps: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "nvlink_status": self.status,
+            "nvlink": None if self.status == "unreadable" else self.links,
+            "nvlink_speed_mbps": self.speed_mbps,
+        }
+
+
 class NvmlDevice:
     """One card, read through NVML. Obtain it from `Nvml.device` or `Nvml.device_by_pci_bus_id`."""
 
@@ -498,6 +516,7 @@ class NvmlDevice:
             pci_device_id=_pci_id(_attr(pci, "pciDeviceId")),
             pci_subsystem_id=_pci_id(_attr(pci, "pciSubSystemId")),
             power_limit_max_w=self._power_limit_max_w(),
+            pcie_gen_gpu_max=_int(self._get("nvmlDeviceGetGpuMaxPcieLinkGeneration")),
         )
 
     def pci_bus_id(self) -> str | None:
@@ -566,6 +585,7 @@ class NvmlDevice:
             retired_pages_sbe=sbe,
             retired_pages_dbe=dbe,
             retired_pages_pending=retire_pending,
+            **self._nvlink().fields(),
         )
 
     def _ecc_modes(self) -> tuple[bool | None, bool | None]:
@@ -748,6 +768,50 @@ class NvmlDevice:
         feature = _int(_attr(answer, "ccFeature"))
         value = {0: "off", 1: "on"}.get(feature) if feature is not None else None
         return self._reading("confidential_computing", answer, value)
+
+    # --- PCIe link and NVLink (issue 14) -------------------------------------------------------
+    def pcie_link_now(self) -> tuple[int | None, int | None]:
+        """(generation, width) the link runs at now; read while copies are in flight, since an
+        idle link drops its generation to save power."""
+        return (
+            _int(self._get("nvmlDeviceGetCurrPcieLinkGeneration")),
+            _int(self._get("nvmlDeviceGetCurrPcieLinkWidth")),
+        )
+
+    def _nvlink(self) -> _NvLinks:
+        """The card's NVLinks. The link count comes from a field value: "not supported" there (a
+        PCIe card; NVLink in a VM) means no links; a failure means the checks could not be made,
+        never that the links are healthy."""
+        field = "NVML_FI_DEV_NVLINK_LINK_COUNT"
+        unreadable_before = len(self._query.unreadable)
+        count = self._field_value(field)
+        if count is None:
+            absent = field in self._query.unsupported
+            failed = len(self._query.unreadable) > unreadable_before
+            return _NvLinks("none" if absent and not failed else "unreadable")
+        if count <= 0:
+            return _NvLinks("none")
+        return _NvLinks(
+            "read",
+            tuple(self._nvlink_reading(link) for link in range(int(count))),
+            self._field_value("NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON"),
+        )
+
+    def _nvlink_reading(self, link: int) -> NvLinkReading:
+        state = _int(self._get("nvmlDeviceGetNvLinkState", link))
+
+        def errors(counter: str) -> int | None:
+            return _int(self._get("nvmlDeviceGetNvLinkErrorCounter", link, self._c(counter)))
+
+        return NvLinkReading(
+            link=link,
+            active=None if state is None else state == self._c("NVML_FEATURE_ENABLED"),
+            version=_int(self._get("nvmlDeviceGetNvLinkVersion", link)),
+            replay_errors=errors("NVML_NVLINK_ERROR_DL_REPLAY"),
+            recovery_errors=errors("NVML_NVLINK_ERROR_DL_RECOVERY"),
+            crc_flit_errors=errors("NVML_NVLINK_ERROR_DL_CRC_FLIT"),
+            crc_data_errors=errors("NVML_NVLINK_ERROR_DL_CRC_DATA"),
+        )
 
     # --- telemetry -----------------------------------------------------------------------------
     def telemetry(self, t_s: float) -> TelemetrySample:

@@ -32,6 +32,8 @@ from gpuhealth.backends.base import (
     DeviceBuffer,
     DeviceInfo,
     GemmDtype,
+    HostBuffer,
+    LinkCopy,
     MemCheck,
     StreamOp,
     fma_start,
@@ -43,6 +45,7 @@ from gpuhealth.errors import DeviceError, DeviceLost, DeviceOutOfMemory
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
+    NvLinkReading,
     ProcessInfo,
     RowRemapHistogram,
     SettingReading,
@@ -50,6 +53,7 @@ from gpuhealth.models import (
     XidEvent,
 )
 from gpuhealth.patterns import MemPattern, expected_words, word_digest
+from gpuhealth.pcielink import link_gbs
 
 WINDOW_BYTES = 1 << 20  # dense host window of a large buffer (the soak reads it ~1000 times)
 DENSE_BYTES = 16 << 20  # buffers up to this size are held whole
@@ -66,6 +70,11 @@ SUSTAINED_GAP_S = 0.02  # a pause this long lets power management release the ca
 SENSOR_NOISE_C = 0.3
 STALE_WORD = 0xC0FFEE11  # what a word the clear could not overwrite reads back (faults.uncleared)
 STREAM_FLIP_BIT = 12  # the float32 bit a stream kernel pinned by wrong_results.index writes wrong
+# Issue 14: NVLink 4 runs 25.78125 GB/s per direction per link (H100 SXM: 18 links, 900 GB/s
+# both ways together); NVML's common link speed field gives it in MB/s.
+NVLINK4_MBPS = 25781.0
+HOST_BASE_ADDRESS = 0x7F00_0000_0000  # pinned host buffers: addresses of their own
+PCIE_COPY_W_ABOVE_IDLE = 30.0  # power a copy draws above idle (DMA engines, link, memory)
 
 F32 = npt.NDArray[np.float32]
 _VERSIONS = itertools.count(1)  # content versions, unique across buffers (product cache keys)
@@ -89,6 +98,15 @@ class UniformTail:
 
 
 Tail = ConstTail | PatternTail | UniformTail | None
+
+
+@dataclass(eq=False)
+class SimHostBuffer:
+    """Pinned host memory: like a device buffer, a dense window of its first bytes."""
+
+    address: int
+    nbytes: int
+    data: npt.NDArray[np.uint8]
 
 
 @dataclass
@@ -155,6 +173,7 @@ class SimBackend:
         self._faults = card.faults
         self._rng = np.random.default_rng(card.seed)
         self._sensor_rng = np.random.default_rng([card.seed, 1])
+        self._link_rng = np.random.default_rng([card.seed, 2])  # PCIe copies (issue 14)
         self._physics = CardPhysics(
             card.model,
             card.faults.thermal_resistance_scale,
@@ -180,6 +199,10 @@ class SimBackend:
         self._ecc_corrected = 0
         self._ecc_uncorrected = 0
         self._pcie_replays = 0
+
+        self._nvlink_crc = 0
+        self._host_buffers: dict[int, SimHostBuffer] = {}
+        self._host_next = HOST_BASE_ADDRESS
         stuck: dict[int, list[tuple[int, int]]] = {}
         for s in card.faults.stuck_bits:
             stuck.setdefault(s.address, []).append((s.bit, s.value))
@@ -236,6 +259,7 @@ class SimBackend:
             pci_device_id=said.pci_device_id or i.pci_device_id,
             pci_subsystem_id=said.pci_subsystem_id or i.pci_subsystem_id,
             power_limit_max_w=said.power_limit_max_w or power.max_limit_w,
+            pcie_gen_gpu_max=d.pcie_gen_max,
         )
         return replace(identity, **self._unreadable(identity))
 
@@ -272,6 +296,7 @@ class SimBackend:
             retired_pages_sbe=pages.sbe if pages else None,
             retired_pages_dbe=pages.dbe if pages else None,
             retired_pages_pending=pages.pending if pages else None,
+            **self._nvlink(),
         )
         return replace(counters, **self._unreadable(counters))
 
@@ -312,6 +337,28 @@ class SimBackend:
             else:
                 readings[key] = SettingReading(key, "read", value, default)
         return readings
+
+    def _nvlink(self) -> dict[str, Any]:
+        """NVLink as NVML would report it: none, unreadable, or every link with its state."""
+        f = self._faults
+        if "nvlink_state" in f.unreadable:
+            return {"nvlink_status": "unreadable"}
+        if f.nvlink_links == 0:
+            return {"nvlink_status": "none", "nvlink": ()}
+        active = [link for link in range(f.nvlink_links) if link not in f.nvlink_down]
+        links = tuple(
+            NvLinkReading(
+                link=link,
+                active=link in active,
+                version=4,
+                replay_errors=0,
+                recovery_errors=0,
+                crc_flit_errors=self._nvlink_crc if active and link == active[0] else 0,
+                crc_data_errors=0,
+            )
+            for link in range(f.nvlink_links)
+        )
+        return {"nvlink_status": "read", "nvlink": links, "nvlink_speed_mbps": NVLINK4_MBPS}
 
     def _unreadable(
         self, reading: HealthCounters | TelemetrySample | CardIdentity
@@ -392,9 +439,11 @@ class SimBackend:
 
     def close(self) -> None:
         self._buffers.clear()
+        self._host_buffers.clear()
 
     def begin_test(self, name: str) -> None:
         self._check_alive("begin_test")
+        self._nvlink_crc = self._faults.nvlink_errors  # they appear once the card is at work
         self._test = name
         self._kernels_in_test = 0
         self._digests_in_test = 0
@@ -416,8 +465,11 @@ class SimBackend:
         if self._lost:
             raise DeviceLost(f"GPU {self.index} has fallen off the bus ({what} failed)")
 
-    def _kernel(self, seconds: float, demand_w: float) -> float:
-        """Run a kernel of nominal duration: noise, clock advance, telemetry. Returns its time."""
+    def _kernel(
+        self, seconds: float, demand_w: float, rng: np.random.Generator | None = None
+    ) -> float:
+        """Run a kernel of nominal duration: noise (from rng, else the card's), clock advance,
+        telemetry. Returns its time."""
         self._check_alive("kernel launch")
         self._kernels_in_test += 1
         lost_here = self._faults.lost_at is not None and self._faults.lost_at == self._test
@@ -430,7 +482,10 @@ class SimBackend:
             while True:  # a kernel that never returns: only killing the process ends it
                 time.sleep(HANG_SLEEP_S)
         noise = self._model.performance.noise_rel
-        seconds *= max(0.5, 1.0 + noise * float(self._rng.standard_normal()))
+        if rng is None:  # the pcie test's kernels draw from their own generator (link_copy)
+            rng = self._link_rng if self._test == "pcie" else self._rng
+        draw = rng.standard_normal()
+        seconds *= max(0.5, 1.0 + noise * float(draw))
         self._advance(seconds, demand_w)
         return seconds
 
@@ -1007,3 +1062,79 @@ class SimBackend:
             words = self._read_window(buf)[: min(nbytes // 4, buf.window_words.size)]
         self._kernel(nbytes / (self._model.performance.read_gbs * 1e9), self._model.power.stream_w)
         return word_digest(words)
+
+    # --- PCIe copies (issue 14) -------------------------------------------------------------------
+    def host_alloc(self, nbytes: int) -> HostBuffer:
+        self._check_alive("host_alloc")
+        if nbytes <= 0:
+            raise DeviceError(f"host_alloc: expected a positive size, got {nbytes}")
+        size = nbytes if nbytes <= DENSE_BYTES else WINDOW_BYTES
+        buffer = SimHostBuffer(self._host_next, nbytes, np.zeros(size, dtype=np.uint8))
+        self._host_next += (nbytes + ALLOC_ALIGN - 1) // ALLOC_ALIGN * ALLOC_ALIGN
+        self._host_buffers[buffer.address] = buffer
+        return buffer
+
+    def host_free(self, buffer: HostBuffer) -> None:
+        if not isinstance(buffer, SimHostBuffer):
+            raise DeviceError("sim: not a host buffer of this card")
+        self._host_buffers.pop(buffer.address, None)
+
+    def _host(self, buffer: HostBuffer) -> SimHostBuffer:
+        self._check_alive("host memory access")
+        if not isinstance(buffer, SimHostBuffer) or buffer.address not in self._host_buffers:
+            raise DeviceError("sim: not a live host buffer of this card")
+        return buffer
+
+    def link_copy(
+        self,
+        nbytes: int,
+        h2d: tuple[DeviceBuffer, HostBuffer] | None = None,
+        d2h: tuple[HostBuffer, DeviceBuffer] | None = None,
+    ) -> LinkCopy:
+        if h2d is None and d2h is None:
+            raise ValueError("link_copy needs h2d, d2h or both")
+        f, d = self._faults, self._model.device
+        if h2d is not None:
+            device, host = self._buf(h2d[0]), self._host(h2d[1])
+            _check_copy(nbytes, device.nbytes, host.nbytes)
+            count = min(nbytes, device.window.size, host.data.size)
+            device.touch()
+            device.window[:count] = host.data[:count]
+            device.tail = None  # beyond the window: what the copy wrote (faults aside)
+            if f.pcie_corrupt_direction == "h2d":
+                self._corrupt(device.window, count)
+        if d2h is not None:
+            host, device = self._host(d2h[0]), self._buf(d2h[1])
+            _check_copy(nbytes, device.nbytes, host.nbytes)
+            count = min(nbytes, device.window.size, host.data.size)
+            host.data[:count] = self._read_window(device).view(np.uint8)[:count]
+            if f.pcie_corrupt_direction == "d2h":
+                self._corrupt(host.data, count)
+        gen, width = f.pcie_gen or d.pcie_gen_max, f.pcie_width or d.pcie_width_max
+        rate_gbs = (link_gbs(gen, width) or 0.0) * d.pcie_copy_share * f.pcie_copy_scale
+        seconds = nbytes / (rate_gbs * 1e9)
+        if h2d is not None and d2h is not None:  # each way at the duplex share, at once
+            seconds *= d.pcie_copy_share / d.pcie_duplex_share
+        demand_w = self._model.power.idle_w + PCIE_COPY_W_ABOVE_IDLE
+        # its own noise, as every kernel of the pcie test: the other tests' draws (and so their
+        # numbers) are those they had before the pcie test existed
+        elapsed_s = self._kernel(seconds, demand_w, self._link_rng)
+        unreadable = self._faults.unreadable  # the link under load reads as the counters do
+        return LinkCopy(
+            elapsed_s,
+            None if "pcie_gen_current" in unreadable else gen,
+            None if "pcie_width_current" in unreadable else width,
+        )
+
+    def _corrupt(self, window: npt.NDArray[np.uint8], count: int) -> None:
+        at = self._faults.pcie_corrupt_byte
+        if at is not None and at < count:
+            window[at] ^= np.uint8(0x10)
+
+
+def _check_copy(nbytes: int, device_bytes: int, host_bytes: int) -> None:
+    if not 0 < nbytes <= min(device_bytes, host_bytes):
+        raise DeviceError(
+            f"sim: a copy of {nbytes} bytes between buffers of {device_bytes} (device) and "
+            f"{host_bytes} (host) bytes"
+        )

@@ -45,8 +45,8 @@ from gpuhealth.limits import (
 from gpuhealth.resources import DATA_DIR
 
 SIMCARDS_DIR = DATA_DIR / "simcards"
-TEST_NAMES = ("bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
-TestName = Literal["bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak"]
+TEST_NAMES = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
+TestName = Literal["pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak"]
 
 
 PCI_ID_PATTERN = r"^0[xX][0-9A-Fa-f]{8}$"  # as NVML gives it: "0x233010DE"
@@ -100,6 +100,10 @@ class SimDevice(StrictModel):
     pcie_gen_max: int = Field(ge=1, le=6)
     pcie_width_max: int = Field(ge=1, le=32)
     row_remap_banks: int = Field(ge=0)
+    # Issue 14, assumed (no PCIe copy was measured on these cards yet): the share of the link's
+    # theoretical rate a healthy card's pinned copies reach one way, and each way when both run.
+    pcie_copy_share: float = Field(default=0.87, gt=0, le=1)
+    pcie_duplex_share: float = Field(default=0.80, gt=0, le=1)
 
     @field_validator("memory_reserved_bytes")
     @classmethod
@@ -204,7 +208,8 @@ class FlakyBit(WordBit):
 # The sim computes a product's corner block of GEMM_BLOCK rows x cols (sim.py) and holds the first
 # WINDOW_BYTES of a large buffer densely: a wrong element is placed where the sim computes.
 SIM_GEMM_BLOCK = (8, 64)
-SIM_WINDOW_F32 = (1 << 20) // 4
+SIM_WINDOW_BYTES = 1 << 20
+SIM_WINDOW_F32 = SIM_WINDOW_BYTES // 4
 
 
 class WrongResults(StrictModel):
@@ -338,7 +343,12 @@ Unreadable = Literal[
     "retired_pages_sbe",
     "retired_pages_dbe",
     "retired_pages_pending",
+    # NVLink state and error counters (issue 14): read as "unreadable", never healthy
+    "nvlink_state",
     # identity fields
+    "pcie_gen_gpu_max",
+    "pcie_gen_max",
+    "pcie_width_max",
     "pci_device_id",
     "pci_subsystem_id",
     "board_part_number",
@@ -413,6 +423,37 @@ class Faults(StrictModel):
     # overwrite (its words read back stale data, not zero).
     settings: SimSettings = SimSettings()
     uncleared: UnclearedRegion | None = None
+    # --- PCIe copies and NVLink (issue 14) ---
+    # Copies over the PCIe link at this share of a healthy card's rate at full width (a flaky
+    # riser, a slot that retrains: slow copies at full width).
+    pcie_copy_scale: RateScale = 1.0
+    # Every copy in that direction lands with this byte flipped (a byte offset within the sim's
+    # dense window: the first MiB of a copy).
+    pcie_corrupt_byte: int | None = Field(default=None, ge=0, lt=SIM_WINDOW_BYTES)
+    pcie_corrupt_direction: Literal["h2d", "d2h"] = "h2d"
+    # Not a fault: the NVLinks the card's driver reports (0: none, as NVML in the VMs the
+    # models were recorded in). Then links that are down, and flit CRC errors on the first active
+    # link that appear once the run starts.
+    nvlink_links: int = Field(default=0, ge=0, le=36)
+    nvlink_down: tuple[int, ...] = ()
+    nvlink_errors: Count = 0
+
+    @field_validator("nvlink_down")
+    @classmethod
+    def _links_exist(cls, down: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        links = info.data.get("nvlink_links", 0)
+        wrong = [link for link in down if not 0 <= link < links]
+        if wrong:
+            raise ValueError(f"expected link numbers below nvlink_links ({links}), got {wrong}")
+        return down
+
+    @field_validator("nvlink_errors")
+    @classmethod
+    def _errors_need_links(cls, errors: int, info: ValidationInfo) -> int:
+        links, down = info.data.get("nvlink_links", 0), info.data.get("nvlink_down", ())
+        if errors and links - len(set(down or ())) <= 0:
+            raise ValueError("expected an active NVLink (nvlink_links above the links down)")
+        return errors
 
 
 class SimRig(StrictModel):

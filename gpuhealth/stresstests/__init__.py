@@ -8,11 +8,22 @@ from gpuhealth.stresstests.fp16_tensor import Fp16TensorTest
 from gpuhealth.stresstests.fp32 import Fp32Test
 from gpuhealth.stresstests.gemm import GemmTest
 from gpuhealth.stresstests.memtest import MemtestTest
+from gpuhealth.stresstests.pcie import PcieTest
 from gpuhealth.stresstests.soak import SoakTest
 
 
 def all_tests() -> tuple[StressTest, ...]:
-    return (BandwidthTest(), MemtestTest(), Fp32Test(), Fp16TensorTest(), GemmTest(), SoakTest())
+    # pcie first: a link fault shows in seconds, and the compute tests and the soak stay back to
+    # back (the soak's thermal fit reads the run's telemetry as one load history)
+    return (
+        PcieTest(),
+        BandwidthTest(),
+        MemtestTest(),
+        Fp32Test(),
+        Fp16TensorTest(),
+        GemmTest(),
+        SoakTest(),
+    )
 
 
 TEST_NAMES = tuple(t.name for t in all_tests())
