@@ -42,6 +42,8 @@ ROW_REMAP_UNREADABLE = (
     '"remapped_rows_pending", "remapped_rows_failure", "row_remap_histogram"'
 )
 
+NO_NVLINK = "NVML_FI_DEV_NVLINK_LINK_COUNT"
+
 
 def before_ampere(retired: str, *more_unreadable: str) -> str:
     """Faults of a card that retires pages and has no row remapper."""
@@ -268,7 +270,8 @@ def test_nvml_reads_sram_and_dram_uncorrectable_history(card: object) -> None:
     _, device, c = read(card, fake_pynvml.sram_uncorrectable())
     assert c.ecc_aggregate_uncorrected == 2
     assert (c.ecc_aggregate_uncorrected_dram, c.ecc_aggregate_uncorrected_sram) == (0, 2)
-    assert device.unreadable == () and device.unsupported == ()
+    # these fake cards have no NVLink: NVML answers "not supported" for its link count
+    assert device.unreadable == () and device.unsupported == (NO_NVLINK,)
     graded_ = grade(tuple(counter_findings(c, c)), POLICY)
     assert graded_.letter == "D"
     assert graded_.reasons[0].rule == "ecc-sram-uncorrectable-history"
@@ -300,6 +303,7 @@ def test_nvml_reads_a_card_before_ampere(card: object) -> None:
     assert device.unreadable == ()
     unc, agg = pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC
     assert set(device.unsupported) == {
+        NO_NVLINK,
         "nvmlDeviceGetRemappedRows",
         "nvmlDeviceGetRowRemapperHistogram",
         f"nvmlDeviceGetMemoryErrorCounter({unc}, {agg}, {pynvml.NVML_MEMORY_LOCATION_SRAM})",
@@ -323,4 +327,4 @@ def test_nvml_asks_page_retirement_only_without_a_row_remapper(card: object) -> 
     assert "nvmlDeviceGetRemappedRows" in calls
     assert "nvmlDeviceGetRetiredPages" not in calls
     assert "nvmlDeviceGetRetiredPagesPendingStatus" not in calls
-    assert c.retired_pages_sbe is None and device.unsupported == ()
+    assert c.retired_pages_sbe is None and device.unsupported == (NO_NVLINK,)

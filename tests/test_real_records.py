@@ -57,6 +57,11 @@ def test_real_record_is_valid_and_round_trips(path: Path) -> None:
         "schema_version": 2,
         "rules": None,
         "stored_history": None,  # the results database was not asked (added in 0.2.0)
+        # resale readiness, the memory clear, --tests and --soak (issue 14): not in 0.1.0
+        "readiness": None,
+        "memory_clear": None,
+        "tests_selected": None,
+        "soak_duration_s": None,
         "analysis": {
             **stored["analysis"],
             "subsystems": [],

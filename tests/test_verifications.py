@@ -139,10 +139,12 @@ CASES: dict[str, Case] = {
 }
 
 
-def graded(tmp_path: Path, faults: str) -> RunRecord:
+def graded(tmp_path: Path, faults: str, clear: bool = True) -> RunRecord:
     path = tmp_path / "card.toml"
     path.write_text(card_toml(faults), encoding="utf-8")
-    options = GradeOptions(preset("quick"), load_policy(), None, None, write_files=False)
+    options = GradeOptions(
+        preset("quick"), load_policy(), None, None, write_files=False, clear=clear
+    )
     return grade_card(SimBackend(load_card(str(path))), options).record
 
 
@@ -172,11 +174,25 @@ def test_the_card_passes_with_that_verification_switched_off(
     above fails whenever the verification stops doing its work."""
     case = CASES[name]
     case.switch_off(monkeypatch)
-    record = graded(tmp_path, case.faults)
+    # without the memory clear: it reads every word back too, and would catch memtest's fault
+    # (a second check of memory; test_the_clear_also_catches_memtests_fault below)
+    record = graded(tmp_path, case.faults, clear=False)
     assert record.grade is not None and record.grade.letter != "F", record.grade.reasons
     assert case.rule not in {r.rule for r in record.grade.reasons}
     tested = record.test(name)
     assert tested is not None and tested.status == "passed", tested
+
+
+def test_the_clear_also_catches_memtests_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With memtest's check off, the clear's read-back still finds the stuck word: F."""
+    case = CASES["memtest"]
+    case.switch_off(monkeypatch)
+    record = graded(tmp_path, case.faults)
+    assert record.grade is not None and record.grade.letter == "F"
+    assert record.memory_clear is not None and record.memory_clear.status == "failed"
+    assert [w.address for w in record.memory_clear.first_not_zero] == [LAST_WORD]
 
 
 def test_memtest_fault_sits_at_the_last_word_it_reads(tmp_path: Path) -> None:

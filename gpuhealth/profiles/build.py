@@ -99,6 +99,11 @@ class Built:
     warnings: tuple[str, ...]
 
 
+# The PCIe copy rates are the host's (slot, chipset, CPU, NUMA) as much as the card's: they are
+# judged against the link's own theoretical rate (findings_links.py), never a model profile.
+HOST_BOUND_TESTS = ("pcie",)
+
+
 def load_runs(paths: Sequence[Path]) -> list[SourceRun]:
     runs = []
     for path in paths:
@@ -317,6 +322,8 @@ def _per_card_values(
     for run in runs:
         derived = efficiency_test(run.record.tests)
         for test in run.record.tests + ((derived,) if derived else ()):
+            if test.name in HOST_BOUND_TESTS:
+                continue
             if test.status != "passed":
                 if test.status != "skipped":
                     warnings.append(f"{run.label}: test {test.name} {test.status}: not used")
