@@ -11,6 +11,7 @@ from gpuhealth.findings_links import link_under_load, pcie_corrupt_finding
 from gpuhealth.models import (
     Finding,
     HealthCounters,
+    MemoryClear,
     RunRecord,
     SoakSummary,
     StoredHistory,
@@ -717,8 +718,10 @@ def memory_clear_findings(record: RunRecord) -> list[Finding]:
     fault (the card keeps data, or that memory is faulty); a clear not made in a complete run
     (--no-clear, an error) is listed. A record from before the clear existed (None) has neither."""
     clear = record.memory_clear
-    if clear is None or clear.status == "cleared":
+    if clear is None:
         return []
+    if clear.status == "cleared":
+        return _partial_clear(record, clear)
     if clear.status == "failed":
         first = clear.first_not_zero[0] if clear.first_not_zero else None
         where = f", first at address 0x{first.address:X} (0x{first.actual:08X})" if first else ""
@@ -745,6 +748,30 @@ def memory_clear_findings(record: RunRecord) -> list[Finding]:
             f"memory not cleared ({clear.note or 'no reason recorded'})",
             value="not cleared",
             reference="cleared",
+        )
+    ]
+
+
+# An idle card gives all but the driver's share to the clear (99.4% of an H100's memory, 99.6% of
+# an H200's): less means another process held memory the clear could not reach (--allow-busy),
+# whose data the buyer would get with the card.
+CLEAR_MIN_FRACTION = 0.98
+
+
+def _partial_clear(record: RunRecord, clear: MemoryClear) -> list[Finding]:
+    if clear.fraction is None or clear.fraction >= CLEAR_MIN_FRACTION:
+        return []
+    held = ", ".join(f"{p.pid} ({p.name or 'unnamed'})" for p in record.processes)
+    return [
+        Finding(
+            "memory_not_cleared",
+            "info",
+            "memory_clear",
+            f"memory only partly cleared: {clear.fraction:.1%} of it overwritten and read back; "
+            f"the rest was held by {held or 'the driver or another process'}: clear it again "
+            "with the card idle",
+            value=f"{clear.fraction:.1%}",
+            reference=f">= {CLEAR_MIN_FRACTION:.0%}",
         )
     ]
 
