@@ -260,3 +260,57 @@ def test_first_matching_rule_decides_a_finding(policy: Policy) -> None:
     """One finding gives one reason, even where two rules could match it."""
     g = grade((finding("performance_deficit", -0.3),), policy)
     assert len(g.reasons) == 1
+
+
+# --- found untested by the mutation benchmark (bench/mutation.py) ------------------------------
+
+
+def test_the_policy_keeps_its_file_text(policy: Policy) -> None:
+    """The text is embedded in every record judged under the policy: the file's, byte for byte."""
+    assert policy.text == DEFAULT_POLICY.read_bytes().decode("utf-8")
+
+
+def test_a_policy_file_over_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    text = DEFAULT_POLICY.read_text(encoding="utf-8")
+    path.write_text(text + "#" * (2**20 - len(text.encode("utf-8")) + 1), encoding="utf-8")
+    with pytest.raises(InputError, match="at most 1048576 bytes"):
+        load_policy(path)
+
+
+def _line_of(path: Path, text: str, nth: int = 1) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [i for i, line in enumerate(lines, 1) if line == text][nth - 1]
+
+
+def test_a_bad_rule_names_its_line(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'grade = "F"', 'grade = "E"')
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    assert caught.value.line == _line_of(path, 'grade = "E"')
+
+
+def test_a_rule_id_used_twice_names_the_second_line(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'id = "wrong-results"', 'id = "memory-errors"')
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    assert caught.value.line == _line_of(path, 'id = "memory-errors"', nth=2)
+
+
+def test_the_note_is_a_reason_of_the_card_s_grade(policy: Policy) -> None:
+    g = grade((BY_GRADE["C"],), policy, note="no reference profile")
+    note = g.reasons[-1]
+    assert (note.rule, note.grade, note.message) == ("note", "C", "no reference profile")
+
+
+def test_a_cause_that_fired_no_rule_leaves_the_reason_its_own(policy: Policy) -> None:
+    """A finding is folded into its cause's reason only when that cause is a reason too."""
+    consequence = Finding(
+        "performance_deficit", "major", "fp32", "FP32 slow", measure=-0.35, cause="xid/run"
+    )
+    g = grade((consequence,), policy)
+    assert [(r.rule, r.also) for r in g.reasons] == [("performance-fault", ())]
+    cause = Finding("xid", "major", "run", "Xid 999")
+    both = grade((cause, consequence), policy)
+    assert [r.rule for r in both.reasons] == ["xid-unknown"]
+    assert both.letter == "D" and both.reasons[0].also == ("performance-fault: FP32 slow",)
