@@ -1,0 +1,116 @@
+"""findings.test_findings: how each test's end and each failed check becomes a finding.
+
+Unit tests on hand-made test results (no grade, no sim card): the whole-grade tests
+(test_grade_scenarios.py, test_verifications.py) show the same through a run; these pin the
+decisions and the buyer's words one by one (the survivors bench/mutation.py found).
+"""
+
+from __future__ import annotations
+
+from gpuhealth.findings import test_findings as findings_of
+from gpuhealth.models import Finding, MemoryMismatch, TestResult, Verification, WrongResult
+
+
+def failed(
+    mismatches: int,
+    memory_errors: tuple[MemoryMismatch, ...] = (),
+    wrong_results: tuple[WrongResult, ...] = (),
+) -> Verification:
+    return Verification("host", False, 100, mismatches, None, None, memory_errors, wrong_results)
+
+
+def only(tests: tuple[TestResult, ...]) -> Finding:
+    (finding,) = findings_of(tests)
+    return finding
+
+
+def test_tests_not_run_are_one_finding_naming_them_all() -> None:
+    tests = (
+        TestResult("bandwidth", "passed"),
+        TestResult("fp32", "not_run", message="the run was stopped"),
+        TestResult("gemm", "not_run"),
+    )
+    assert only(tests) == Finding(
+        "test_not_measured",
+        "major",
+        "run",
+        "not run: fp32, gemm (the run was stopped)",
+        value="not_run",
+    )
+    assert only((TestResult("gemm", "not_run"),)).message == "not run: gemm (not started)"
+
+
+def test_a_skipped_test_is_not_applicable_and_says_why() -> None:
+    said = only((TestResult("fp16_tensor", "skipped", message="no tensor cores"),))
+    assert said == Finding(
+        "test_not_applicable",
+        "info",
+        "fp16_tensor",
+        "fp16_tensor: skipped (no tensor cores)",
+        value="skipped",
+    )
+    unsaid = only((TestResult("fp16_tensor", "skipped"),))
+    assert unsaid.message == "fp16_tensor: skipped (not applicable to this card)"
+
+
+def test_an_error_is_not_measured_with_its_message() -> None:
+    said = only((TestResult("gemm", "error", message="out of memory"),))
+    assert said == Finding(
+        "test_not_measured", "major", "gemm", "gemm: error (out of memory)", value="error"
+    )
+    assert only((TestResult("gemm", "error"),)).message == "gemm: error"
+
+
+def test_a_soak_the_thermal_guard_stopped_is_not_an_error_finding() -> None:
+    guard = {"stopped_early": "GPU temperature reached 88 C (slowdown at 90 C)"}
+    assert findings_of((TestResult("soak", "error", parameters=guard),)) == []
+    other = {"stopped_early": "the driver lost the card"}
+    assert only((TestResult("soak", "error", parameters=other),)).code == "test_not_measured"
+    # the guard's words excuse the soak only
+    assert only((TestResult("fp32", "error", parameters=guard),)).code == "test_not_measured"
+
+
+def test_every_failed_check_is_a_finding_and_passed_ones_are_not() -> None:
+    checks = (Verification("host", True, 100, 0), failed(2), failed(3))
+    found = findings_of((TestResult("gemm", "failed", verifications=checks),))
+    assert [(f.code, f.value) for f in found] == [("wrong_results", "2"), ("wrong_results", "3")]
+
+
+def test_a_memtest_mismatch_is_a_memory_error_with_its_first_address() -> None:
+    word = MemoryMismatch(0x1F000, 0xFFFFFFFF, 0xFFFFFFF7, "moving-inversions")
+    f = only((TestResult("memtest", "failed", verifications=(failed(2, memory_errors=(word,)),)),))
+    assert f == Finding(
+        "memory_errors",
+        "critical",
+        "memtest",
+        "2 memory error(s) in memtest; first at address 0x1F000 bit(s) 3 (moving-inversions)",
+        value="2",
+        reference="0",
+    )
+    # memtest's own failed check is a memory error even without a word to show
+    assert only((TestResult("memtest", "failed", verifications=(failed(1),)),)).code == (
+        "memory_errors"
+    )
+    # and a word that read back wrong in another test is one too
+    other = only(
+        (TestResult("bandwidth", "failed", verifications=(failed(1, memory_errors=(word,)),)),)
+    )
+    assert other.code == "memory_errors"
+
+
+def test_a_wrong_result_elsewhere_names_its_place() -> None:
+    wrong = WrongResult("C[12, 40]", 1.0, 2.0)
+    f = only((TestResult("gemm", "failed", verifications=(failed(1, wrong_results=(wrong,)),)),))
+    assert f == Finding(
+        "wrong_results",
+        "critical",
+        "gemm",
+        "1 wrong result(s) in gemm, first at C[12, 40]",
+        value="1",
+        reference="0",
+    )
+    soak = only((TestResult("soak", "failed", verifications=(failed(4, wrong_results=(wrong,)),)),))
+    assert (soak.code, soak.message) == (
+        "silent_data_corruption",
+        "4 soak iteration(s) gave a different result under load, first at C[12, 40]",
+    )
