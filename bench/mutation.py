@@ -63,7 +63,12 @@ MODULES: dict[str, Target] = {
     ),
     "findings": Target(
         ("gpuhealth/findings.py",),
-        ("tests/test_golden.py", "tests/test_not_applicable.py", "tests/test_real_records.py"),
+        (
+            "tests/test_findings.py",
+            "tests/test_golden.py",
+            "tests/test_not_applicable.py",
+            "tests/test_real_records.py",
+        ),
         "what a run record shows is wrong with the card",
     ),
     "analysis": Target(
