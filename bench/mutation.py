@@ -19,7 +19,9 @@ process group) within seconds; the rows done so far are printed.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import difflib
 import json
 import os
 import shutil
@@ -283,16 +285,25 @@ def run_module(
 
 
 def show(scratch: Path, mutant: str) -> str:
-    """The mutant's diff (`mutmut show`), for the survivors list."""
-    shown = subprocess.run(
-        [str(mutmut_executable()), "show", mutant],
-        cwd=scratch,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return shown.stdout.strip()
+    """The mutant's diff against the original function, from mutmut's mutated copy of the file
+    (as `mutmut show` prints it, without a process per mutant)."""
+    module, _, function = mutant.rpartition(".")
+    source_path = scratch / "mutants" / (module.replace(".", "/") + ".py")
+    original = function.rpartition("__mutmut_")[0] + "__mutmut_orig"
+    try:
+        source = source_path.read_text(encoding="utf-8")
+        defs = {
+            node.name: ast.get_source_segment(source, node) or ""
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        }
+        before, after = defs[original], defs[function]
+    except (OSError, SyntaxError, KeyError) as exc:
+        return f"(no diff: {exc!r})"
+    before = before.replace(original, function.rpartition("__mutmut_")[0], 1)
+    after = after.replace(function, function.rpartition("__mutmut_")[0], 1)
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    return "\n".join(line for line in lines if not line.startswith(("---", "+++", "@@")))
 
 
 def print_table(rows: Sequence[Row]) -> None:
