@@ -265,9 +265,9 @@ def test_first_matching_rule_decides_a_finding(policy: Policy) -> None:
 # --- found untested by the mutation benchmark (bench/mutation.py) ------------------------------
 
 
-def test_the_policy_keeps_its_file_text(policy: Policy) -> None:
+def test_the_policy_keeps_its_file_text() -> None:
     """The text is embedded in every record judged under the policy: the file's, byte for byte."""
-    assert policy.text == DEFAULT_POLICY.read_bytes().decode("utf-8")
+    assert load_policy().text == DEFAULT_POLICY.read_bytes().decode("utf-8")
 
 
 def test_a_policy_file_over_a_mebibyte_is_refused(tmp_path: Path) -> None:

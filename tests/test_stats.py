@@ -215,6 +215,8 @@ def test_holm_log_by_hand_in_any_order() -> None:
     adjusted = holm_log([math.log(p) for p in p_values])
     assert adjusted == pytest.approx([math.log(p) for p in holm(p_values)])
     assert adjusted == pytest.approx([0.0, math.log(0.04), 0.0, 0.0])
+    uncapped = holm_log([math.log(p) for p in (0.04, 0.01, 0.5, 0.03)])
+    assert uncapped == pytest.approx([math.log(p) for p in (0.09, 0.04, 0.5, 0.09)])
 
 
 def test_robust_centre_of_an_even_count_is_the_midpoint() -> None:
