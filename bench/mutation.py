@@ -123,7 +123,7 @@ ALL_MODULES = (*MODULES, POLICY)
 # annotations mutmut never mutates.
 DO_NOT_MUTATE_PATTERNS = (r"\b(log|logger|_log|LOG)\.(debug|info|warning|error|exception)\(",)
 # Folders the tests read beside the package and the tests themselves.
-ALSO_COPY = ("kernels", "reports", "examples", "docs", "bench", "deploy", ".ci")
+ALSO_COPY = ("kernels", "reports", "examples", "docs", "bench", "deploy", ".ci", "README.md")
 
 KILLED_EXIT_CODES = frozenset({1})
 SURVIVED_EXIT_CODES = frozenset({0})
@@ -279,7 +279,9 @@ def run_module(
         elif not row.note:
             row.note = f"mutmut wrote no results for {path}: see {log_path}"
     if child.returncode not in (0, None) and not row.note:
-        row.note = f"mutmut exited {child.returncode}: see {log_path}"
+        row.note = f"mutmut exited {child.returncode}"
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        print("\n".join([f"{name}: {row.note}; the end of its log:", *tail]), file=sys.stderr)
     row.survivors = [f"{s}\n{show(scratch, s)}" for s in row.survivors]
     return row
 
