@@ -7,8 +7,21 @@ decisions and the buyer's words one by one (the survivors bench/mutation.py foun
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+from gpuhealth.findings import run_findings
 from gpuhealth.findings import test_findings as findings_of
-from gpuhealth.models import Finding, MemoryMismatch, TestResult, Verification, WrongResult
+from gpuhealth.models import (
+    Finding,
+    MemoryMismatch,
+    Precheck,
+    RunRecord,
+    TestResult,
+    Verification,
+    WrongResult,
+    record_from_json,
+)
 
 
 def failed(
@@ -114,3 +127,37 @@ def test_a_wrong_result_elsewhere_names_its_place() -> None:
         "silent_data_corruption",
         "4 soak iteration(s) gave a different result under load, first at C[12, 40]",
     )
+
+
+RECORD = Path(__file__).resolve().parent / "data" / "runs" / "h100-quick-2026-11-26.json"
+
+
+def with_memtest_coverage(record: RunRecord, coverage: float) -> RunRecord:
+    tests = tuple(
+        replace(t, parameters={**t.parameters, "coverage": coverage}) if t.name == "memtest" else t
+        for t in record.tests
+    )
+    return replace(record, tests=tests)
+
+
+def test_run_conditions_other_processes_and_memtest_coverage() -> None:
+    record = record_from_json(RECORD.read_text(encoding="utf-8"), str(RECORD))
+    busy = Precheck("other processes", "warn", "2 other processes use the card")
+    quiet = Precheck("other processes", "ok", "no other process")
+    elsewhere = Precheck("driver", "warn", "old driver")
+    record = replace(record, prechecks=(quiet, elsewhere, busy))
+    assert run_findings(with_memtest_coverage(record, 0.95)) == [
+        Finding("other_processes", "minor", "precheck", "2 other processes use the card")
+    ]
+    low = run_findings(with_memtest_coverage(replace(record, prechecks=()), 0.9449))
+    assert low == [
+        Finding(
+            "memtest_coverage_low",
+            "minor",
+            "memtest",
+            "the memory test covered 94.5% of memory (the rest was in use)",
+            value="94.5%",
+            reference=">= 95%",
+            measure=0.9449,
+        )
+    ]
