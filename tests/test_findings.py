@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gpuhealth.findings import run_findings
+from gpuhealth.findings import _thermal_resistance_findings, run_findings
 from gpuhealth.findings import test_findings as findings_of
 from gpuhealth.models import (
     Finding,
     MemoryMismatch,
     Precheck,
     RunRecord,
+    SoakSummary,
     TestResult,
     Verification,
     WrongResult,
@@ -161,3 +162,38 @@ def test_run_conditions_other_processes_and_memtest_coverage() -> None:
             measure=0.9449,
         )
     ]
+
+
+def thermal(measured: float, reference: float, ratio_low: float | None) -> list[Finding]:
+    summary = SoakSummary(
+        600.0,
+        100,
+        0,
+        thermal_resistance_c_per_w=measured,
+        reference_c_per_w=reference,
+        thermal_ratio_low=ratio_low,
+        thermal_reference="h100 model reference",
+    )
+    return _thermal_resistance_findings(summary, flag_ratio=1.15)
+
+
+def test_thermal_resistance_at_its_lower_bound_and_the_unproven_band() -> None:
+    assert thermal(0.05, 0.05, 1.0) == []  # exactly the reference: nothing to say
+    assert thermal(0.05, 0.0, 1.0) == [] and thermal(0.0, 0.05, 1.0) == []  # nothing to judge
+    assert thermal(0.06, 0.05, None) == []
+    proven = thermal(0.08, 0.05, 1.5)  # at least 1.5x: major
+    assert [(f.code, f.severity, f.measure) for f in proven] == [
+        ("thermal_resistance", "major", 1.5)
+    ]
+    assert (
+        proven[0].message
+        == "the card runs at least 50% hotter per watt than healthy cards of its model"
+    )
+    mild = thermal(0.07, 0.05, 1.15)  # the lower bound reaches the flag: proven, not major
+    assert [(f.code, f.severity, f.measure) for f in mild] == [("thermal_resistance", "info", 1.15)]
+    assert mild[0].message.startswith("the card runs at least 15% hotter")
+    unproven = thermal(0.0575, 0.05, 1.0)  # 1.15x exactly, the bound below the flag: unproven
+    assert [(f.code, f.measure) for f in unproven] == [("thermal_resistance_unproven", 1.15)]
+    assert unproven[0].message.startswith("the card may run up to 15% hotter per watt")
+    assert thermal(0.05749, 0.05, 1.0)[0].code == "thermal_resistance"  # below the flag
+    assert thermal(0.06, 0.05, 1.163456)[0].measure == 1.1635
