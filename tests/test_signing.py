@@ -29,7 +29,15 @@ from gpuhealth.keys import (
     public_key_fingerprint,
 )
 from gpuhealth.models import RunRecord, record_from_json, record_to_json
-from gpuhealth.signing import canonical_bytes, check_signature, sign_record, utc_now
+from gpuhealth.signing import (
+    canonical_bytes,
+    canonical_method,
+    check_signature,
+    data_sha256,
+    record_sha256,
+    sign_record,
+    utc_now,
+)
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 STORED = RUNS / "sim-stuck-bit-quick.json"
@@ -304,6 +312,26 @@ def test_the_0_1_0_bytes_refuse_nan(key: SigningKey) -> None:
     data["extra_field"] = float("nan")
     with pytest.raises(ValueError, match="JSON compliant"):
         canonical_bytes(data)
+
+
+def test_the_canonicalization_a_record_names(key: SigningKey) -> None:
+    data = json.loads(record_to_json(sign_record(stored_record(), key)))
+    assert canonical_method(data) == "rfc8785"
+    del data["signature"]["canonicalization"]
+    assert canonical_method(data) == "python-sorted-json (gpuhealth 0.1.0)"  # 0.1.0's records
+    del data["signature"]
+    assert canonical_method(data) == "rfc8785"  # what an unsigned record would be signed with
+
+
+def test_the_record_sha256_is_that_of_its_signed_bytes(key: SigningKey) -> None:
+    """What the certificate and `verify` show: SHA-256 of the RFC 8785 bytes less the value."""
+    signed = sign_record(stored_record(), key)
+    data = json.loads(record_to_json(signed))
+    block = {k: v for k, v in data["signature"].items() if k != "value"}
+    expected = hashlib.sha256(rfc8785.dumps(dict(data, signature=block))).hexdigest()
+    assert record_sha256(signed) == data_sha256(data) == expected
+    data["extra_field"] = 2**60  # no canonical bytes, so no SHA-256
+    assert data_sha256(data) is None
 
 
 def test_another_embedded_key_is_caught_by_its_fingerprint(key: SigningKey, tmp_path: Path) -> None:
