@@ -22,6 +22,7 @@ import argparse
 import ast
 import contextlib
 import difflib
+import functools
 import json
 import os
 import shutil
@@ -286,24 +287,30 @@ def run_module(
     return row
 
 
+@functools.cache
+def function_sources(path: Path) -> dict[str, str]:
+    """Every function's source in a mutmut-mutated file, by name (parsed once per file)."""
+    source = path.read_text(encoding="utf-8")
+    return {
+        node.name: ast.get_source_segment(source, node) or ""
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+
+
 def show(scratch: Path, mutant: str) -> str:
     """The mutant's diff against the original function, from mutmut's mutated copy of the file
     (as `mutmut show` prints it, without a process per mutant)."""
     module, _, function = mutant.rpartition(".")
     source_path = scratch / "mutants" / (module.replace(".", "/") + ".py")
-    original = function.rpartition("__mutmut_")[0] + "__mutmut_orig"
+    plain = function.rpartition("__mutmut_")[0]
     try:
-        source = source_path.read_text(encoding="utf-8")
-        defs = {
-            node.name: ast.get_source_segment(source, node) or ""
-            for node in ast.walk(ast.parse(source))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        }
-        before, after = defs[original], defs[function]
+        defs = function_sources(source_path)
+        before, after = defs[plain + "__mutmut_orig"], defs[function]
     except (OSError, SyntaxError, KeyError) as exc:
         return f"(no diff: {exc!r})"
-    before = before.replace(original, function.rpartition("__mutmut_")[0], 1)
-    after = after.replace(function, function.rpartition("__mutmut_")[0], 1)
+    before = before.replace(plain + "__mutmut_orig", plain, 1)
+    after = after.replace(function, plain, 1)
     lines = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
     return "\n".join(line for line in lines if not line.startswith(("---", "+++", "@@")))
 
