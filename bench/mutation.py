@@ -291,8 +291,9 @@ def run_module(
 def function_sources(path: Path) -> dict[str, str]:
     """Every function's source in a mutmut-mutated file, by name (parsed once per file)."""
     source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()  # not ast.get_source_segment: it splits the file at every call
     return {
-        node.name: ast.get_source_segment(source, node) or ""
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
         for node in ast.walk(ast.parse(source))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
