@@ -283,7 +283,7 @@ def run_module(
         row.note = f"mutmut exited {child.returncode}"
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         print("\n".join([f"{name}: {row.note}; the end of its log:", *tail]), file=sys.stderr)
-    row.survivors = [f"{s}\n{show(scratch, s)}" for s in row.survivors]
+    row.survivors = [s if stop.requested else f"{s}\n{show(scratch, s)}" for s in row.survivors]
     return row
 
 
