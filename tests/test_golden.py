@@ -13,6 +13,7 @@ and read the diff before committing it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from gpuhealth import __version__, shipped
-from gpuhealth.analysis import judge, no_profile_note
+from gpuhealth.analysis import HIGH_Z, _verdict, judge, no_profile_note
 from gpuhealth.grading import load_policy, policy_from_text
-from gpuhealth.models import RunRecord, record_from_json, record_to_json
+from gpuhealth.models import MetricComparison, RunRecord, record_from_json, record_to_json
 from gpuhealth.profiles import builtin_profiles, match_profile
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -215,3 +216,30 @@ def test_judged_under_other_rules_carries_the_shipped_grade_too() -> None:
     unjudged = judge(bare, None, shipped_policy)
     assert unjudged.grade is not None
     assert unjudged.grade.reasons[-1].message == no_profile_note(bare)
+
+
+def row(rel: float, z: float) -> MetricComparison:
+    return MetricComparison(
+        "bandwidth", "triad", "GB/s", True, 5, 1.0, 1.0, 1.0, z=z, relative_deviation=rel
+    )
+
+
+def test_verdict_at_each_boundary_of_the_policy_s_statistics() -> None:
+    """A deficit is low when significant (p < alpha, strict) and at least min_relative_deficit;
+    very low from very_low_deficit on (inclusive); high strictly above HIGH_Z."""
+    policy = load_policy()
+    s = policy.spec.statistics
+    significant, borderline = math.log(s.alpha) - 1, math.log(s.alpha)
+    assert _verdict(row(-s.min_relative_deficit, -3), significant, policy) == "low"
+    assert _verdict(row(-s.min_relative_deficit, -3), borderline, policy) == "ok"
+    assert _verdict(row(-s.min_relative_deficit / 2, -3), significant, policy) == "ok"
+    assert _verdict(row(s.min_relative_deficit, 3), significant, policy) == "ok"
+    assert _verdict(row(-s.very_low_deficit, -5), significant, policy) == "very_low"
+    assert (
+        _verdict(row(-(s.very_low_deficit + s.min_relative_deficit) / 2, -4), significant, policy)
+        == "low"
+    )
+    assert _verdict(row(0.05, HIGH_Z), significant, policy) == "ok"
+    assert _verdict(row(0.05, HIGH_Z + 0.01), significant, policy) == "high"
+    with pytest.raises(AssertionError):
+        _verdict(replace(row(0.0, 0.0), z=None), significant, policy)
