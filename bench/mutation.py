@@ -129,6 +129,7 @@ ALSO_COPY = ("kernels", "reports", "examples", "docs", "bench", "deploy", ".ci",
 KILLED_EXIT_CODES = frozenset({1})
 SURVIVED_EXIT_CODES = frozenset({0})
 TIMEOUT_EXIT_CODES = frozenset({36, 24, -24, 152, 255})
+NO_TESTS = {33: "no covering test in the selection", 5: "no test collected"}
 
 
 @dataclass
@@ -233,7 +234,9 @@ def classify(row: Row, exit_code_by_key: dict[str, int | None]) -> None:
             row.others[name] = "timeout"
         else:
             row.other += 1
-            row.others[name] = "not run" if code is None else f"exit {code}"
+            row.others[name] = (
+                "not run" if code is None else NO_TESTS.get(code, f"test run exit {code}")
+            )
 
 
 def run_module(
