@@ -22,6 +22,7 @@ import argparse
 import ast
 import contextlib
 import difflib
+import fnmatch
 import functools
 import json
 import os
@@ -240,9 +241,15 @@ def classify(row: Row, exit_code_by_key: dict[str, int | None]) -> None:
 
 
 def run_module(
-    name: str, target: Target, work: Path, deadline: float, stop: Stop, jobs: int
+    name: str,
+    target: Target,
+    work: Path,
+    deadline: float,
+    stop: Stop,
+    jobs: int,
+    patterns: Sequence[str] = (),
 ) -> Row:
-    row = Row(name)
+    row = Row(name + (" (" + ", ".join(patterns) + ")" if patterns else ""))
     present = [t for t in target.tests if not t.startswith("tests/") or (REPO / t).is_file()]
     target = Target(target.files, tuple(present), target.why)
     scratch = work / name
@@ -255,7 +262,7 @@ def run_module(
     started = time.monotonic()
     with log_path.open("wb") as log:
         stop.child = subprocess.Popen(
-            [str(mutmut_executable()), "run", "--max-children", str(jobs)],
+            [str(mutmut_executable()), "run", "--max-children", str(jobs), *patterns],
             cwd=scratch,
             env=env,
             stdout=log,
@@ -279,7 +286,12 @@ def run_module(
     for path in target.files:
         meta = scratch / "mutants" / (path + ".meta")
         if meta.is_file():
-            classify(row, json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+            codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+            if patterns:  # only the mutants asked for
+                codes = {
+                    k: v for k, v in codes.items() if any(fnmatch.fnmatch(k, p) for p in patterns)
+                }
+            classify(row, codes)
         elif not row.note:
             row.note = f"mutmut wrote no results for {path}: see {log_path}"
     if child.returncode not in (0, None) and not row.note:
@@ -337,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="scratch copies (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
     parser.add_argument("--json", type=Path, help="write the rows and survivors here")
+    parser.add_argument(
+        "--mutants",
+        action="append",
+        default=[],
+        help="only these mutants (mutmut names, * allowed; with one --module)",
+    )
     args = parser.parse_args(argv)
     modules: list[str] = args.module or list(ALL_MODULES)
     if any(m in MODULES for m in modules):
@@ -357,7 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 rows.append(run_policy(REPO, work / name, deadline, stop))
             else:
-                rows.append(run_module(name, MODULES[name], work, deadline, stop, args.jobs))
+                rows.append(
+                    run_module(name, MODULES[name], work, deadline, stop, args.jobs, args.mutants)
+                )
             print(f"  {rows[-1].seconds / 60:.1f} min", file=sys.stderr, flush=True)
     finally:
         if not args.keep:
