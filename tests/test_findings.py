@@ -124,10 +124,29 @@ def test_a_wrong_result_elsewhere_names_its_place() -> None:
         reference="0",
     )
     soak = only((TestResult("soak", "failed", verifications=(failed(4, wrong_results=(wrong,)),)),))
-    assert (soak.code, soak.message) == (
+    assert soak == Finding(
         "silent_data_corruption",
+        "critical",
+        "soak",
         "4 soak iteration(s) gave a different result under load, first at C[12, 40]",
+        value="4",
+        reference="0",
     )
+    unplaced = only((TestResult("soak", "failed", verifications=(failed(2),)),))
+    assert unplaced.message == "2 soak iteration(s) gave a different result under load"
+    nowhere = only((TestResult("fp32", "failed", verifications=(failed(3),)),))
+    assert nowhere.message == "3 wrong result(s) in fp32, first at unknown"
+
+
+def test_a_memory_error_names_every_flipped_bit_and_none_without_a_word() -> None:
+    word = MemoryMismatch(0x40, 0x0, 0x5, "walking-ones")
+    f = only((TestResult("memtest", "failed", verifications=(failed(1, memory_errors=(word,)),)),))
+    assert (
+        f.message
+        == "1 memory error(s) in memtest; first at address 0x40 bit(s) 0, 2 (walking-ones)"
+    )
+    bare = only((TestResult("memtest", "failed", verifications=(failed(5),)),))
+    assert bare.message == "5 memory error(s) in memtest"
 
 
 RECORD = Path(__file__).resolve().parent / "data" / "runs" / "h100-quick-2026-11-26.json"
@@ -150,6 +169,8 @@ def test_run_conditions_other_processes_and_memtest_coverage() -> None:
     assert run_findings(with_memtest_coverage(record, 0.95)) == [
         Finding("other_processes", "minor", "precheck", "2 other processes use the card")
     ]
+    no_memtest = replace(record, tests=tuple(t for t in record.tests if t.name != "memtest"))
+    assert run_findings(replace(no_memtest, prechecks=())) == []
     low = run_findings(with_memtest_coverage(replace(record, prechecks=()), 0.9449))
     assert low == [
         Finding(
@@ -197,3 +218,6 @@ def test_thermal_resistance_at_its_lower_bound_and_the_unproven_band() -> None:
     assert unproven[0].message.startswith("the card may run up to 15% hotter per watt")
     assert thermal(0.05749, 0.05, 1.0)[0].code == "thermal_resistance"  # below the flag
     assert thermal(0.06, 0.05, 1.163456)[0].measure == 1.1635
+    # the percentages are the ratios' excess over 1, rounded: 1.8x is 80%, 1.18x 18%
+    assert thermal(0.09, 0.05, 1.8)[0].message.startswith("the card runs at least 80% hotter")
+    assert thermal(0.059, 0.05, 1.0)[0].message.startswith("the card may run up to 18% hotter")
