@@ -221,3 +221,4 @@ def test_thermal_resistance_at_its_lower_bound_and_the_unproven_band() -> None:
     # the percentages are the ratios' excess over 1, rounded: 1.8x is 80%, 1.18x 18%
     assert thermal(0.09, 0.05, 1.8)[0].message.startswith("the card runs at least 80% hotter")
     assert thermal(0.059, 0.05, 1.0)[0].message.startswith("the card may run up to 18% hotter")
+    assert thermal(0.08, 0.05, 1.0)[0].message.startswith("the card may run up to 60% hotter")
