@@ -13,15 +13,17 @@ and read the diff before committing it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gpuhealth.analysis import judge
-from gpuhealth.grading import load_policy
-from gpuhealth.models import RunRecord, record_from_json, record_to_json
+from gpuhealth import __version__, shipped
+from gpuhealth.analysis import HIGH_Z, _verdict, judge, no_profile_note
+from gpuhealth.grading import load_policy, policy_from_text
+from gpuhealth.models import MetricComparison, RunRecord, record_from_json, record_to_json
 from gpuhealth.profiles import builtin_profiles, match_profile
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -183,3 +185,61 @@ def test_every_golden_reason_is_the_reviewed_one() -> None:
         wanted = ALSO.get(stem, [])
         assert len(also) == len(wanted), (stem, also)
         assert all(a.startswith(w) for a, w in zip(also, wanted, strict=True)), (stem, also)
+
+
+# --- the rules a record was judged under (found untested by bench/mutation.py) ------------------
+
+
+def test_judged_under_the_shipped_rules_names_them_and_no_second_grade() -> None:
+    record = regraded(RUNS[0])
+    policy, profile = load_policy(), match_profile(record.identity, builtin_profiles())
+    assert record.rules is not None and profile is not None
+    assert record.rules.policy == shipped.policy_file(policy)
+    assert record.rules.profile == shipped.profile_file(profile)
+    assert record.rules.judged_by == __version__
+    assert record.rules.shipped_grade is None
+
+
+def test_judged_under_other_rules_carries_the_shipped_grade_too() -> None:
+    stored = record_from_json(RUNS[0].read_text(encoding="utf-8"), str(RUNS[0]))
+    bare = replace(stored, analysis=None, grade=None)
+    profile = match_profile(stored.identity, builtin_profiles())
+    shipped_policy = load_policy()
+    text = shipped_policy.text.replace('grade = "B"', 'grade = "C"')  # a stricter shop's copy
+    strict = policy_from_text(text, "strict.toml")
+    for policy, under_profile in ((strict, profile), (shipped_policy, None)):
+        record = judge(bare, under_profile, policy)
+        expected = judge(bare, profile, shipped_policy).grade
+        assert record.rules is not None and record.rules.shipped_grade == expected
+        assert record.rules.profile == shipped.profile_file(under_profile)
+    # without a profile the grade says why performance was not judged
+    unjudged = judge(bare, None, shipped_policy)
+    assert unjudged.grade is not None
+    assert unjudged.grade.reasons[-1].message == no_profile_note(bare)
+
+
+def row(rel: float, z: float) -> MetricComparison:
+    return MetricComparison(
+        "bandwidth", "triad", "GB/s", True, 5, 1.0, 1.0, 1.0, z=z, relative_deviation=rel
+    )
+
+
+def test_verdict_at_each_boundary_of_the_policy_s_statistics() -> None:
+    """A deficit is low when significant (p < alpha, strict) and at least min_relative_deficit;
+    very low from very_low_deficit on (inclusive); high strictly above HIGH_Z."""
+    policy = load_policy()
+    s = policy.spec.statistics
+    significant, borderline = math.log(s.alpha) - 1, math.log(s.alpha)
+    assert _verdict(row(-s.min_relative_deficit, -3), significant, policy) == "low"
+    assert _verdict(row(-s.min_relative_deficit, -3), borderline, policy) == "ok"
+    assert _verdict(row(-s.min_relative_deficit / 2, -3), significant, policy) == "ok"
+    assert _verdict(row(s.min_relative_deficit, 3), significant, policy) == "ok"
+    assert _verdict(row(-s.very_low_deficit, -5), significant, policy) == "very_low"
+    assert (
+        _verdict(row(-(s.very_low_deficit + s.min_relative_deficit) / 2, -4), significant, policy)
+        == "low"
+    )
+    assert _verdict(row(0.05, HIGH_Z), significant, policy) == "ok"
+    assert _verdict(row(0.05, HIGH_Z + 0.01), significant, policy) == "high"
+    with pytest.raises(AssertionError):
+        _verdict(replace(row(0.0, 0.0), z=None), significant, policy)

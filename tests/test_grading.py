@@ -249,3 +249,145 @@ def test_first_matching_rule_decides_a_finding(policy: Policy) -> None:
     """One finding gives one reason, even where two rules could match it."""
     g = grade((finding("performance_deficit", -0.3),), policy)
     assert len(g.reasons) == 1
+
+
+# --- found untested by the mutation benchmark (bench/mutation.py) ------------------------------
+
+
+def test_the_policy_keeps_its_file_text() -> None:
+    """The text is embedded in every record judged under the policy: the file's, byte for byte."""
+    assert load_policy().text == DEFAULT_POLICY.read_bytes().decode("utf-8")
+
+
+def test_a_policy_file_over_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    text = DEFAULT_POLICY.read_text(encoding="utf-8")
+    path.write_text(text + "#" * (2**20 - len(text.encode("utf-8")) + 1), encoding="utf-8")
+    with pytest.raises(InputError, match="at most 1048576 bytes"):
+        load_policy(path)
+
+
+def _line_of(path: Path, text: str, nth: int = 1) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [i for i, line in enumerate(lines, 1) if line == text][nth - 1]
+
+
+def test_a_bad_rule_names_its_line(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'grade = "F"', 'grade = "E"')
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    assert caught.value.line == _line_of(path, 'grade = "E"')
+
+
+def test_a_rule_id_used_twice_names_the_second_line(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'id = "wrong-results"', 'id = "memory-errors"')
+    with pytest.raises(InputError) as caught:
+        load_policy(path)
+    assert caught.value.line == _line_of(path, 'id = "memory-errors"', nth=2)
+
+
+def test_the_note_is_a_reason_of_the_card_s_grade(policy: Policy) -> None:
+    g = grade((BY_GRADE["C"],), policy, note="no reference profile")
+    note = g.reasons[-1]
+    assert (note.rule, note.grade, note.message) == ("note", "C", "no reference profile")
+
+
+def test_a_cause_that_fired_no_rule_leaves_the_reason_its_own(policy: Policy) -> None:
+    """A finding is folded into its cause's reason only when that cause is a reason too."""
+    consequence = Finding(
+        "performance_deficit", "major", "fp32", "FP32 slow", measure=-0.35, cause="xid/run"
+    )
+    g = grade((consequence,), policy)
+    assert [(r.rule, r.also) for r in g.reasons] == [("performance-fault", ())]
+    cause = Finding("xid", "major", "run", "Xid 999")
+    both = grade((cause, consequence), policy)
+    assert [r.rule for r in both.reasons] == ["xid-unknown"]
+    assert both.letter == "D" and both.reasons[0].also == ("performance-fault: FP32 slow",)
+
+
+# The shipped policy, finding by finding: the rule that decides it and the grade. A change to a
+# rule's grade, range or order must change this table too (reviewed as code, not only as TOML);
+# bench/policy_mutants.py checks that softening, removing or nudging any rule fails here.
+SHIPPED_RULES: list[tuple[str, float | None, str, str]] = [
+    ("memory_errors", None, "memory-errors", "F"),
+    ("wrong_results", None, "wrong-results", "F"),
+    ("silent_data_corruption", None, "silent-data-corruption", "F"),
+    ("ecc_uncorrectable_during_run", None, "ecc-uncorrectable-during-run", "F"),
+    ("row_remap_failure", None, "row-remap-failure", "F"),
+    ("retired_pages_limit", None, "retired-pages-limit", "F"),
+    ("xid_fatal", None, "fatal-xid", "F"),
+    ("thermal_slowdown", None, "thermal-slowdown", "F"),
+    ("test_not_measured", None, "incomplete", "INCOMPLETE"),
+    ("counters_unreadable", None, "counters-unreadable", "INCOMPLETE"),
+    ("xid_card_lost", None, "xid-card-lost", "D"),
+    ("xid_nvlink", None, "xid-nvlink", "D"),
+    ("row_remap_pending", None, "row-remap-pending", "D"),
+    ("retired_pages_pending", None, "retired-pages-pending", "D"),
+    ("ecc_sram_uncorrectable_history", None, "ecc-sram-uncorrectable-history", "D"),
+    ("pcie_link_degraded", None, "pcie-link-degraded", "D"),
+    ("identity_mismatch", None, "identity-mismatch", "D"),
+    ("hardware_slowdown", None, "hardware-slowdown", "D"),
+    ("thermal_guard", None, "thermal-guard", "D"),
+    ("memory_temperature_high", None, "memory-temperature-high", "D"),
+    ("xid", None, "xid-unknown", "C"),
+    ("ecc_history_unreadable", None, "ecc-history-unreadable", "C"),
+    ("ecc_mode_pending", None, "ecc-mode-pending", "C"),
+    ("row_spares_depleting", None, "spare-rows-depleting", "C"),
+    ("card_identity_changed", None, "card-identity-changed", "C"),
+    ("card_counters_decreased", None, "card-counters-decreased", "C"),
+    ("ecc_uncorrectable_history", None, "ecc-uncorrectable-history", "C"),
+    ("rows_remapped", None, "rows-remapped", "B"),
+    ("pages_retired", None, "pages-retired", "B"),
+    ("ecc_correctable_during_run", None, "ecc-correctable-during-run", "B"),
+    ("ecc_disabled", None, "ecc-disabled", "C"),
+    ("power_limit_reduced", None, "power-limit-reduced", "B"),
+    ("pcie_replays", None, "pcie-replays", "B"),
+    ("xid_application", None, "xid-application", "B"),
+    ("other_processes", None, "other-processes", "B"),
+    ("memtest_coverage_low", None, "memtest-coverage-low", "B"),
+    ("thermal_resistance_unmeasured", None, "thermal-resistance-unmeasured", "B"),
+    ("thermal_reference_missing", None, "thermal-reference-missing", "B"),
+    ("reference_missing", None, "reference-missing", "B"),
+    ("telemetry_incomplete", None, "telemetry-incomplete", "B"),
+    ("counters_incomplete", None, "counters-incomplete", "B"),
+    ("test_not_applicable", None, "test-not-applicable", "A"),
+    ("vbios_unrecognised", None, "vbios-unrecognised", "A"),
+    ("identity_unrecognised", None, "identity-unrecognised", "A"),
+    # ranged rules: both sides of each bound (min_measure inclusive, max_measure exclusive)
+    ("performance_deficit", -0.35, "performance-fault", "D"),
+    ("performance_deficit", -0.31, "performance-fault", "D"),
+    ("performance_deficit", -0.30, "performance-deficit-large", "C"),
+    ("performance_deficit", -0.0701, "performance-deficit-large", "C"),
+    ("performance_deficit", -0.065, "performance-deficit-small", "B"),
+    ("performance_deficit", -0.07, "performance-deficit-small", "B"),
+    ("thermal_resistance", 1.6, "thermal-resistance-far-above-model", "D"),
+    ("thermal_resistance", 1.5, "thermal-resistance-far-above-model", "D"),
+    ("thermal_resistance", 1.4, "thermal-resistance-well-above-model", "C"),
+    ("thermal_resistance", 1.35, "thermal-resistance-well-above-model", "C"),
+    ("thermal_resistance", 1.3, "thermal-resistance-well-above-model", "C"),
+    ("thermal_resistance", 1.2, "thermal-resistance-above-model", "B"),
+    ("thermal_resistance", 1.15, "thermal-resistance-above-model", "B"),
+    ("thermal_resistance", 1.1, "all-clear", "A"),
+    ("thermal_resistance_unproven", 1.2, "thermal-resistance-unproven", "B"),
+    ("thermal_resistance_unproven", 1.15, "thermal-resistance-unproven", "B"),
+    ("thermal_resistance_unproven", 1.1, "all-clear", "A"),
+    ("pages_retired", 17, "pages-retired-many-double-bit", "C"),
+    ("pages_retired", 16, "pages-retired-many-double-bit", "C"),
+    ("pages_retired", 15, "pages-retired", "B"),
+    ("identity_unverified", 1, "identity-unverified", "B"),
+    ("identity_unverified", 0.95, "all-clear", "A"),
+]
+
+
+@pytest.mark.parametrize(("code", "measure", "rule", "letter"), SHIPPED_RULES)
+def test_the_shipped_policy_rule_by_rule(
+    policy: Policy, code: str, measure: float | None, rule: str, letter: str
+) -> None:
+    g = grade((finding(code, measure),), policy)
+    assert (g.reasons[0].rule, g.letter) == (rule, letter)
+
+
+def test_the_rule_table_covers_every_rule(policy: Policy) -> None:
+    assert {rule for _, _, rule, _ in SHIPPED_RULES} - {"all-clear"} == {
+        r.id for r in policy.spec.rules
+    }

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import stat
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,15 @@ from gpuhealth.keys import (
     public_key_fingerprint,
 )
 from gpuhealth.models import RunRecord, record_from_json, record_to_json
-from gpuhealth.signing import canonical_bytes, check_signature, sign_record
+from gpuhealth.signing import (
+    canonical_bytes,
+    canonical_method,
+    check_signature,
+    data_sha256,
+    record_sha256,
+    sign_record,
+    utc_now,
+)
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 STORED = RUNS / "sim-stuck-bit-quick.json"
@@ -253,6 +261,77 @@ def test_a_changed_field_breaks_the_signature(
         node = node[part]
     node[path[-1]] = value
     assert "changed after it was signed" in (check_signature(data) or "")
+
+
+def test_signing_time_is_utc_with_its_offset() -> None:
+    """signed_at carries +00:00: a naive local time would be a different instant elsewhere."""
+    now = datetime.fromisoformat(utc_now())
+    assert now.utcoffset() == timedelta(0)
+
+
+BAD_BLOCKS: list[tuple[dict[str, object], str]] = [
+    ({"signature": None}, "no signature block"),
+    ({"algorithm": "rsa"}, "unknown signature algorithm 'rsa' (expected 'ed25519')"),
+    ({"public_key": 123}, "the embedded public key is not a base64 32-byte Ed25519 key"),
+    ({"public_key": "AAAA"}, "the embedded public key is not a base64 32-byte Ed25519 key"),
+    ({"value": 123}, "the signature value is not a base64 64-byte Ed25519 signature"),
+    ({"value": "AAAA"}, "the signature value is not a base64 64-byte Ed25519 signature"),
+    (
+        {"value": base64.b64encode(bytes(64)).decode("ascii")},
+        "the signature does not match the content: the record was changed after it was signed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_BLOCKS)
+def test_each_bad_signature_block_says_exactly_why(
+    key: SigningKey, change: dict[str, object], message: str
+) -> None:
+    """The one line a buyer reads, word for word; a key or value of the wrong length (base64
+    that decodes) or of the wrong type is named as such, not as a fingerprint or content fault."""
+    data = json.loads(record_to_json(sign_record(stored_record(), key)))
+    if change == {"signature": None}:
+        del data["signature"]
+    else:
+        data["signature"].update(change)
+    assert check_signature(data) == message
+
+
+def test_a_number_jcs_cannot_write_is_named(key: SigningKey) -> None:
+    data = json.loads(record_to_json(sign_record(stored_record(), key)))
+    data["extra_field"] = 2**60  # beyond 2^53: RFC 8785 refuses it
+    assert (check_signature(data) or "").startswith(
+        "the record cannot be put in canonical form (not representable in RFC 8785 JSON: "
+    )
+
+
+def test_the_0_1_0_bytes_refuse_nan(key: SigningKey) -> None:
+    """Python's json parses NaN; the legacy bytes must not carry it (JSON has no NaN)."""
+    data = json.loads(record_to_json(stored_record()))
+    data["signature"] = {"algorithm": "ed25519", "public_key": key.public_b64}
+    data["extra_field"] = float("nan")
+    with pytest.raises(ValueError, match="JSON compliant"):
+        canonical_bytes(data)
+
+
+def test_the_canonicalization_a_record_names(key: SigningKey) -> None:
+    data = json.loads(record_to_json(sign_record(stored_record(), key)))
+    assert canonical_method(data) == "rfc8785"
+    del data["signature"]["canonicalization"]
+    assert canonical_method(data) == "python-sorted-json (gpuhealth 0.1.0)"  # 0.1.0's records
+    del data["signature"]
+    assert canonical_method(data) == "rfc8785"  # what an unsigned record would be signed with
+
+
+def test_the_record_sha256_is_that_of_its_signed_bytes(key: SigningKey) -> None:
+    """What the certificate and `verify` show: SHA-256 of the RFC 8785 bytes less the value."""
+    signed = sign_record(stored_record(), key)
+    data = json.loads(record_to_json(signed))
+    block = {k: v for k, v in data["signature"].items() if k != "value"}
+    expected = hashlib.sha256(rfc8785.dumps(dict(data, signature=block))).hexdigest()
+    assert record_sha256(signed) == data_sha256(data) == expected
+    data["extra_field"] = 2**60  # no canonical bytes, so no SHA-256
+    assert data_sha256(data) is None
 
 
 def test_another_embedded_key_is_caught_by_its_fingerprint(key: SigningKey, tmp_path: Path) -> None:

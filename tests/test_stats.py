@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gpuhealth.stats import Estimate, compare, estimate, holm, robust_center_spread
+from gpuhealth.stats import Estimate, compare, estimate, holm, holm_log, robust_center_spread
 
 # --- estimate ------------------------------------------------------------------------------------
 
@@ -170,3 +170,54 @@ def test_robust_spread_estimates_a_normal_sd() -> None:
     center, spread = robust_center_spread(rng.normal(50.0, 3.0, 20000).tolist())
     assert center == pytest.approx(50.0, abs=0.1)
     assert spread == pytest.approx(3.0, rel=0.05)
+
+
+# --- found untested by the mutation benchmark (bench/mutation.py) ------------------------------
+
+
+def test_estimate_of_nothing_says_so() -> None:
+    with pytest.raises(ValueError, match=r"^no repetitions to estimate from$"):
+        estimate([])
+
+
+def test_estimate_of_two_is_their_midpoint() -> None:
+    assert estimate([3.0, 1.0]).value == 2.0
+
+
+@pytest.mark.parametrize("n", range(6, 80))
+def test_median_interval_is_the_tightest_that_covers_95_percent(n: int) -> None:
+    """Ranks (j, n-1-j): P(X(j) <= median <= X(n-1-j)) = 1 - 2 P(B <= j) with B ~ Bin(n, 1/2);
+    the largest j whose coverage is still >= 95%."""
+    est = estimate([float(i) for i in range(n)])
+    j = int(est.ci_low)
+    assert est.ci_high == n - 1 - j
+
+    def coverage(rank: int) -> float:
+        return 1 - 2 * math.fsum(math.comb(n, i) for i in range(rank + 1)) / 2**n
+
+    assert coverage(j) >= 0.95 > coverage(j + 1)
+
+
+def test_compare_with_a_small_spread_is_finite() -> None:
+    """Spreads below 1 (metrics in TB/s or ratios) divide like any other."""
+    card = Estimate(n=3, value=0.9, ci_low=0.9, ci_high=0.9, standard_error=0.0)
+    assert compare(card, center=1.0, spread=0.05).z == pytest.approx(-2.0)
+
+
+def test_compare_against_a_zero_centre_has_no_relative_deviation() -> None:
+    card = Estimate(n=3, value=0.5, ci_low=0.5, ci_high=0.5, standard_error=0.0)
+    assert compare(card, center=0.0, spread=1.0).relative_deviation == 0.0
+
+
+def test_holm_log_by_hand_in_any_order() -> None:
+    """The log form gives the log of holm(), whatever order the p-values come in, capped at 0."""
+    p_values = [0.5, 0.01, 0.6, 0.4]  # Holm: 0.01 x 4, then 0.4 x 3 = 1.2, capped at 1
+    adjusted = holm_log([math.log(p) for p in p_values])
+    assert adjusted == pytest.approx([math.log(p) for p in holm(p_values)])
+    assert adjusted == pytest.approx([0.0, math.log(0.04), 0.0, 0.0])
+    uncapped = holm_log([math.log(p) for p in (0.04, 0.01, 0.5, 0.03)])
+    assert uncapped == pytest.approx([math.log(p) for p in (0.09, 0.04, 0.5, 0.09)])
+
+
+def test_robust_centre_of_an_even_count_is_the_midpoint() -> None:
+    assert robust_center_spread([1.0, 2.0, 3.0, 4.0])[0] == 2.5
