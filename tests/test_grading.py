@@ -353,6 +353,15 @@ SHIPPED_RULES: list[tuple[str, float | None, str, str]] = [
     ("test_not_applicable", None, "test-not-applicable", "A"),
     ("vbios_unrecognised", None, "vbios-unrecognised", "A"),
     ("identity_unrecognised", None, "identity-unrecognised", "A"),
+    # issue 14: the link, readiness, the clear, --soak
+    ("pcie_copy_corrupt", None, "pcie-copy-corrupt", "F"),
+    ("pcie_copy_slow", None, "pcie-copy-slow", "D"),
+    ("nvlink_inactive", None, "nvlink-inactive", "D"),
+    ("nvlink_errors", None, "nvlink-errors", "C"),
+    ("pcie_copy_unjudged", None, "pcie-copy-unjudged", "B"),
+    ("soak_shortened", None, "soak-shortened", "B"),
+    ("settings_not_default", None, "settings-not-default", "A"),
+    ("memory_not_cleared", None, "memory-not-cleared", "A"),
     # ranged rules: both sides of each bound (min_measure inclusive, max_measure exclusive)
     ("performance_deficit", -0.35, "performance-fault", "D"),
     ("performance_deficit", -0.31, "performance-fault", "D"),
