@@ -714,6 +714,18 @@ class RawKernel:
         self.gpu.launch(self, grid, block, args)
 
 
+def install_without_nvml(gpu: FakeGpu, monkeypatch: Any) -> FakeGpu:
+    """install, and NVML made unloadable: the backend runs on the fake CuPy alone."""
+    from gpuhealth.backends import nvml
+
+    def no_pynvml() -> Any:
+        raise ImportError("no pynvml in this test")
+
+    install(gpu, monkeypatch)
+    monkeypatch.setattr(nvml, "_load_pynvml", no_pynvml)
+    return gpu
+
+
 def install(gpu: FakeGpu, monkeypatch: Any) -> None:
     """Put the fake into sys.modules and empty kernels.py's module caches."""
     for name, module in build(gpu).items():

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from fake_cupy import FakeCheckError, FakeGpu, Launch, NotSimulatedError
 
-from gpuhealth.backends import nvml
 from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer
 from gpuhealth.backends.cuda import (
     _LOST_STATUSES,
@@ -42,16 +41,9 @@ from gpuhealth.patterns import MemPattern
 MiB = 1 << 20
 
 
-def _no_pynvml() -> Any:
-    raise ImportError("no pynvml in this test")
-
-
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
-    card = FakeGpu()
-    fake_cupy.install(card, monkeypatch)
-    monkeypatch.setattr(nvml, "_load_pynvml", _no_pynvml)
-    return card
+    return fake_cupy.install_without_nvml(FakeGpu(), monkeypatch)
 
 
 @pytest.fixture

@@ -35,16 +35,9 @@ MiB = 1 << 20
 KINDS = {code: kind for kind, code in PATTERN_CODES.items()}
 
 
-def _no_pynvml() -> Any:
-    raise ImportError("no pynvml in this test")
-
-
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
-    card = FakeGpu()
-    fake_cupy.install(card, monkeypatch)
-    monkeypatch.setattr(nvml, "_load_pynvml", _no_pynvml)
-    return card
+    return fake_cupy.install_without_nvml(FakeGpu(), monkeypatch)
 
 
 @pytest.fixture

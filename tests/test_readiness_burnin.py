@@ -323,14 +323,7 @@ def test_a_stop_before_the_clear_leaves_it_undone(sim: Sim) -> None:
 
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
-    card = FakeGpu(total_bytes=256 << 20)
-    fake_cupy.install(card, monkeypatch)
-    monkeypatch.setattr(nvml, "_load_pynvml", _no_pynvml)
-    return card
-
-
-def _no_pynvml() -> object:
-    raise ImportError("no pynvml in this test")
+    return fake_cupy.install_without_nvml(FakeGpu(total_bytes=256 << 20), monkeypatch)
 
 
 def _healthy_check(launch: Launch, fake: FakeGpu) -> None:
