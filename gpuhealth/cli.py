@@ -148,6 +148,14 @@ def parse_gpus(value: str, count: int) -> list[int]:
     return wanted
 
 
+no_clear_option = click.option(
+    "--no-clear",
+    is_flag=True,
+    help="Do not clear the memory after the tests (by default every allocatable byte is "
+    "overwritten with zeros and read back; the certificate says which).",
+)
+
+
 def db_options(func: F) -> F:
     """--db and --no-db, shared by grade and resume (the same store call)."""
     func = click.option(
@@ -240,12 +248,7 @@ def db_options(func: F) -> F:
     help="Soak length in seconds (10 to 86400; e.g. 3600 for a one-hour burn-in), instead of "
     "the preset's; journaled every 5 s as it runs. Shorter than the preset's: not A.",
 )
-@click.option(
-    "--no-clear",
-    is_flag=True,
-    help="Do not clear the memory after the tests (by default every allocatable byte is "
-    "overwritten with zeros and read back; the certificate says which).",
-)
+@no_clear_option
 @click.option("--json", "as_json", is_flag=True, help="Print the grades and their summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def grade(
@@ -556,6 +559,7 @@ def _print_grade(result: GradedCard) -> None:
 )
 @key_file_option
 @db_options
+@no_clear_option
 @click.option("--json", "as_json", is_flag=True, help="Print the grade and summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def resume(
@@ -570,6 +574,7 @@ def resume(
     key_file: Path | None,
     db: str | None,
     no_db: bool,
+    no_clear: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -599,7 +604,7 @@ def resume(
         sys.exit(_conclude([outcome], signer, db, no_db, as_json))
     spec = resume_spec(
         record, path.parent, backend, sim_card, profile_path, policy_path, allow_busy,
-        signer.path if signer else None,
+        signer.path if signer else None, clear=not no_clear,
     )  # fmt: skip
     sys.exit(_supervise([spec], signer, db, no_db, as_json, quiet))
 

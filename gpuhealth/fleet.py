@@ -231,9 +231,10 @@ def resume_spec(
     policy_path: Path | None,
     allow_busy: bool,
     key_path: Path | None,
+    clear: bool = True,
 ) -> WorkerSpec:
     """The worker that resumes a record on its card: the backend and card the record names,
-    unless --backend/--sim-card name others."""
+    unless --backend/--sim-card name others; clear False: --no-clear."""
     name = backend if backend != "auto" or sim_card else record.backend
     card = sim_card or (record.identity.sim_card if name == "sim" else None)
     spec = WorkerSpec(
@@ -248,6 +249,7 @@ def resume_spec(
         key_path=key_path,
         resume=True,
         stop_grace_s=supervision_limits().stop_grace_s,
+        clear=clear,
     )
     options_for(spec)
     check_writable(folder)

@@ -255,6 +255,23 @@ def test_resume_finishes_the_missing_tests_and_grades(
     assert again.exit_code == EXIT_USAGE and "nothing to resume" in again.stderr
 
 
+def test_resume_no_clear_leaves_the_memory_and_says_so(
+    sigtermed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run = copy_run(sigtermed, tmp_path)
+    fast = Path(sigtermed[1]).read_text(encoding="utf-8").replace(f"wall_time_scale = {SLOW}", "")
+    card = tmp_path / "same-card.toml"
+    card.write_text(fast, encoding="utf-8")
+    result = invoke("resume", str(run), "--sim-card", str(card), "--quiet", "--no-clear")
+    assert result.exit_code == EXIT_OK, result.output
+    after = read_run(run)
+    assert after.complete and after.memory_clear is not None
+    assert after.memory_clear.status == "not_cleared"
+    assert "--no-clear" in (after.memory_clear.note or "")
+    assert after.grade is not None
+    assert "memory-not-cleared" in {r.rule for r in after.grade.reasons}
+
+
 def test_resume_refuses_another_card(sigtermed: tuple[Path, Path], tmp_path: Path) -> None:
     run = copy_run(sigtermed, tmp_path)
     before = (run / "run.json").read_bytes()
