@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.markup import escape
+
 from gpuhealth.fleet import FleetEvent
 from gpuhealth.telemetry import reason_names
 
@@ -37,6 +39,14 @@ def live_text(event: FleetEvent) -> str:
     return "  ".join(parts)
 
 
+def end_line(event: FleetEvent) -> str:
+    """A step that ended: "GPU 0: memtest passed (7.2 s), errors so far 0"."""
+    return (
+        f"GPU {event.gpu}: {event.test} {event.status} ({event.duration_s or 0.0:.1f} s), "
+        f"errors so far {event.errors}"
+    )
+
+
 class PlainProgress:
     """Plain lines for a log: steps as they end, readings at most every PLAIN_LIVE_S per GPU."""
 
@@ -54,10 +64,7 @@ class PlainProgress:
     def __call__(self, event: FleetEvent) -> None:
         label = f"GPU {event.gpu}"
         if event.kind == "end":
-            self._write(
-                f"{label}: {event.test} {event.status} ({event.duration_s or 0.0:.1f} s), "
-                f"errors so far {event.errors}"
-            )
+            self._write(end_line(event))
         elif event.kind == "failed":
             self._write(f"{label}: INCOMPLETE: {event.message}")
         elif event.kind == "live":
@@ -121,14 +128,10 @@ class _LiveRows:
             bar.update(row, live=live_text(event))
         elif event.kind == "end":
             bar.update(row, completed=event.index + 1)
-            self._console.print(
-                f"{label}: {event.test} {event.status} ({event.duration_s or 0.0:.1f} s), "
-                f"errors so far {event.errors}",
-                markup=False,
-                highlight=False,
-            )
+            self._console.print(end_line(event), markup=False, highlight=False)
         elif event.kind == "done":
             bar.update(row, description=f"{label}: finished")
         elif event.kind == "failed":
             bar.update(row, description=f"{label}: INCOMPLETE")
-            self._console.print(f"{label}: [bold red]INCOMPLETE[/]: {event.message}")
+            # the message is the card's or a file's text: escaped, never read as rich markup
+            self._console.print(f"{label}: [bold red]INCOMPLETE[/]: {escape(event.message or '')}")

@@ -36,7 +36,7 @@ from gpuhealth.models import (
 )
 from gpuhealth.patterns import PATTERN_CODES
 from gpuhealth.presets import PRESETS, TEST_ORDER, parse_tests, preset, with_soak
-from gpuhealth.progress import PlainProgress, live_text
+from gpuhealth.progress import PlainProgress, _LiveRows, _progress_bar, live_text
 from gpuhealth.runner import GradeOptions, StopFlag, grade_card, missing_tests, resume_card
 from gpuhealth.stresstests import TEST_NAMES
 from gpuhealth.stresstests import base as stress_base
@@ -640,3 +640,20 @@ def test_grade_json_says_readiness_and_the_clear(
         "not ready",
         "not_cleared",
     )
+
+
+def test_a_failure_message_with_brackets_is_printed_as_text_not_markup() -> None:
+    """A card's or a file's text in a failure ("[/]" closes no tag): the live display prints
+    it, it does not raise rich's MarkupError mid-run."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    with _progress_bar(console) as bar:
+        rows = _LiveRows(bar, console, [0])
+        rows(FleetEvent(0, "failed", message="card [SIMULATED] lost [/] in /tmp/[x]"))
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's codes
+    assert "GPU 0: INCOMPLETE: card [SIMULATED] lost [/] in /tmp/[x]" in shown.splitlines()
