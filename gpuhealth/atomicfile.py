@@ -20,6 +20,15 @@ def write_atomic(
     written: a key is never readable by others, even for a moment); None: 0666 less the umask, as
     open() gives. sync_folder: also fsync the folder, so that the rename survives a power cut."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        _write_then_replace(tmp, path, data, mode)
+    except OSError as error:  # named by the file asked for, never the temporary one
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    if sync_folder:
+        fsync_folder(path.parent)
+
+
+def _write_then_replace(tmp: Path, path: Path, data: bytes, mode: int | None) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if mode is not None else 0o666)
     try:
         if mode is not None:
@@ -33,8 +42,6 @@ def write_atomic(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    if sync_folder:
-        fsync_folder(path.parent)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -181,3 +181,14 @@ def test_xml_host_comment(tmp_path: Path) -> None:
     )
     code, out, _ = run("--json", str(_write(tmp_path, "node.xml", text)))
     assert json.loads(out)["gpus"][0]["host"] == "gpu-node-3" and code == 0
+
+
+def test_a_summary_the_file_system_refuses_is_one_line_naming_it_exit_3(tmp_path: Path) -> None:
+    """A folder that is not there (as a full disk or a read-only folder): the environment's
+    failure, named by the file asked for, not the temporary file written first."""
+    target = tmp_path / "missing" / "fleet.html"
+    code, _, err = run(str(NVL), "--html", str(target))
+    assert code == 3
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"gpuhealth: error: {target}: ") and ".tmp" not in line
+    assert not target.parent.exists()
