@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from gpuhealth.errors import InputError
-from gpuhealth.fleet import (
+from gpuhealth.measure.fleet import (
     PID_FILE,
     WATCHDOG_SCALE,
     CardOutcome,

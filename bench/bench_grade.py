@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 PROBE = (
-    "from gpuhealth.backends import open_backend\n"
+    "from gpuhealth.measure.backends import open_backend\n"
     "b = open_backend('cuda')\n"
     "buf = b.alloc(1 << 20)\n"
     "b.fill_f32(buf, 1 << 18, 1.0)\n"

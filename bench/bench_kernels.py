@@ -30,8 +30,8 @@ import bench_pcie
 import cupy as cp
 import numpy as np
 
-from gpuhealth.backends.base import FMA_CHAINS, MMA_ACCUMULATORS, STREAM_BYTES_PER_ELEMENT
-from gpuhealth.backends.cuda import CudaBackend, Geometry
+from gpuhealth.measure.backends.base import FMA_CHAINS, MMA_ACCUMULATORS, STREAM_BYTES_PER_ELEMENT
+from gpuhealth.measure.backends.cuda import CudaBackend, Geometry
 from gpuhealth.patterns import MemPattern, standard_sequence
 
 GIB = 1 << 30

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from gpuhealth.backends.base import Backend, DeviceBuffer, HostBuffer
+from gpuhealth.measure.backends.base import Backend, DeviceBuffer, HostBuffer
+from gpuhealth.measure.stresstests.pcie import fill_pattern
 from gpuhealth.pcielink import describe, link_gbs
-from gpuhealth.stresstests.pcie import fill_pattern
 
 COPY_BYTES = 256 << 20
 FLOOR_H2D_GBS = 48.0  # H100/H200 PCIe Gen5 x16: what a peer tool expects at least

@@ -27,9 +27,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gpuhealth.cli import main
-from gpuhealth.cli_store import register
+from gpuhealth.cli.store import register
 from gpuhealth.models import RunRecord, record_from_json
-from gpuhealth.store import Store
+from gpuhealth.store.database import Store
 
 RUNS = Path(__file__).resolve().parent.parent / "tests" / "data" / "runs"
 TARGET_S = 1.0
@@ -106,7 +106,7 @@ def main_() -> None:
     env = {**os.environ, "PYTHONPATH": str(RUNS.parent.parent.parent)}
     t0 = time.perf_counter()
     code = (
-        "import sys; from gpuhealth.cli import main; from gpuhealth.cli_store import register; "
+        "import sys; from gpuhealth.cli import main; from gpuhealth.cli.store import register; "
         "register(main); main(sys.argv[1:])"
     )
     subprocess.run(

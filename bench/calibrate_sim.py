@@ -2,7 +2,8 @@
 
     python bench/calibrate_sim.py
 
-Model (the one gpuhealth/backends/simthermal.py runs): temperature = ambient + x_fast + x_slow,
+Model (the one gpuhealth/measure/backends/simthermal.py runs): temperature = ambient + x_fast +
+x_slow,
 each state a first-order lag driven by board power: dx/dt = (R * P - x) / tau. Fitted by least
 squares on the measured power series, for the GPU and the memory temperature separately. The time
 constants are bounded (fast 0.1-10 s, slow 2-120 s) because the short recordings cannot tell a slow

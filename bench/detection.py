@@ -50,9 +50,12 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from gpuhealth.analysis import judge
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import (
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import SEVERITY_ORDER, Policy, load_policy
+from gpuhealth.judge.profiles import Profile, builtin_profiles, match_profile
+from gpuhealth.judge.profiles.build import SourceRun, build_profile
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import (
     Faults,
     FlakyBit,
     RemappedRows,
@@ -62,12 +65,9 @@ from gpuhealth.backends.simcards import (
     XidAt,
     load_model,
 )
-from gpuhealth.grading import SEVERITY_ORDER, Policy, load_policy
+from gpuhealth.measure.runner import GradeOptions, grade_card
 from gpuhealth.models import RunRecord
 from gpuhealth.presets import PRESETS
-from gpuhealth.profiles import Profile, builtin_profiles, match_profile
-from gpuhealth.profiles.build import SourceRun, build_profile
-from gpuhealth.runner import GradeOptions, grade_card
 
 GRADES = list(SEVERITY_ORDER)  # A B C D INCOMPLETE F
 C_OR_WORSE = {"C", "D", "INCOMPLETE", "F"}

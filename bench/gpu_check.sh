@@ -60,7 +60,7 @@ echo "== NVML identity and counters, read live"
 "$PYTHON" - "${card[@]}" <<'PY' || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 import json, sys
 from dataclasses import asdict
-from gpuhealth.backends import open_backend
+from gpuhealth.measure.backends import open_backend
 sim = sys.argv[1:] == ["--sim-card", "h100-sxm5-80gb"]
 card = open_backend("sim", 0, "h100-sxm5-80gb") if sim else open_backend("cuda", 0)
 try:

@@ -61,12 +61,12 @@ EVIDENCE_FAST = (
 )
 MODULES: dict[str, Target] = {
     "grading": Target(
-        ("gpuhealth/grading.py",),
+        ("gpuhealth/judge/grading.py",),
         ("tests/test_grading.py", "tests/test_golden.py", "tests/test_input_rules.py"),
         "the policy's rules applied to findings: the grade",
     ),
     "findings": Target(
-        ("gpuhealth/findings.py",),
+        ("gpuhealth/judge/findings.py",),
         (
             "tests/test_findings.py",
             "tests/test_golden.py",
@@ -76,28 +76,28 @@ MODULES: dict[str, Target] = {
         "what a run record shows is wrong with the card",
     ),
     "analysis": Target(
-        ("gpuhealth/analysis.py",),
+        ("gpuhealth/judge/analysis.py",),
         ("tests/test_golden.py", "tests/test_not_applicable.py", "tests/test_real_records.py"),
         "the card against the healthy-card profile, then the grade",
     ),
     "stats": Target(
-        ("gpuhealth/stats.py",),
+        ("gpuhealth/judge/stats.py",),
         ("tests/test_stats.py", "tests/test_populations.py"),
         "the statistics a deficit is proven with",
     ),
     "evidence": Target(
-        ("gpuhealth/evidence.py",),
+        ("gpuhealth/judge/evidence.py",),
         ("tests/test_evidence.py", "-k", EVIDENCE_FAST),
         "a record proves its tests ran as claimed, else INCOMPLETE",
     ),
     "stresstests": Target(
         (
-            "gpuhealth/stresstests/bandwidth.py",
-            "gpuhealth/stresstests/fp32.py",
-            "gpuhealth/stresstests/fp16_tensor.py",
-            "gpuhealth/stresstests/gemm.py",
-            "gpuhealth/stresstests/memtest.py",
-            "gpuhealth/stresstests/soak.py",
+            "gpuhealth/measure/stresstests/bandwidth.py",
+            "gpuhealth/measure/stresstests/fp32.py",
+            "gpuhealth/measure/stresstests/fp16_tensor.py",
+            "gpuhealth/measure/stresstests/gemm.py",
+            "gpuhealth/measure/stresstests/memtest.py",
+            "gpuhealth/measure/stresstests/soak.py",
         ),
         (
             "tests/test_verifications.py",
@@ -107,12 +107,12 @@ MODULES: dict[str, Target] = {
         "the stress tests: every result checked against host arithmetic",
     ),
     "signing": Target(
-        ("gpuhealth/signing.py",),
+        ("gpuhealth/certificate/signing.py",),
         ("tests/test_signing.py",),
         "the signature over a record's canonical bytes",
     ),
     "verify": Target(
-        ("gpuhealth/verify.py", "gpuhealth/checks.py"),
+        ("gpuhealth/certificate/verify.py", "gpuhealth/certificate/checks.py"),
         ("tests/test_verify.py", "tests/test_verify_without_gpuhealth.py"),
         "a buyer's check of a signed record",
     ),

@@ -66,7 +66,7 @@ def default_policy_path(repo: Path) -> Path:
 
 
 def mutants(data: dict[str, Any]) -> Iterator[Mutant]:
-    from gpuhealth.grading import SEVERITY_ORDER
+    from gpuhealth.judge.grading import SEVERITY_ORDER
 
     for i, rule in enumerate(data["rules"]):
         if SEVERITY_ORDER.index(rule["grade"]) > 0:
@@ -79,7 +79,7 @@ def mutants(data: dict[str, Any]) -> Iterator[Mutant]:
 
 
 def mutated(data: dict[str, Any], mutant: Mutant) -> dict[str, Any]:
-    from gpuhealth.grading import SEVERITY_ORDER
+    from gpuhealth.judge.grading import SEVERITY_ORDER
 
     rules = [dict(r) for r in data["rules"]]
     rule = rules[mutant.rule]
@@ -100,8 +100,9 @@ def pytest_configure(config: Any) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
-    from gpuhealth import grading, rejudge, shipped
+    from gpuhealth.certificate import rejudge
     from gpuhealth.datafiles import validate
+    from gpuhealth.judge import grading, shipped
 
     wanted = Mutant(**json.loads(spec))
     original = grading.policy_from_text
@@ -160,7 +161,7 @@ def run_policy(repo: Path, work: Path, deadline: float, stop: Stopping) -> Any:
     data = tomllib.loads(default_policy_path(repo).read_text(encoding="utf-8"))
     from gpuhealth.datafiles import validate
     from gpuhealth.errors import InputError
-    from gpuhealth.grading import PolicyFile
+    from gpuhealth.judge.grading import PolicyFile
 
     for mutant in mutants(data):
         row.mutants += 1

@@ -9,8 +9,8 @@
 bench/detection.py runs the simulated measurement per card (~0.7 s) and draws healthy cards at
 exactly the profile's spread around its exact centre. This one skips the measurement: each card
 is a real record of the model (tests/data/runs) whose judged metrics are rescaled to a level
-drawn from a population, then judged with `gpuhealth.analysis.assess` under the shipped policy,
-against a reference whose centre is itself measured on a few cards of the same population.
+drawn from a population, then judged with `gpuhealth.judge.analysis.assess` under the shipped
+policy, against a reference whose centre is itself measured on a few cards of the same population.
 
 Population (relative to the shipped profile's centre, which is the true centre):
 - four subsystems: memory (bandwidth.*, memtest.pass_gbs), fp32 (fp32.fp32_tflops,
@@ -56,13 +56,13 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.detection import lower_95, upper_95
-from gpuhealth import stats
-from gpuhealth.analysis import assess
-from gpuhealth.coverage import JUDGED_METRICS
-from gpuhealth.efficiency import efficiency_test
-from gpuhealth.grading import SEVERITY_ORDER, Policy, grade, load_policy
+from gpuhealth.judge import stats
+from gpuhealth.judge.analysis import assess
+from gpuhealth.judge.coverage import JUDGED_METRICS
+from gpuhealth.judge.efficiency import efficiency_test
+from gpuhealth.judge.grading import SEVERITY_ORDER, Policy, grade, load_policy
+from gpuhealth.judge.profiles import Profile, builtin_profiles, match_profile
 from gpuhealth.models import Metric, RunRecord, TestResult, record_from_json
-from gpuhealth.profiles import Profile, builtin_profiles, match_profile
 
 Tails = Literal["normal", "t4"]
 RUNS = Path(__file__).resolve().parent.parent / "tests" / "data" / "runs"
@@ -311,7 +311,7 @@ def judge_card(
 ) -> Judged:
     analysis, graded = assess(synthetic_record(template, levels), profile, policy)
     # The performance findings graded on their own: a deficit told as part of another cause's
-    # reason (an identity mismatch, gpuhealth/causes.py) still counts as detected.
+    # reason (an identity mismatch, gpuhealth/judge/causes.py) still counts as detected.
     performance_findings = tuple(
         replace(f, cause=None) for f in analysis.findings if f.code == "performance_deficit"
     )

@@ -18,8 +18,8 @@ The summary line ("8 cards: 6 A, 1 D, 1 INCOMPLETE") and --json's summary object
 card's grade, so a 3 never hides a D or F found on another card. Usage errors (2) are found
 before anything is measured, so they never meet a graded card.
 
-`gpuhealth verify` (gpuhealth/verify.py) answers "not proven" unless every check was made and
-held, with one exit code per state (the README lists what a buyer does for each):
+`gpuhealth verify` (gpuhealth/certificate/verify.py) answers "not proven" unless every check was
+made and held, with one exit code per state (the README lists what a buyer does for each):
   0  VALID: signature good, signer trusted, evidence complete, page and record agree, the grade
      follows from the measurements and is no better than the shipped rules give; a real card
   1  INVALID: proven wrong (changed, another signer, evidence missing, page differs from the
@@ -137,3 +137,14 @@ class TrustStoreError(GpuHealthError):
     may write it: nothing it says can be trusted, and "nothing pinned" would be a guess."""
 
     exit_code = EXIT_TRUST_STORE
+
+
+class StoreError(GpuHealthError):
+    """A usage problem with the results database: a malformed URL, an unknown card."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreUnavailable(GpuHealthError):
+    """The results database cannot be reached or opened (exit code 3); the run folders keep the
+    results, and `gpuhealth sync` adds them once the database is back."""

@@ -292,7 +292,7 @@ class MetricComparison:
 
 @dataclass(frozen=True)
 class SubsystemScore:
-    """One subsystem's performance against its model (gpuhealth/composite.py): the mean
+    """One subsystem's performance against its model (gpuhealth/judge/composite.py): the mean
     log-ratio of its judged metrics, with every source of uncertainty kept (relative)."""
 
     name: str  # memory, fp32, tensor, sustained
@@ -328,7 +328,7 @@ class SoakSummary:
     throttle_share: dict[str, float] = field(default_factory=dict)
     throughput_drift_pct: float | None = None
     stopped_early: str | None = None
-    # Thermal resistance is fitted to the whole run's telemetry (gpuhealth/thermal_fit.py):
+    # Thermal resistance is fitted to the whole run's telemetry (gpuhealth/judge/thermal_fit.py):
     # thermal_resistance_c_per_w is set only when the fit is trusted; otherwise the refusal says
     # why it was not measured. The fit's 95 % range, slow time constant and RMS residual are kept
     # whenever there was a fit (a refused fit's range shows what the run could not tell apart).
@@ -338,8 +338,8 @@ class SoakSummary:
     thermal_fit_rms_c: float | None = None
     thermal_resistance_refusal: str | None = None
     memory_temperature_headroom_c: float | None = None  # the memory's limit minus its maximum
-    # The reference the resistance was held to (gpuhealth/thermal_reference.py) and the ratio to
-    # it at the prediction's lower bound: the fit, run-to-run, rig and reference errors allowed.
+    # The reference the resistance was held to (gpuhealth/judge/thermal_reference.py) and the ratio
+    # to it at the prediction's lower bound: the fit, run-to-run, rig and reference errors allowed.
     thermal_reference: str | None = None
     thermal_ratio_low: float | None = None
 
@@ -357,7 +357,7 @@ class Finding:
     measure: float | None = None  # the number policy thresholds compare (e.g. a ratio)
     # The statistics behind the message, for the detail (the message is in the buyer's words).
     detail: str | None = None
-    # "code/source" of the finding that explains this one (gpuhealth/causes.py): its reason is
+    # "code/source" of the finding that explains this one (gpuhealth/judge/causes.py): its reason is
     # told as part of that finding's, one reason per cause.
     cause: str | None = None
 
@@ -415,8 +415,8 @@ class RulesFile:
     name: str  # a policy's "name vVERSION", a profile's key
     sha256: str  # of the text's UTF-8 bytes: what `sha256sum FILE` prints for the file
     text: str
-    # gpuhealth versions that shipped these exact bytes (gpuhealth/shipped.py); empty: a custom
-    # file. Written at grade time for the certificate; verify works it out again.
+    # gpuhealth versions that shipped these exact bytes (gpuhealth/judge/shipped.py); empty: a
+    # custom file. Written at grade time for the certificate; verify works it out again.
     shipped_in: tuple[str, ...] = ()
 
 
@@ -439,7 +439,7 @@ class JudgedUnder:
 
 @dataclass(frozen=True)
 class Signature:
-    """An Ed25519 signature over the record's canonical bytes (gpuhealth/signing.py)."""
+    """An Ed25519 signature over the record's canonical bytes (gpuhealth/certificate/signing.py)."""
 
     algorithm: str  # "ed25519"
     public_key: str  # base64 of the raw 32-byte public key
@@ -454,8 +454,8 @@ class Signature:
 @dataclass(frozen=True)
 class HistoryFact:
     """One thing the results database knew of the card that this run contradicts
-    (gpuhealth/card_history.py): kind "identity" (the serial was stored with another UUID, or the
-    UUID with another serial) or "counter" (a counter that never goes down on one card is lower
+    (gpuhealth/store/card_history.py): kind "identity" (the serial was stored with another UUID, or
+    the UUID with another serial) or "counter" (a counter that never goes down on one card is lower
     than in the last stored run: an InfoROM reset or another card)."""
 
     kind: Literal["identity", "counter"]

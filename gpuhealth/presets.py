@@ -61,7 +61,8 @@ class SoakParams:
     gemm_n: int
     # Then a memory-bound phase (triads back to back): the card busy at a second, lower power
     # held for several slow thermal time constants, so that the whole run's telemetry identifies
-    # the thermal resistance (gpuhealth/thermal_fit.py) whatever heat the card held at the start.
+    # the thermal resistance (gpuhealth/judge/thermal_fit.py) whatever heat the card held at the
+    # start.
     memory_phase_s: float
     budget_s: float
 
@@ -179,7 +180,7 @@ def with_soak(chosen: Preset, duration_s: float | None) -> Preset:
     return replace(chosen, soak=replace(soak, duration_s=duration_s, budget_s=budget_s))
 
 
-# The stress tests in the order a grade runs them (gpuhealth.stresstests.TEST_NAMES, which
+# The stress tests in the order a grade runs them (gpuhealth.measure.stresstests.TEST_NAMES, which
 # imports the backends; tests/test_readiness_burnin.py keeps the two equal).
 TEST_ORDER = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from simkit import H100, CliRun, GradedRuns, card_toml, invoke
 
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
-from gpuhealth.keys import PASSPHRASE_ENV, SigningKey, generate_key
+from gpuhealth.certificate.keys import PASSPHRASE_ENV, SigningKey, generate_key
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
 
 
 @pytest.fixture(scope="session", autouse=True)

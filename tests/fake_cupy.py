@@ -1,4 +1,5 @@
-"""A fake `cupy` module: what gpuhealth/backends/cuda.py and gpuhealth/kernels.py use, on the CPU.
+"""A fake `cupy` module: what gpuhealth/measure/backends/cuda.py and
+gpuhealth/measure/backends/kernels.py use, on the CPU.
 
 It records and checks; it does not compute. Device memory is numpy byte arrays behind made-up,
 256-byte-aligned device addresses; cudaMemcpy really copies bytes in and out of them, bounds
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuhealth import kernels
+from gpuhealth.measure.backends import kernels
 
 # cudaError_t names (driver_types.h) for the statuses the tests use.
 ERROR_NAMES = {
@@ -716,7 +717,7 @@ class RawKernel:
 
 def install_without_nvml(gpu: FakeGpu, monkeypatch: Any) -> FakeGpu:
     """install, and NVML made unloadable: the backend runs on the fake CuPy alone."""
-    from gpuhealth.backends import nvml
+    from gpuhealth.measure.backends import nvml
 
     def no_pynvml() -> Any:
         raise ImportError("no pynvml in this test")

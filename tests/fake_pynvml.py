@@ -1,7 +1,8 @@
 """A fake `pynvml` module that answers from recorded NVML data (tests/data/nvml/*.json).
 
 It has the real module's constants, error classes and ctypes structures (copied from the installed
-nvidia-ml-py), and the real function names with their signatures, so gpuhealth/backends/nvml.py
+nvidia-ml-py), and the real function names with their signatures, so
+gpuhealth/measure/backends/nvml.py
 cannot tell it from the real one. Every real `nvml*` function the recording cannot answer raises
 `NotRecordedError` (not an NVMLError), so a query the mapping gets wrong shows up in
 `NvmlDevice.unreadable` instead of passing as "not supported".

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from gpuhealth.backends.sim import SimBackend
 from gpuhealth.cli import main
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.stresstests.base import Executed, StressTest, TestContext, execute
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import PRESETS
-from gpuhealth.stresstests.base import Executed, StressTest, TestContext, execute
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "simcards"

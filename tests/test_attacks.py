@@ -32,6 +32,8 @@ from verifykit import (
 )
 
 from gpuhealth import __version__
+from gpuhealth.certificate.keys import SigningKey, generate_key, pin, pinned_file
+from gpuhealth.certificate.report import write_reports
 from gpuhealth.errors import (
     EXIT_BAD_CARD,
     EXIT_OK,
@@ -40,11 +42,9 @@ from gpuhealth.errors import (
     EXIT_TRUST_STORE,
     EXIT_VERSION_UNCHECKABLE,
 )
-from gpuhealth.grading import DEFAULT_POLICY, load_policy, policy_from_text
-from gpuhealth.keys import SigningKey, generate_key, pin, pinned_file
+from gpuhealth.judge.grading import DEFAULT_POLICY, load_policy, policy_from_text
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
 from gpuhealth.models import Grade, Reason, RulesFile, RunRecord, Verification
-from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.report import write_reports
 
 STUCK_BIT = EXAMPLES / "stuck-bit.toml"
 SLOW_MEMORY = EXAMPLES / "slow-memory.toml"
@@ -378,9 +378,9 @@ def test_other_rules_are_said_up_front_even_when_the_signer_is_not_trusted(
 
 def test_a_profile_with_lowered_centres_is_invalid(seller: SigningKey, tmp_path: Path) -> None:
     """The shipped H100 profile, key and name kept, bandwidth centres 20% lower."""
-    text = (Path(__file__).parent.parent / "gpuhealth/profiles/data/h100-sxm5-80gb.toml").read_text(
-        encoding="utf-8"
-    )
+    text = (
+        Path(__file__).parent.parent / "gpuhealth/judge/profiles/data/h100-sxm5-80gb.toml"
+    ).read_text(encoding="utf-8")
 
     def lower(match: re.Match[str]) -> str:
         return f"center = {float(match.group(1)) * 0.8:.1f}"
@@ -405,9 +405,9 @@ def test_a_rig_reference_that_excuses_a_hot_card_is_invalid(
     """A seller's "rig reference" (the shipped H100 profile, its thermal reference raised to what
     a worn card reads, claimed for this host by 20 cards): the card grades A under it, but the
     buyer cannot check the rig, so a grade better than the shipped rules give is INVALID."""
-    text = (Path(__file__).parent.parent / "gpuhealth/profiles/data/h100-sxm5-80gb.toml").read_text(
-        encoding="utf-8"
-    )
+    text = (
+        Path(__file__).parent.parent / "gpuhealth/judge/profiles/data/h100-sxm5-80gb.toml"
+    ).read_text(encoding="utf-8")
     worn = tmp_path / "worn.toml"
     worn.write_text(card_toml("thermal_resistance_scale = 1.5"), encoding="utf-8")
     host = socket.gethostname()

@@ -1,5 +1,5 @@
-"""The backend contract (gpuhealth/backends/base.py): what every backend must do, tested the same
-way on each. "sim" always runs; "cuda" runs where CuPy imports and CUDA sees a device (marked
+"""The backend contract (gpuhealth/measure/backends/base.py): what every backend must do, tested the
+same way on each. "sim" always runs; "cuda" runs where CuPy imports and CUDA sees a device (marked
 `gpu`, skipped elsewhere by the check in this file).
 
 Expected values come from host arithmetic, gpuhealth.patterns and float64 products, never from the
@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from gpuhealth.backends.base import (
+from gpuhealth.errors import DeviceOutOfMemory
+from gpuhealth.measure.backends.base import (
     FMA_CHAINS,
     Backend,
     CloseCheck,
@@ -23,14 +24,13 @@ from gpuhealth.backends.base import (
     MemCheck,
     fma_start,
 )
-from gpuhealth.backends.sim import DENSE_BYTES, SimBackend
-from gpuhealth.backends.simcards import load_card
-from gpuhealth.errors import DeviceOutOfMemory
+from gpuhealth.measure.backends.sim import DENSE_BYTES, SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.stresstests.bandwidth import HostArrays
+from gpuhealth.measure.stresstests.fp16_tensor import gemm_tolerance
+from gpuhealth.measure.stresstests.gemm import library_tolerance
 from gpuhealth.models import CardIdentity, HealthCounters, ProcessInfo, TelemetrySample
 from gpuhealth.patterns import MemPattern, expected_words, standard_sequence, word_digest
-from gpuhealth.stresstests.bandwidth import HostArrays
-from gpuhealth.stresstests.fp16_tensor import gemm_tolerance
-from gpuhealth.stresstests.gemm import library_tolerance
 
 
 def _cuda_usable() -> tuple[bool, str]:
@@ -53,7 +53,7 @@ BACKENDS = [
 def open_named(name: str) -> Backend:
     if name == "sim":
         return SimBackend(load_card("h100-sxm5-80gb"))
-    from gpuhealth.backends.cuda import CudaBackend
+    from gpuhealth.measure.backends.cuda import CudaBackend
 
     return CudaBackend(0)
 

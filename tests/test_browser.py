@@ -12,7 +12,8 @@ rendered by Chromium, which checks that
   box and the card's identity end within the first printed page: a small inline script, added to
   a copy of the certificate for this test only, measures the layout and writes the result into a
   data attribute that --dump-dom returns (the certificate itself carries no script to run);
-- printing to PDF (gpuhealth.pdf, A4 and Letter) gives a plausible number of pages of that size.
+- printing to PDF (gpuhealth.certificate.pdf, A4 and Letter) gives a plausible number of pages of
+that size.
 
 Without Chromium the tests skip, unless GPUHEALTH_REQUIRE_BROWSER=1 (CI) makes that a failure.
 GPUHEALTH_UPDATE_SCREENSHOT=1 rewrites docs/certificate-example.png from the grade-A screenshot.
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 from simkit import EXAMPLES, REPO, GradedRuns, invoke
 
-from gpuhealth import pdf, report
+from gpuhealth.certificate import pdf, report
 from gpuhealth.errors import EnvironmentUnusable
 from gpuhealth.models import RunRecord, record_from_json
 
@@ -106,7 +107,8 @@ def browser() -> str:
 
 
 def run_browser(browser: str, work: Path, *args: str) -> str:
-    """One headless Chromium run with a fresh profile and gpuhealth.pdf's offline flags."""
+    """One headless Chromium run with a fresh profile and gpuhealth.certificate.pdf's offline
+    flags."""
     work.mkdir(parents=True, exist_ok=True)
     command = pdf.browser_command(browser, work / "profile", *FLAGS, *args)
     done = subprocess.run(

@@ -1,4 +1,4 @@
-"""One reason per cause, in the buyer's words (gpuhealth/causes.py, grading._one_per_cause):
+"""One reason per cause, in the buyer's words (gpuhealth/judge/causes.py, grading._one_per_cause):
 a cut-down card, a lost card and a refused run each get one reason; the statistics are in the
 detail; every finding is still in the record."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from simkit import invoke
 
-from gpuhealth.causes import attribute
-from gpuhealth.grading import grade, load_policy
+from gpuhealth.judge.causes import attribute
+from gpuhealth.judge.grading import grade, load_policy
 from gpuhealth.models import Finding, RunRecord, record_from_json
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "simcards"
@@ -96,7 +96,7 @@ def test_reasons_are_plain_words_with_the_statistics_in_the_detail(
 def test_the_certificate_shows_the_detail_and_the_consequences(
     graded: dict[str, RunRecord], tmp_path: Path
 ) -> None:
-    from gpuhealth.report import render
+    from gpuhealth.certificate.report import render
 
     page = render(graded["cut-down"], "html")
     assert '<div class="detail">FP32 ' in page

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 from test_report import bare_record, failing_record, healthy_record
 
-from gpuhealth import models, pdf, report
+from gpuhealth import models
+from gpuhealth.certificate import pdf, report
 from gpuhealth.errors import EnvironmentUnusable, InputError
 from gpuhealth.models import SCHEMA_VERSION, Finding, RunRecord, record_from_json, record_to_json
 

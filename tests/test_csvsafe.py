@@ -1,4 +1,4 @@
-"""Spreadsheet-safe CSV (gpuhealth/csvsafe.py): formula payloads in card text are neutralised,
+"""Spreadsheet-safe CSV (gpuhealth/store/csvsafe.py): formula payloads in card text are neutralised,
 numbers gpuhealth writes stay numbers, and every CSV the package writes goes through it."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 from click.testing import Result
 from simkit import H100, invoke
 
-from gpuhealth import csvsafe
 from gpuhealth.cli import main
-from gpuhealth.cli_store import register
-from gpuhealth.csvsafe import csv_safe
+from gpuhealth.cli.store import register
 from gpuhealth.models import RunRecord, record_from_json
-from gpuhealth.store import save_record
+from gpuhealth.store import csvsafe
+from gpuhealth.store.csvsafe import csv_safe
+from gpuhealth.store.database import save_record
 
 register(main)  # as tests/test_store.py: the store commands on the CLI (idempotent)
 
@@ -121,7 +121,7 @@ def test_every_csv_writer_in_the_package_is_safe() -> None:
         text = path.read_text(encoding="utf-8")
         if re.search(r"csv\s*\.\s*(writer|DictWriter)\s*\(|from\s+csv\s+import[^\n]*writer", text):
             offenders.append(str(path.relative_to(PACKAGE)))
-    assert offenders == [], f"write CSV through gpuhealth.csvsafe.writer: {offenders}"
+    assert offenders == [], f"write CSV through gpuhealth.store.csvsafe.writer: {offenders}"
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer, fma_start
-from gpuhealth.backends.cuda import CudaBackend, Geometry
 from gpuhealth.errors import DeviceOutOfMemory
+from gpuhealth.measure.backends.base import FMA_CHAINS, DeviceBuffer, fma_start
+from gpuhealth.measure.backends.cuda import CudaBackend, Geometry
 from gpuhealth.models import MemoryMismatch
 from gpuhealth.patterns import MemPattern, expected_words, word_digest
 
@@ -447,7 +447,7 @@ def test_gemm_library_against_reference(backend: CudaBackend, alloc: Alloc, dtyp
 _ILLEGAL_ADDRESS = textwrap.dedent(
     """
     import sys
-    from gpuhealth.backends.cuda import CudaBackend, CudaBuffer
+    from gpuhealth.measure.backends.cuda import CudaBackend, CudaBuffer
     from gpuhealth.errors import DeviceLost
     card = CudaBackend(0)
     good = card.alloc(1 << 20)
@@ -493,11 +493,11 @@ def test_illegal_address_marks_the_card_lost() -> None:
 def test_pcie_test_on_the_real_card_reaches_the_link(backend: CudaBackend) -> None:
     """The whole pcie test (quick preset): every word checked, the link read under load, and the
     copies at >= 70% of the link's theoretical rate (what findings_links calls healthy)."""
-    from gpuhealth.findings_links import PCIE_SLOW_SHARE
+    from gpuhealth.judge.findings_links import PCIE_SLOW_SHARE
+    from gpuhealth.measure.stresstests.base import TestContext, execute
+    from gpuhealth.measure.stresstests.pcie import PcieTest
     from gpuhealth.pcielink import link_gbs
     from gpuhealth.presets import PRESETS
-    from gpuhealth.stresstests.base import TestContext, execute
-    from gpuhealth.stresstests.pcie import PcieTest
 
     preset = PRESETS["quick"]
     ctx = TestContext(backend, backend.device_info(), preset, backend.clock_s(), 60.0)

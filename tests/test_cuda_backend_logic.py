@@ -18,16 +18,6 @@ import numpy as np
 import pytest
 from fake_cupy import FakeCheckError, FakeGpu, Launch, NotSimulatedError
 
-from gpuhealth.backends.base import FMA_CHAINS, DeviceBuffer
-from gpuhealth.backends.cuda import (
-    _LOST_STATUSES,
-    DEFAULT_MEMTEST_GEOMETRY,
-    DEFAULT_READ_GEOMETRY,
-    DEFAULT_REDUCE_GEOMETRY,
-    DEFAULT_STREAM_GEOMETRY,
-    CudaBackend,
-    Geometry,
-)
 from gpuhealth.errors import (
     DeviceError,
     DeviceLost,
@@ -35,6 +25,16 @@ from gpuhealth.errors import (
     EnvironmentUnusable,
     KernelCompileError,
     NotApplicable,
+)
+from gpuhealth.measure.backends.base import FMA_CHAINS, DeviceBuffer
+from gpuhealth.measure.backends.cuda import (
+    _LOST_STATUSES,
+    DEFAULT_MEMTEST_GEOMETRY,
+    DEFAULT_READ_GEOMETRY,
+    DEFAULT_REDUCE_GEOMETRY,
+    DEFAULT_STREAM_GEOMETRY,
+    CudaBackend,
+    Geometry,
 )
 from gpuhealth.patterns import MemPattern
 
@@ -724,7 +724,7 @@ def test_nvtx_ranges_follow_tests(backend: CudaBackend) -> None:
 
 def test_the_fake_rejects_what_cuda_would(backend: CudaBackend, gpu: FakeGpu) -> None:
     """The fake is a check, not a sink: wrong argument types, counts and shapes fail."""
-    from gpuhealth import kernels
+    from gpuhealth.measure.backends import kernels
 
     kernel = kernels.function("util", "fill_f32", "90")
     buffer = backend.alloc(64)

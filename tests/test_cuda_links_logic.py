@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from fake_cupy import FakeGpu, Launch
 
-from gpuhealth.backends import nvml
-from gpuhealth.backends.cuda import CudaBackend
 from gpuhealth.errors import DeviceError, DeviceLost
+from gpuhealth.measure.backends import nvml
+from gpuhealth.measure.backends.cuda import CudaBackend
+from gpuhealth.measure.stresstests import pcie
+from gpuhealth.measure.stresstests.base import TestContext, execute
 from gpuhealth.patterns import PATTERN_CODES, MemPattern, expected_words
 from gpuhealth.presets import PRESETS, PcieParams
-from gpuhealth.stresstests import pcie
-from gpuhealth.stresstests.base import TestContext, execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_pcie  # bench/ is not a package

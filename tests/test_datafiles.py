@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from simkit import EXAMPLES, invoke
 
-from gpuhealth.backends.simcards import load_card
 from gpuhealth.datafiles import StrictModel, validate
 from gpuhealth.errors import EXIT_USAGE, InputError
-from gpuhealth.grading import DEFAULT_POLICY, load_policy
-from gpuhealth.profiles import PROFILES_DIR, load_profile
+from gpuhealth.judge.grading import DEFAULT_POLICY, load_policy
+from gpuhealth.judge.profiles import PROFILES_DIR, load_profile
+from gpuhealth.measure.backends.simcards import load_card
 from gpuhealth.tomlpos import key_lines, line_of
 
 H200_PROFILE = PROFILES_DIR / "h200-sxm-141gb.toml"

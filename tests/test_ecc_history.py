@@ -22,10 +22,10 @@ import pytest
 from fake_pynvml import FakeNvml
 from simkit import card_toml, invoke
 
-from gpuhealth.backends import nvml
-from gpuhealth.coverage import counter_coverage_findings
-from gpuhealth.findings import RETIRED_PAGES_LIMIT, counter_findings
-from gpuhealth.grading import grade, load_policy
+from gpuhealth.judge.coverage import counter_coverage_findings
+from gpuhealth.judge.findings import RETIRED_PAGES_LIMIT, counter_findings
+from gpuhealth.judge.grading import grade, load_policy
+from gpuhealth.measure.backends import nvml
 from gpuhealth.models import HealthCounters, record_from_json
 
 POLICY = load_policy()

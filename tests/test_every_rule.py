@@ -31,18 +31,18 @@ from pathlib import Path
 import pytest
 from simkit import H100, REPO, card_toml
 
-from gpuhealth.analysis import judge
-from gpuhealth.backends import open_backend
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK
-from gpuhealth.fleet import GradePlan, exit_code_for_letters, grade_specs, options_for
-from gpuhealth.grading import DEFAULT_POLICY, FINDING_CODES, Policy, load_policy
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import DEFAULT_POLICY, FINDING_CODES, Policy, load_policy
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
+from gpuhealth.measure.backends import open_backend
+from gpuhealth.measure.fleet import GradePlan, exit_code_for_letters, grade_specs, options_for
+from gpuhealth.measure.runner import GradedCard, GradeOptions, finish, grade_card
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import preset
-from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.runner import GradedCard, GradeOptions, finish, grade_card
-from gpuhealth.store import Store, save_record
+from gpuhealth.store.database import Store, save_record
 
-PROFILE = REPO / "gpuhealth" / "profiles" / "data" / "h100-sxm5-80gb.toml"
+PROFILE = REPO / "gpuhealth" / "judge" / "profiles" / "data" / "h100-sxm5-80gb.toml"
 EXIT_FOR = {
     "A": EXIT_OK,
     "B": EXIT_OK,

@@ -1,5 +1,5 @@
-"""Evidence, not claims (gpuhealth/evidence.py): genuine records have no problems, and each way of
-marking a test passed with its evidence removed or thinned out is caught, as exactly one
+"""Evidence, not claims (gpuhealth/judge/evidence.py): genuine records have no problems, and each
+way of marking a test passed with its evidence removed or thinned out is caught, as exactly one
 test_not_measured finding for that test."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import pytest
 from simkit import EXAMPLES, GradedRuns
 
 from gpuhealth import __version__
-from gpuhealth.backends import sim
-from gpuhealth.evidence import (
+from gpuhealth.judge.evidence import (
     LEGACY_TESTS,
     LEGACY_VERSIONS,
     MEMORY_CHUNK_S,
@@ -24,9 +23,10 @@ from gpuhealth.evidence import (
     evidence_findings,
     evidence_problems,
 )
+from gpuhealth.measure.backends import sim
+from gpuhealth.measure.stresstests import TEST_NAMES, base, fp16_tensor, soak
 from gpuhealth.models import Metric, RunRecord, Scalar, TestResult, record_from_json
 from gpuhealth.presets import PRESETS
-from gpuhealth.stresstests import TEST_NAMES, base, fp16_tensor, soak
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 REAL_STANDARD = RUNS / "h100-second-card-standard-2026-11-26.json"  # real H100, passes + phase

@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from simkit import H100, card_toml, invoke
 
-from gpuhealth import stats
-from gpuhealth.analysis import compare_metrics, composite_settings
-from gpuhealth.composite import score_subsystems
-from gpuhealth.coverage import JUDGED_METRICS
-from gpuhealth.findings import performance_findings
-from gpuhealth.grading import grade, load_policy
+from gpuhealth.judge import stats
+from gpuhealth.judge.analysis import compare_metrics, composite_settings
+from gpuhealth.judge.composite import score_subsystems
+from gpuhealth.judge.coverage import JUDGED_METRICS
+from gpuhealth.judge.findings import performance_findings
+from gpuhealth.judge.grading import grade, load_policy
+from gpuhealth.judge.profiles import Profile, builtin_profiles, find_profile
+from gpuhealth.judge.xids import APPLICATION, CARD_LOST, CATALOGUE, FATAL, NVLINK, UNKNOWN
 from gpuhealth.models import Metric, TestResult
-from gpuhealth.profiles import Profile, builtin_profiles, find_profile
-from gpuhealth.xids import APPLICATION, CARD_LOST, CATALOGUE, FATAL, NVLINK, UNKNOWN
 
 POLICY = load_policy()
 SETTINGS = composite_settings(POLICY)

@@ -28,10 +28,11 @@ import pytest
 from click.testing import Result
 from simkit import H100, REPO, card_toml, invoke, read_run
 
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, InputError
-from gpuhealth.fleet import (
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.fleet import (
     PID_FILE,
     WATCHDOG_MARGIN_S,
     WATCHDOG_SCALE,
@@ -40,11 +41,10 @@ from gpuhealth.fleet import (
     outcomes_exit_code,
     summary_line,
 )
-from gpuhealth.grading import load_policy
+from gpuhealth.measure.runfolder import inside, safe_name
+from gpuhealth.measure.runner import GradeOptions, grade_card
 from gpuhealth.models import CardIdentity, RunRecord, record_from_json
 from gpuhealth.presets import preset
-from gpuhealth.runfolder import inside, safe_name
-from gpuhealth.runner import GradeOptions, grade_card
 
 TESTS = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "soak")
 BEFORE_FP32 = TESTS.index("fp32")  # the tests a card hung in fp32 has finished

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gpuhealth.findings import _thermal_resistance_findings, run_findings
-from gpuhealth.findings import test_findings as findings_of
+from gpuhealth.judge.findings import _thermal_resistance_findings, run_findings
+from gpuhealth.judge.findings import test_findings as findings_of
 from gpuhealth.models import (
     Finding,
     MemoryMismatch,

@@ -1,5 +1,5 @@
-"""Several GPUs graded at once (gpuhealth/fleet.py), and nothing lost when a run is cut short:
-real worker processes, real signals (SIGKILL to a worker, SIGTERM to the grade), truncated
+"""Several GPUs graded at once (gpuhealth/measure/fleet.py), and nothing lost when a run is cut
+short: real worker processes, real signals (SIGKILL to a worker, SIGTERM to the grade), truncated
 journals, and `gpuhealth resume`.
 
 The slow simulated cards sleep real time per simulated second (`wall_time_scale`), so that a
@@ -23,11 +23,11 @@ import pytest
 from simkit import EXAMPLES, H100, H200, card_toml, invoke, read_run
 
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
-from gpuhealth.evidence import TELEMETRY_MIN_TEST_S
-from gpuhealth.fleet import PID_FILE, FleetEvent, Supervisor, WorkerSpec
+from gpuhealth.judge.evidence import TELEMETRY_MIN_TEST_S
+from gpuhealth.measure.fleet import PID_FILE, FleetEvent, Supervisor, WorkerSpec
+from gpuhealth.measure.runner import journal
+from gpuhealth.measure.stresstests import TEST_NAMES
 from gpuhealth.models import RunRecord
-from gpuhealth.runner import journal
-from gpuhealth.stresstests import TEST_NAMES
 
 TESTS = TEST_NAMES  # the suite, in the order a grade runs it (pcie first)
 SLOW = 0.2  # real seconds per simulated second: a quick soak takes 15 s of wall time

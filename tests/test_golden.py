@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from gpuhealth import __version__, shipped
-from gpuhealth.analysis import HIGH_Z, _verdict, judge, no_profile_note
-from gpuhealth.grading import load_policy, policy_from_text
+from gpuhealth import __version__
+from gpuhealth.judge import shipped
+from gpuhealth.judge.analysis import HIGH_Z, _verdict, judge, no_profile_note
+from gpuhealth.judge.grading import load_policy, policy_from_text
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
 from gpuhealth.models import MetricComparison, RunRecord, record_from_json, record_to_json
-from gpuhealth.profiles import builtin_profiles, match_profile
 
 DATA = Path(__file__).resolve().parent / "data"
 RUNS = sorted((DATA / "runs").glob("*.json"))
@@ -164,7 +165,7 @@ REASONS: dict[str, list[tuple[str, str, str]]] = {
         ("xid-card-lost", "INCOMPLETE", "Xid 79 at 1.8 s: GPU has fallen off the bus"),
     ],
 }
-# Consequences told as part of their cause's reason (gpuhealth/causes.py).
+# Consequences told as part of their cause's reason (gpuhealth/judge/causes.py).
 ALSO = {
     "sim-lost-in-soak-quick": [
         "incomplete: soak: error (GPU 0 has fallen off the bus",

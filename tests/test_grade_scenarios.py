@@ -17,10 +17,10 @@ import pytest
 from simkit import EXAMPLES, CliRun, GradedRuns, invoke
 
 from gpuhealth import __version__
-from gpuhealth.backends import nvml
 from gpuhealth.cli import main
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
-from gpuhealth.grading import DEFAULT_POLICY
+from gpuhealth.judge.grading import DEFAULT_POLICY
+from gpuhealth.measure.backends import nvml
 from gpuhealth.models import RunRecord, record_from_json
 
 REPORT_FILES = {"run.json", "report.html", "report.md"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpuhealth.errors import InputError
-from gpuhealth.grading import (
+from gpuhealth.judge.grading import (
     DEFAULT_POLICY,
     FINDING_CODES,
     SEVERITY_ORDER,

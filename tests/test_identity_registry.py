@@ -1,4 +1,4 @@
-"""Is it what it claims to be? (issue 11, item 7; gpuhealth/registry.py)
+"""Is it what it claims to be? (issue 11, item 7; gpuhealth/judge/registry.py)
 
 Simulated cards graded end to end: healthy ones keep A; a relabelled PCI id, a reported cut-down
 SM count, a card that reports 132 SMs but computes with 114, a reflashed max clock or power limit
@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from simkit import H100, H200, invoke
 
-from gpuhealth import __version__, registry
-from gpuhealth.analysis import judge
-from gpuhealth.grading import grade, load_policy
+from gpuhealth import __version__
+from gpuhealth.judge import registry
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import grade, load_policy
+from gpuhealth.judge.profiles import Profile, builtin_profiles, find_profile, match_profile
+from gpuhealth.judge.profiles.build import SourceRun, build_profile
+from gpuhealth.judge.registry import registry_findings
 from gpuhealth.models import Finding, Metric, RunRecord, TestResult, record_from_json
-from gpuhealth.profiles import Profile, builtin_profiles, find_profile, match_profile
-from gpuhealth.profiles.build import SourceRun, build_profile
-from gpuhealth.registry import registry_findings
 
 DATA = Path(__file__).resolve().parent / "data"
 REAL_RUNS = sorted(p for p in (DATA / "runs").glob("*.json") if not p.name.startswith("sim-"))

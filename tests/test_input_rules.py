@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gpuhealth import datafiles, jsonfile, keys
-from gpuhealth.backends.simcards import load_card
+from gpuhealth import datafiles, jsonfile
+from gpuhealth.certificate import keys
 from gpuhealth.datafiles import StrictModel, read_text_file, validate
 from gpuhealth.errors import InputError, TrustStoreError
-from gpuhealth.grading import DEFAULT_POLICY, policy_from_text
+from gpuhealth.judge.grading import DEFAULT_POLICY, policy_from_text
+from gpuhealth.judge.profiles import PROFILES_DIR, profile_from_text
 from gpuhealth.limits import RateScale, ordered
+from gpuhealth.measure.backends.simcards import load_card
 from gpuhealth.models import record_from_json
-from gpuhealth.profiles import PROFILES_DIR, profile_from_text
 
 RUN = Path(__file__).resolve().parent / "data" / "runs" / "sim-stuck-bit-quick.json"
 H100_PROFILE = (PROFILES_DIR / "h100-sxm5-80gb.toml").read_text(encoding="utf-8")
@@ -115,7 +116,7 @@ def test_profile_centre_in_its_units_range() -> None:
 
 
 def test_sim_thermal_thresholds_ordered(tmp_path: Path) -> None:
-    from gpuhealth.backends.simcards import SIMCARDS_DIR, SimModel
+    from gpuhealth.measure.backends.simcards import SIMCARDS_DIR, SimModel
 
     text = (SIMCARDS_DIR / "h100-sxm5-80gb.toml").read_text(encoding="utf-8")
     text = text.replace("shutdown_c = 95.0", "shutdown_c = 80.0", 1)
@@ -242,7 +243,8 @@ def test_record_types_are_strict() -> None:
     assert caught.value.field == "complete"
 
 
-# --- key files (gpuhealth.keys) ------------------------------------------------------------------
+# --- key files (gpuhealth.certificate.keys)
+# ------------------------------------------------------------------
 
 
 def test_a_private_key_file_too_large(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhealth import kernels
+from gpuhealth.measure.backends import kernels
 
 ARCHS = ("70", "75", "80", "90")
 REQUIRED_ARCHS = ("80", "90")  # Ampere and Hopper: a toolkit that cannot build these is too old

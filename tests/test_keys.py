@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from simkit import invoke
 
-from gpuhealth.errors import EXIT_OK, EXIT_TRUST_STORE, EXIT_USAGE, InputError, TrustStoreError
-from gpuhealth.keys import (
+from gpuhealth.certificate.keys import (
     PASSPHRASE_ENV,
     SigningKey,
     generate_key,
@@ -30,6 +29,7 @@ from gpuhealth.keys import (
     public_record_file,
     unpin,
 )
+from gpuhealth.errors import EXIT_OK, EXIT_TRUST_STORE, EXIT_USAGE, InputError, TrustStoreError
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from simkit import CliRun, GradedRuns, read_run, run_stress
 
-from gpuhealth.backends.base import LinkCopy
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_OK
-from gpuhealth.evidence import evidence_problems
-from gpuhealth.findings_links import PCIE_SLOW_SHARE, nvlink_findings, pcie_findings
+from gpuhealth.judge.evidence import evidence_problems
+from gpuhealth.judge.findings_links import PCIE_SLOW_SHARE, nvlink_findings, pcie_findings
+from gpuhealth.measure.backends.base import LinkCopy
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.stresstests.pcie import COPY_MIN_BYTES, PcieTest, first_bad_byte
 from gpuhealth.models import HealthCounters, NvLinkReading, RunRecord, TestResult
 from gpuhealth.pcielink import link_gbs
-from gpuhealth.stresstests.pcie import COPY_MIN_BYTES, PcieTest, first_bad_byte
 
 H100_GEN5_X16_GBS = 32 * 128 / 130 * 16 / 8  # 63.0 GB/s one way
 
@@ -314,8 +314,8 @@ def test_report_shows_nvlink_only_for_cards_that_have_it(
 def test_fill_pattern_is_the_memtest_pattern_word_for_word(monkeypatch: pytest.MonkeyPatch) -> None:
     """The device checks host-to-device copies against patterns.expected_words: the host's fast
     fill must be that pattern exactly, across chunk boundaries too."""
+    from gpuhealth.measure.stresstests import pcie
     from gpuhealth.patterns import expected_words
-    from gpuhealth.stresstests import pcie
 
     monkeypatch.setattr(pcie, "FILL_CHUNK_WORDS", 1000)
     host = np.zeros(4 * 5000 + 3, dtype=np.uint8)  # a tail that is not a whole word
@@ -329,7 +329,7 @@ def test_fill_pattern_is_the_memtest_pattern_word_for_word(monkeypatch: pytest.M
 def test_the_pcie_test_leaves_the_other_tests_sim_numbers_alone() -> None:
     """The pcie test's kernels draw their noise from a generator of their own: the tests after it
     measure on the sim what they measured before it existed (goldens and recheck ratios hold)."""
-    from gpuhealth.stresstests.bandwidth import BandwidthTest
+    from gpuhealth.measure.stresstests.bandwidth import BandwidthTest
 
     alone = SimBackend(load_card("h100-sxm5-80gb"))
     after_pcie = SimBackend(load_card("h100-sxm5-80gb"))

@@ -12,7 +12,7 @@ import fake_pynvml
 import pytest
 from fake_pynvml import FakeNvml
 
-from gpuhealth.backends import nvml
+from gpuhealth.measure.backends import nvml
 
 
 @pytest.fixture

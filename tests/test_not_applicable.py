@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
-from gpuhealth.grading import load_policy
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.runner import GradeOptions, grade_card
 from gpuhealth.presets import preset
-from gpuhealth.runner import GradeOptions, grade_card
 
 
 def volta_card() -> SimBackend:

@@ -1,4 +1,4 @@
-"""gpuhealth/backends/nvml.py against a fake pynvml that answers from recorded NVML data.
+"""gpuhealth/measure/backends/nvml.py against a fake pynvml that answers from recorded NVML data.
 
 The healthy scenarios assert the values two real cards gave (tests/data/nvml/*.json), so a wrong
 mapping (wrong function, wrong enum, wrong unit) fails here. One test at the end reads a real card
@@ -18,8 +18,8 @@ import pynvml
 import pytest
 from fake_pynvml import FakeNvml
 
-from gpuhealth.backends import nvml
 from gpuhealth.errors import EXIT_INCOMPLETE, DeviceLost, EnvironmentUnusable
+from gpuhealth.measure.backends import nvml
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
@@ -430,7 +430,7 @@ def test_fake_is_faithful_to_the_real_module() -> None:
 
 
 def test_importing_nvml_does_not_import_pynvml() -> None:
-    code = "import sys, gpuhealth.backends.nvml; print('pynvml' in sys.modules)"
+    code = "import sys, gpuhealth.measure.backends.nvml; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuhealth import stats
-from gpuhealth.grading import load_policy
+from gpuhealth.judge import stats
+from gpuhealth.judge.grading import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not a package of the install

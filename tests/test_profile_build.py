@@ -21,10 +21,9 @@ from statistics import NormalDist
 import pytest
 from simkit import REPO, card_toml, invoke
 
-from gpuhealth import stats
-from gpuhealth.composite import SUBSYSTEMS
-from gpuhealth.models import Metric, RunRecord, record_from_json, record_to_json
-from gpuhealth.profiles import (
+from gpuhealth.judge import stats
+from gpuhealth.judge.composite import SUBSYSTEMS
+from gpuhealth.judge.profiles import (
     MIN_FLEET_CARDS,
     NOT_JUDGED,
     POWER_CAPPED_METRICS,
@@ -36,7 +35,7 @@ from gpuhealth.profiles import (
     prior_spread,
     profile_kind,
 )
-from gpuhealth.profiles.build import (
+from gpuhealth.judge.profiles.build import (
     PRIOR_CARDS,
     SPREAD_FLOOR,
     SourceRun,
@@ -48,6 +47,7 @@ from gpuhealth.profiles.build import (
     render_built,
     shrunk_spread,
 )
+from gpuhealth.models import Metric, RunRecord, record_from_json, record_to_json
 
 RUNS = REPO / "tests" / "data" / "runs"
 H100_RUNS = [

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhealth.models import CardIdentity
-from gpuhealth.profiles import (
+from gpuhealth.judge.profiles import (
     MEMORY_MATCH_TOLERANCE,
     PROFILES_DIR,
     Profile,
@@ -18,7 +17,7 @@ from gpuhealth.profiles import (
     load_profile,
     match_profile,
 )
-from gpuhealth.profiles.derive import (
+from gpuhealth.judge.profiles.derive import (
     DERIVED_PRIOR_SPREAD,
     DERIVED_SOURCE_PREFIX,
     METRIC_PEAK_COLUMN,
@@ -35,6 +34,7 @@ from gpuhealth.profiles.derive import (
     parse_specs,
     render_toml,
 )
+from gpuhealth.models import CardIdentity
 
 MEASURED = ("h100-sxm5-80gb", "h200-sxm-141gb")
 SPECS = parse_specs(SPECS_CSV.read_text(encoding="utf-8"))

@@ -16,17 +16,21 @@ from click.testing import CliRunner
 from fake_cupy import FakeGpu, Launch
 from simkit import H100, read_run
 
-from gpuhealth import readiness
-from gpuhealth.analysis import judge
-from gpuhealth.backends import nvml
-from gpuhealth.backends.cuda import CudaBackend
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
 from gpuhealth.cli import main
+from gpuhealth.cli.progress import PlainProgress, _LiveRows, _progress_bar, live_text
 from gpuhealth.errors import InputError
-from gpuhealth.fleet import FleetEvent
-from gpuhealth.grading import load_policy
-from gpuhealth.memclear import METHOD, SCRATCH_RESERVE_BYTES, clear_memory
+from gpuhealth.judge import readiness
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.measure.backends import nvml
+from gpuhealth.measure.backends.cuda import CudaBackend
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.fleet import FleetEvent
+from gpuhealth.measure.memclear import METHOD, SCRATCH_RESERVE_BYTES, clear_memory
+from gpuhealth.measure.runner import GradeOptions, StopFlag, grade_card, missing_tests, resume_card
+from gpuhealth.measure.stresstests import TEST_NAMES
+from gpuhealth.measure.stresstests import base as stress_base
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
@@ -36,10 +40,6 @@ from gpuhealth.models import (
 )
 from gpuhealth.patterns import PATTERN_CODES
 from gpuhealth.presets import PRESETS, TEST_ORDER, parse_tests, preset, with_soak
-from gpuhealth.progress import PlainProgress, _LiveRows, _progress_bar, live_text
-from gpuhealth.runner import GradeOptions, StopFlag, grade_card, missing_tests, resume_card
-from gpuhealth.stresstests import TEST_NAMES
-from gpuhealth.stresstests import base as stress_base
 
 Sim = Callable[..., SimBackend]
 

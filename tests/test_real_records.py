@@ -9,11 +9,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gpuhealth.analysis import judge
-from gpuhealth.grading import load_policy
+from gpuhealth.certificate.report import render
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
 from gpuhealth.models import RunRecord, record_from_json, record_to_json, run_record_json_schema
-from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.report import render
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 FIRST = RUNS / "h200-standard-2026-11-26.json"  # the card the H200 profile was measured on

@@ -1,7 +1,7 @@
-"""gpuhealth.recheck on simulated cards: a healthy card's record re-checked on the same card is
-consistent; a certificate that calls the stuck-bit card healthy is caught by the memory test, with
-the address; another card, a flaky bit, wrong results, slower memory, reset or worse counters and
-another model each fail the item they concern; a check that cannot be made is never consistent.
+"""gpuhealth.measure.recheck on simulated cards: a healthy card's record re-checked on the same card
+is consistent; a certificate that calls the stuck-bit card healthy is caught by the memory test,
+with the address; another card, a flaky bit, wrong results, slower memory, reset or worse counters
+and another model each fail the item they concern; a check that cannot be made is never consistent.
 
 One healthy H100 is graded once (--quick); most variants re-check its record (or a copy with the
 identity or counters changed) on a sim card with one fault. A re-check takes under a second.
@@ -16,17 +16,12 @@ from dataclasses import replace
 import pytest
 from simkit import EXAMPLES, H200, GradedRuns, card_toml
 
-from gpuhealth.backends import open_backend
-from gpuhealth.backends.sim import SimBackend
+from gpuhealth.certificate.recheck_result import RecheckResult, format_recheck
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_OK
+from gpuhealth.measure.backends import open_backend
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.recheck import RECHECK_ITEMS, RECHECK_PRESET, recheck_card
 from gpuhealth.models import RunRecord, record_from_json
-from gpuhealth.recheck import (
-    RECHECK_ITEMS,
-    RECHECK_PRESET,
-    RecheckResult,
-    format_recheck,
-    recheck_card,
-)
 
 SERIAL = "SIM-RECHECK-A"
 UUID = "GPU-5e1f0000-0000-4000-8000-00000000000a"

@@ -15,7 +15,7 @@ import pytest
 from jinja2 import StrictUndefined
 from markupsafe import Markup
 
-from gpuhealth import charts, report
+from gpuhealth.certificate import charts, report
 from gpuhealth.models import (
     SCHEMA_VERSION,
     Analysis,

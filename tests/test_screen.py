@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhealth.grading import load_policy
+from gpuhealth.judge.grading import load_policy
 from gpuhealth.screen.judge import NOT_TESTED, ScreenedGpu, screen_report
 from gpuhealth.screen.load import load_report
 

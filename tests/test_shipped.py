@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gpuhealth import __version__, shipped
-from gpuhealth.grading import DEFAULT_POLICY, load_policy
+from gpuhealth import __version__
+from gpuhealth.judge import shipped
+from gpuhealth.judge.grading import DEFAULT_POLICY, load_policy
+from gpuhealth.judge.profiles import PROFILES_DIR, builtin_profiles
 from gpuhealth.models import SCHEMA_VERSION
-from gpuhealth.profiles import PROFILES_DIR, builtin_profiles
 
 
 def test_the_archive_is_in_step_with_the_live_policy_and_profiles() -> None:
-    assert shipped.check_current() == [], "run: python -m gpuhealth.shipped --record"
+    assert shipped.check_current() == [], "run: python -m gpuhealth.judge.shipped --record"
     release = shipped.current_release()
     assert release.version == __version__ and release.schema_version == SCHEMA_VERSION
     assert release.policy_sha256 == load_policy().sha256
@@ -32,7 +33,7 @@ def test_every_archived_file_is_named_by_its_sha256_and_every_named_file_is_ther
         for release in shipped.releases().values()
         for sha in (release.policy_sha256, *release.profile_sha256.values())
     }
-    assert names == named, "files no version ships (python -m gpuhealth.shipped --record)"
+    assert names == named, "files no version ships (python -m gpuhealth.judge.shipped --record)"
     for path in shipped.FILES_DIR.glob("*.toml"):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem, path.name
     for release in shipped.releases().values():

@@ -20,16 +20,14 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from simkit import GradedRuns, invoke
 
-from gpuhealth.errors import EXIT_OK, EXIT_USAGE, InputError
-from gpuhealth.keys import (
+from gpuhealth.certificate.keys import (
     PASSPHRASE_ENV,
     SigningKey,
     generate_key,
     load_key,
     public_key_fingerprint,
 )
-from gpuhealth.models import RunRecord, record_from_json, record_to_json
-from gpuhealth.signing import (
+from gpuhealth.certificate.signing import (
     canonical_bytes,
     canonical_method,
     check_signature,
@@ -38,6 +36,8 @@ from gpuhealth.signing import (
     sign_record,
     utc_now,
 )
+from gpuhealth.errors import EXIT_OK, EXIT_USAGE, InputError
+from gpuhealth.models import RunRecord, record_from_json, record_to_json
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 STORED = RUNS / "sim-stuck-bit-quick.json"
@@ -198,8 +198,8 @@ def test_signed_record_round_trips_and_checks(key: SigningKey) -> None:
 
 
 def test_an_independent_verifier_needs_only_a_jcs_library_and_ed25519(key: SigningKey) -> None:
-    """The recipe in gpuhealth/signing.py's docstring, written without gpuhealth: RFC 8785 bytes
-    of the record less signature.value, Ed25519 over them."""
+    """The recipe in gpuhealth/certificate/signing.py's docstring, written without gpuhealth: RFC
+    8785 bytes of the record less signature.value, Ed25519 over them."""
     text = record_to_json(sign_record(stored_record(), key))
     data = json.loads(text)
     block = dict(data["signature"])

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 from simkit import EXAMPLES, H100, H200, REFERENCE, run_stress
 
-from gpuhealth import soak
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import Faults, load_card, load_model
-from gpuhealth.backends.simphysics import REASON_HW_SLOWDOWN, REASON_SW_POWER_CAP, CardPhysics
 from gpuhealth.errors import DeviceLost
-from gpuhealth.models import ProcessInfo, TestResult
-from gpuhealth.stresstests import (
+from gpuhealth.judge import soak
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import Faults, load_card, load_model
+from gpuhealth.measure.backends.simphysics import (
+    REASON_HW_SLOWDOWN,
+    REASON_SW_POWER_CAP,
+    CardPhysics,
+)
+from gpuhealth.measure.stresstests import (
     BandwidthTest,
     Fp16TensorTest,
     Fp32Test,
@@ -26,7 +29,8 @@ from gpuhealth.stresstests import (
     MemtestTest,
     SoakTest,
 )
-from gpuhealth.stresstests.base import Executed
+from gpuhealth.measure.stresstests.base import Executed
+from gpuhealth.models import ProcessInfo, TestResult
 
 Sim = Callable[..., SimBackend]
 GIB = 1 << 30
@@ -619,7 +623,7 @@ def test_hang_at_never_returns_in_that_test_only(sim: Sim, monkeypatch: pytest.M
         raise Hung(seconds)  # instead of sleeping forever
 
     card = sim('hang_at = "fp32"')
-    monkeypatch.setattr("gpuhealth.backends.sim.time.sleep", sleep)
+    monkeypatch.setattr("gpuhealth.measure.backends.sim.time.sleep", sleep)
     for test in (BandwidthTest(), MemtestTest()):
         assert run_stress(card, test).result.status == "passed"
     with pytest.raises(Hung):
@@ -671,7 +675,7 @@ def test_settings_away_from_defaults_read_as_such(sim: Sim) -> None:
 
 @covers("uncleared")
 def test_uncleared_region_keeps_stale_data_only_when_the_clear_writes(sim: Sim) -> None:
-    from gpuhealth.backends.base import MEMORY_CLEAR_STEP
+    from gpuhealth.measure.backends.base import MEMORY_CLEAR_STEP
     from gpuhealth.patterns import MemPattern
 
     card = sim("uncleared = { address = 0x100, nbytes = 8 }")

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from simkit import EXAMPLES, H100, H200
 
-from gpuhealth.backends.simcards import (
+from gpuhealth.errors import EXIT_USAGE, InputError
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
+from gpuhealth.measure.backends.simcards import (
     SIMCARDS_DIR,
     StuckBit,
     builtin_models,
     load_card,
     load_model,
 )
-from gpuhealth.errors import EXIT_USAGE, InputError
-from gpuhealth.profiles import builtin_profiles, match_profile
 
 WriteCard = Callable[..., Path]
 
@@ -48,7 +48,7 @@ def test_builtin_model_loads_as_a_healthy_card(key: str) -> None:
     assert th.slowdown_c < th.shutdown_c
     assert perf.gemm_fp16_tflops > perf.gemm_fp32_tflops
     # and a reference profile matches its identity (a grade judges it)
-    from gpuhealth.backends.sim import SimBackend
+    from gpuhealth.measure.backends.sim import SimBackend
 
     profile = match_profile(SimBackend(card).identity(), builtin_profiles())
     assert profile is not None and profile.key == key

@@ -1,4 +1,4 @@
-"""gpuhealth.soak against the recorded soak telemetry of real cards (golden numbers), on the
+"""gpuhealth.judge.soak against the recorded soak telemetry of real cards (golden numbers), on the
 simulated card (whose thermal resistance is known), and on synthetic series with a known answer."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from simkit import H100, REFERENCE, run_stress
 
-from gpuhealth import soak
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
+from gpuhealth.judge import soak
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.stresstests import SoakTest
 from gpuhealth.models import Metric, SoakSummary, TelemetrySample, TestResult, Verification
-from gpuhealth.stresstests import SoakTest
 
 
 def recording(name: str) -> list[TelemetrySample]:
@@ -42,8 +42,9 @@ def summarize_recording(name: str) -> SoakSummary:
 
 
 # --- golden numbers from the recorded cards ------------------------------------------------------
-# Worked out once with gpuhealth.soak and checked against the CSVs by eye: the long H100 file idles
-# at 34 °C / 73 W, then holds an FP32 load at ~659 W for 200 s and levels off just above 61 °C.
+# Worked out once with gpuhealth.judge.soak and checked against the CSVs by eye: the long H100 file
+# idles at 34 °C / 73 W, then holds an FP32 load at ~659 W for 200 s and levels off just above 61
+# °C.
 
 
 def test_h100_long_recording() -> None:

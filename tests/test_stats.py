@@ -1,4 +1,5 @@
-"""gpuhealth.stats: estimates with confidence intervals, comparison with healthy cards, Holm."""
+"""gpuhealth.judge.stats: estimates with confidence intervals, comparison with healthy
+cards, Holm."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gpuhealth.stats import Estimate, compare, estimate, holm, holm_log, robust_center_spread
+from gpuhealth.judge.stats import Estimate, compare, estimate, holm, holm_log, robust_center_spread
 
 # --- estimate ------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The results database (gpuhealth/store.py) on SQLite and on a real PostgreSQL server.
+"""The results database (gpuhealth/store/database.py) on SQLite and on a real PostgreSQL server.
 
 PostgreSQL: $GPUHEALTH_TEST_PG_URL names a server the tests may create databases on; otherwise the
 session starts its own from the installed binaries (initdb and pg_ctl on PATH or in
@@ -33,18 +33,12 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from gpuhealth.cli import main
-from gpuhealth.cli_store import register
+from gpuhealth.cli.store import register
+from gpuhealth.errors import StoreUnavailable
 from gpuhealth.models import HealthCounters, RunRecord, record_from_json, record_to_json
-from gpuhealth.store import (
-    REMAP_DOWN,
-    Store,
-    StoreUnavailable,
-    default_db_path,
-    parse_since,
-    resolve_url,
-    save_record,
-)
-from gpuhealth.store_schema import (
+from gpuhealth.store.answers import REMAP_DOWN, parse_since
+from gpuhealth.store.database import Store, default_db_path, resolve_url, save_record
+from gpuhealth.store.schema import (
     LATEST,
     cards,
     findings,
@@ -628,7 +622,7 @@ def test_migration_2_to_3_backfills_hash_identity_and_ratio(db_url: str) -> None
 
 
 def test_run_ids_are_unique_per_card_and_safe() -> None:
-    from gpuhealth.runner import run_id_for
+    from gpuhealth.measure.runner import run_id_for
 
     when = "2026-11-26T05:38:39+00:00"
     same = {run_id_for(when, "S1", i, "GPU-abcd1234-0000") for i in range(4)}
@@ -666,7 +660,7 @@ def test_two_cards_with_one_serial_in_one_run_are_both_stored(tmp_path: Path) ->
 
 
 def test_history_facts_pure() -> None:
-    from gpuhealth.card_history import PriorRun, history_facts
+    from gpuhealth.store.card_history import PriorRun, history_facts
 
     record = variant(load("sim-worn-quick.json"), "HF-1", "hf-now", day=5)  # 1/2 remapped
     t = datetime(2026, 11, 2)
@@ -719,9 +713,9 @@ def test_grade_finds_counters_that_went_down(tmp_path: Path) -> None:
     assert three.grade is not None and three.grade.letter == "A"
 
     # the judgement is a function of the signed record: re-judging it needs no database
-    from gpuhealth.analysis import judge
-    from gpuhealth.grading import load_policy
-    from gpuhealth.profiles import builtin_profiles, match_profile
+    from gpuhealth.judge.analysis import judge
+    from gpuhealth.judge.grading import load_policy
+    from gpuhealth.judge.profiles import builtin_profiles, match_profile
 
     again = judge(two, match_profile(two.identity, builtin_profiles()), load_policy(None))
     assert again.grade == two.grade
@@ -906,9 +900,9 @@ def test_a_hot_rig_is_flagged_not_its_cards(db_url: str) -> None:
 def test_grade_time_lookup_finds_a_real_card_under_another_uuid(tmp_path: Path) -> None:
     """runner.finish with a database: a real (cuda) card whose serial is stored with another
     UUID gets card_identity_changed (C); the facts are in the record."""
-    from gpuhealth.grading import load_policy
+    from gpuhealth.judge.grading import load_policy
+    from gpuhealth.measure.runner import GradeOptions, finish
     from gpuhealth.presets import preset
-    from gpuhealth.runner import GradeOptions, finish
 
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     base = load("h100-quick-2026-11-26.json")

@@ -1,4 +1,4 @@
-"""Thermal resistance by system identification (gpuhealth/thermal_fit.py).
+"""Thermal resistance by system identification (gpuhealth/judge/thermal_fit.py).
 
 Synthetic runs come from the model itself (a fast and a slow first-order stage, 1 °C readings,
 noise), the simulated card's physics, and real telemetry. A run's estimate must not depend on the
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuhealth.backends.simcards import load_model
-from gpuhealth.backends.simphysics import CardPhysics
+from gpuhealth.judge.thermal_fit import estimate_thermal_response, fit_thermal_response
+from gpuhealth.measure.backends.simcards import load_model
+from gpuhealth.measure.backends.simphysics import CardPhysics
 from gpuhealth.models import TelemetrySample, record_from_json
-from gpuhealth.thermal_fit import estimate_thermal_response, fit_thermal_response
 
 DATA = Path(__file__).resolve().parent / "data" / "runs"
 REFERENCE = Path(__file__).resolve().parent.parent / "gpuhealth" / "data" / "reference"

@@ -1,6 +1,6 @@
 """Thermal resistance in a grade: the soak's memory phase gives the run a second held power level,
-and the whole run's telemetry is fitted (gpuhealth/thermal_fit.py) instead of reading a rise over
-idle. Simulated cards, whose resistance is known, graded cold and warm; a worn twin; the memory
+and the whole run's telemetry is fitted (gpuhealth/judge/thermal_fit.py) instead of reading a rise
+over idle. Simulated cards, whose resistance is known, graded cold and warm; a worn twin; the memory
 phase's busy time and performance per watt; records from before the memory phase."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from simkit import H100, H200, card_toml, invoke, run_stress
 
-from gpuhealth.analysis import judge
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card, load_model
-from gpuhealth.grading import load_policy
+from gpuhealth.certificate.report import render
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card, load_model
+from gpuhealth.measure.runner import GradeOptions, grade_card
+from gpuhealth.measure.stresstests import SoakTest
 from gpuhealth.models import RunRecord, SoakSummary, record_from_json, record_to_json
 from gpuhealth.presets import PRESETS
-from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.report import render
-from gpuhealth.runner import GradeOptions, grade_card
-from gpuhealth.stresstests import SoakTest
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 TOLERANCE = 0.05

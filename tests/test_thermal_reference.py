@@ -1,5 +1,5 @@
 """Which thermal reference a run is held to, and the prediction's lower bound
-(gpuhealth/thermal_reference.py)."""
+(gpuhealth/judge/thermal_reference.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import math
 import pytest
 from scipy import stats as sps
 
-from gpuhealth.analysis import thermal_settings
-from gpuhealth.grading import load_policy
-from gpuhealth.profiles import ProfileThermal, builtin_profiles, profile_from_text
-from gpuhealth.profiles.render import render_profile
-from gpuhealth.thermal_reference import prediction_sd, ratio_lower_bound, select
+from gpuhealth.judge.analysis import thermal_settings
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.judge.profiles import ProfileThermal, builtin_profiles, profile_from_text
+from gpuhealth.judge.profiles.render import render_profile
+from gpuhealth.judge.thermal_reference import prediction_sd, ratio_lower_bound, select
 
 SETTINGS = thermal_settings(load_policy())
 RIG = ProfileThermal(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gpuhealth.analysis import judge
-from gpuhealth.grading import load_policy
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.judge.profiles import builtin_profiles, match_profile
+from gpuhealth.judge.profiles.build import SourceRun, build_profile
 from gpuhealth.models import RunRecord, record_from_json
-from gpuhealth.profiles import builtin_profiles, match_profile
-from gpuhealth.profiles.build import SourceRun, build_profile
 
 RUN = Path(__file__).resolve().parent / "data" / "runs" / "h200-standard-2026-11-26.json"
 

@@ -18,21 +18,21 @@ from typing import Any
 import pytest
 from simkit import H100, card_toml
 
-from gpuhealth.backends import sim as sim_module
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import (
+from gpuhealth.judge.grading import load_policy
+from gpuhealth.measure.backends import sim as sim_module
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import (
     SIM_GEMM_BLOCK,
     SIM_WINDOW_F32,
     Faults,
     load_card,
     load_model,
 )
-from gpuhealth.grading import load_policy
+from gpuhealth.measure.runner import GradeOptions, grade_card
+from gpuhealth.measure.stresstests import bandwidth, fp16_tensor, fp32, gemm, soak
+from gpuhealth.measure.stresstests.memtest import ALIGN_BYTES, MemtestTest, reserve_bytes
 from gpuhealth.models import RunRecord, Verification
 from gpuhealth.presets import preset
-from gpuhealth.runner import GradeOptions, grade_card
-from gpuhealth.stresstests import bandwidth, fp16_tensor, fp32, gemm, soak
-from gpuhealth.stresstests.memtest import ALIGN_BYTES, MemtestTest, reserve_bytes
 
 
 def memtest_bytes(model: str) -> int:

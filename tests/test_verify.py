@@ -26,8 +26,11 @@ from verifykit import (
     write_signed,
 )
 
-import gpuhealth.verify as verify_module
-from gpuhealth.checks import Check
+import gpuhealth.certificate.verify as verify_module
+from gpuhealth.certificate.checks import Check
+from gpuhealth.certificate.keys import SigningKey, generate_key
+from gpuhealth.certificate.rejudge import Rejudged
+from gpuhealth.certificate.verify import verify_report
 from gpuhealth.errors import (
     EXIT_BAD_CARD,
     EXIT_NOT_JUDGEABLE,
@@ -38,9 +41,6 @@ from gpuhealth.errors import (
     EXIT_USAGE,
     EXIT_VERSION_UNCHECKABLE,
 )
-from gpuhealth.keys import SigningKey, generate_key
-from gpuhealth.rejudge import Rejudged
-from gpuhealth.verify import verify_report
 
 SERIAL = "SIM-VERIFY-A"
 REMAPPED = "remapped_rows = { correctable = 2 }"  # graded B (rows remapped), not A

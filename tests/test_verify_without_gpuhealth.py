@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from simkit import REPO, invoke
 
-from gpuhealth.keys import generate_key
+from gpuhealth.certificate.keys import generate_key
 
 MARKER = "<!-- verify-without-gpuhealth -->"
 

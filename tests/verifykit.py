@@ -13,17 +13,17 @@ from typing import Any
 from simkit import H100, REPO, invoke
 
 from gpuhealth import __version__
-from gpuhealth.analysis import judge
-from gpuhealth.backends.sim import SimBackend
-from gpuhealth.backends.simcards import load_card
-from gpuhealth.grading import Policy, load_policy
-from gpuhealth.keys import SigningKey
+from gpuhealth.certificate.keys import SigningKey
+from gpuhealth.certificate.report import write_reports
+from gpuhealth.certificate.signing import canonical_bytes, sign_record
+from gpuhealth.judge.analysis import judge
+from gpuhealth.judge.grading import Policy, load_policy
+from gpuhealth.judge.profiles import Profile, builtin_profiles, match_profile
+from gpuhealth.measure.backends.sim import SimBackend
+from gpuhealth.measure.backends.simcards import load_card
+from gpuhealth.measure.runner import GradeOptions, grade_card
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import preset
-from gpuhealth.profiles import Profile, builtin_profiles, match_profile
-from gpuhealth.report import write_reports
-from gpuhealth.runner import GradeOptions, grade_card
-from gpuhealth.signing import canonical_bytes, sign_record
 
 RUNS = REPO / "tests" / "data" / "runs"
 # A real H100 graded standard with today's presets (memory phase, 16 memtest passes) on

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 from gpuhealth import __version__
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK
-from gpuhealth.findings import counter_findings, vbios_findings
-from gpuhealth.grading import Policy, grade
+from gpuhealth.judge.findings import counter_findings, vbios_findings
+from gpuhealth.judge.grading import Policy, grade
+from gpuhealth.judge.profiles import Profile, builtin_profiles, match_profile
+from gpuhealth.judge.registry import reported_identity_findings
 from gpuhealth.models import (
     SCHEMA_VERSION,
     CardIdentity,
@@ -28,8 +30,6 @@ from gpuhealth.models import (
     RowRemapHistogram,
     RunRecord,
 )
-from gpuhealth.profiles import Profile, builtin_profiles, match_profile
-from gpuhealth.registry import reported_identity_findings
 from gpuhealth.screen.fields import Reading, read_fields
 from gpuhealth.screen.tree import GpuSection, Report
 

@@ -79,7 +79,7 @@ def screen_json(gpus: list[ScreenedGpu]) -> dict[str, Any]:
 def render_summary(gpus: list[ScreenedGpu], kind: str) -> str:
     """The summary page: kind "html" (autoescaped: every field comes from an untrusted file)
     or "md" (every value Markdown-escaped)."""
-    from gpuhealth.report import environment
+    from gpuhealth.certificate.report import environment
 
     template = environment("html" if kind == "html" else "md").get_template(
         f"screen.{'html' if kind == 'html' else 'md'}.j2"

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 POLICY = (ROOT / "gpuhealth/data/policies/default.toml").read_text(encoding="utf-8")
-PROFILE = (ROOT / "gpuhealth/profiles/data/h100-sxm5-80gb.toml").read_text(encoding="utf-8")
+PROFILE = (ROOT / "gpuhealth/judge/profiles/data/h100-sxm5-80gb.toml").read_text(encoding="utf-8")
 RECORD_TEXT = (ROOT / "tests/data/runs/sim-stuck-bit-quick.json").read_text(encoding="utf-8")
 
 Entry = tuple[str, bytes, str]  # file name, content, the word the error must name
