@@ -370,8 +370,7 @@ def test_retired_pages_below_and_at_nvidia_s_limit() -> None:
     sbe_only = rows(retired_pages_sbe=3, retired_pages_dbe=None)
     assert [(f.message, f.measure) for f in sbe_only] == [
         (
-            "3 memory page(s) retired (0 for double-bit errors, 3 for repeated single-bit "
-            "errors)",
+            "3 memory page(s) retired (0 for double-bit errors, 3 for repeated single-bit errors)",
             0.0,
         )
     ]
@@ -383,6 +382,8 @@ def test_retired_pages_below_and_at_nvidia_s_limit() -> None:
         "retired_pages_limit",
         "pages_retired",
     ]
+    # as many of one cause as of the other: the pages add up
+    assert [f.value for f in rows(retired_pages_sbe=2, retired_pages_dbe=2)] == ["4"]
     assert rows(retired_pages_sbe=0, retired_pages_dbe=0) == []
 
 
@@ -543,7 +544,14 @@ def test_a_power_limit_below_the_default_by_more_than_a_watt(record: RunRecord) 
     lost = with_counters(record, link(5, 16, power_limit_w=500.0), None)
     assert [f.value for f in identity_findings(lost)] == ["500 W"]
     no_default = replace(record.identity, power_limit_default_w=None)
-    assert identity_findings(replace(with_counters(record, None, link(5, 16, power_limit_w=450.0)), identity=no_default)) == []
+    assert (
+        identity_findings(
+            replace(
+                with_counters(record, None, link(5, 16, power_limit_w=450.0)), identity=no_default
+            )
+        )
+        == []
+    )
 
 
 def test_no_counters_no_identity_finding(record: RunRecord) -> None:

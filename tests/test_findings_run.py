@@ -34,6 +34,7 @@ from gpuhealth.models import (
     MemoryClear,
     ProcessInfo,
     ReadinessItem,
+    ReadinessStatus,
     RunRecord,
     SoakSummary,
     StoredHistory,
@@ -291,8 +292,10 @@ def test_what_the_stored_history_contradicts() -> None:
 # --- readiness ------------------------------------------------------------------------------------
 
 
-def item(key: str, value: str | None, status: str = "not_default") -> ReadinessItem:
-    return ReadinessItem(key, key.replace("_", " "), value, f"{key} default", status, f"reset {key}")  # type: ignore[arg-type]
+def item(key: str, value: str | None, status: ReadinessStatus = "not_default") -> ReadinessItem:
+    return ReadinessItem(
+        key, key.replace("_", " "), value, f"{key} default", status, f"reset {key}"
+    )
 
 
 def readiness(record: RunRecord, *items: ReadinessItem) -> list[Finding]:
@@ -319,7 +322,8 @@ def test_settings_away_from_their_defaults_are_listed_with_their_reset(record: R
         )
     ]
     assert readiness_findings(replace(record, readiness=None)) == []
-    for status in ("ok", "unreadable", "not_applicable", "site_policy"):
+    settled: tuple[ReadinessStatus, ...] = ("ok", "unreadable", "not_applicable", "site_policy")
+    for status in settled:
         assert readiness(record, item("mig_mode", "enabled", status)) == [], status
     # ECC mode has findings of its own (ecc_disabled, ecc_mode_pending)
     assert readiness(record, item("ecc_mode", "disabled")) == []
