@@ -67,11 +67,14 @@ MODULES: dict[str, Target] = {
     ),
     "findings": Target(
         ("gpuhealth/judge/findings.py",),
+        # unit tests on hand-built and stored records, one fault planted at a time, and the
+        # golden files; test_not_applicable.py (a sim grade per mutant) and
+        # test_real_records.py (the same records as the golden files, judged again) left out
         (
             "tests/test_findings.py",
+            "tests/test_findings_counters.py",
+            "tests/test_findings_run.py",
             "tests/test_golden.py",
-            "tests/test_not_applicable.py",
-            "tests/test_real_records.py",
         ),
         "what a run record shows is wrong with the card",
     ),
