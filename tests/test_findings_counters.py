@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from gpuhealth.judge.analysis import judge
 from gpuhealth.judge.findings import (
     RETIRED_PAGES_LIMIT,
     counter_findings,
     identity_findings,
     xid_findings,
 )
+from gpuhealth.judge.grading import load_policy
 from gpuhealth.models import (
     Finding,
     HealthCounters,
@@ -601,8 +603,15 @@ def test_each_xid_is_classed_by_the_catalogue(record: RunRecord) -> None:
         ),
     ]
     assert xid_findings(replace(record, xid_events=())) == []
-    # identity_findings passes them on after its own
-    planted = replace(
-        with_counters(record, link(5, 8), link(5, 8)), xid_events=(XidEvent(1.0, 79),)
-    )
-    assert codes(identity_findings(planted)) == ["pcie_link_degraded", "xid_card_lost"]
+
+
+def test_an_xid_is_judged_when_no_counter_was_read(record: RunRecord) -> None:
+    """An Xid 79 (the card fell off the bus) is F whatever else was read: a record with no
+    counter readings once lost its Xid events here (identity_findings returned early)."""
+    planted = replace(with_counters(record, None, None), xid_events=(XidEvent(1.0, 79),))
+    assert identity_findings(planted) == []
+    judged = judge(planted, None, load_policy())
+    assert judged.analysis is not None and judged.grade is not None
+    lost = [f for f in judged.analysis.findings if f.code == "xid_card_lost"]
+    assert len(lost) == 1 and lost[0].message.startswith("Xid 79"), judged.analysis.findings
+    assert any("79" in r.message for r in judged.grade.reasons), judged.grade.reasons

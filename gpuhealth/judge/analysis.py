@@ -136,6 +136,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.run_findings(record)
         + health.counter_findings(record.counters_before, record.counters_after)
         + health.identity_findings(record)
+        + health.xid_findings(record)  # whether or not any counter was read
         + health.vbios_findings(record, profile.vbios_versions if profile else ())
         + health.performance_findings(subsystems, profile.name if profile else None)
         + health.soak_findings(summary, counters, thermal_flag_ratio(policy))

@@ -442,7 +442,6 @@ def identity_findings(record: RunRecord) -> list[Finding]:
                 reference=f"{default:.0f} W",
             )
         )
-    found += xid_findings(record)
     return found
 
 
