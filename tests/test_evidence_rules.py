@@ -1,0 +1,448 @@
+"""Each rule of gpuhealth/evidence.py, one tampered field at a time, on stored records only (fast:
+no sim grade; the mutation benchmark runs this file per mutant, bench/mutation.py).
+
+Each test takes a genuine record (no evidence problem), changes what one claim rests on, and
+asserts the exact problems found: which test, which words and numbers, in which order, on both
+sides of every bound. The records: tests/data/current/ (simulated H100 graded quick and thorough
+by this version: both tiers, pcie, readiness, memory clear; tests/data/current/regenerate.py),
+a real H100's standard record and a sim stuck-bit record from tests/data/runs/ (0.1.0: the first
+tier only). A current record relabelled 0.1.0 is checked by the first tier only, so that a
+tampered count shows the first tier's words alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gpuhealth.evidence import (
+    CUDA_TOTAL_MIN_SHARE,
+    LEGACY_VERSIONS,
+    PCIE_COPY_MIN_BYTES,
+    TELEMETRY_MIN_TEST_S,
+    TELEMETRY_RATE_MIN_TEST_S,
+    TIME_TOLERANCE_S,
+    evidence_findings,
+    evidence_problems,
+)
+from gpuhealth.models import (
+    Metric,
+    RunRecord,
+    Scalar,
+    TelemetrySample,
+    TestResult,
+    Verification,
+    WrongResult,
+    record_from_json,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+QUICK = DATA / "current" / "sim-h100-quick.json"
+THOROUGH = DATA / "current" / "sim-h100-thorough.json"
+REAL = DATA / "runs" / "h100-second-card-standard-2026-11-26.json"  # cuda, 0.1.0
+STUCK = DATA / "runs" / "sim-stuck-bit-quick.json"  # memtest failed, 0.1.0
+
+Problems = list[tuple[str, str]]
+
+
+@functools.cache
+def stored(path: Path) -> RunRecord:
+    return record_from_json(path.read_text(encoding="utf-8"), str(path))
+
+
+def quick() -> RunRecord:
+    return stored(QUICK)
+
+
+def thorough() -> RunRecord:
+    return stored(THOROUGH)
+
+
+def real() -> RunRecord:
+    return stored(REAL)
+
+
+def first_tier(record: RunRecord) -> RunRecord:
+    """The record relabelled 0.1.0: internal consistency only, no preset minimums."""
+    return replace(record, tool_version=LEGACY_VERSIONS[0])
+
+
+def sim() -> RunRecord:
+    """The quick sim record, first tier only (its products are the sim's corner block)."""
+    return first_tier(quick())
+
+
+def problems(record: RunRecord) -> Problems:
+    return [(p.test, p.problem) for p in evidence_problems(record)]
+
+
+def get(record: RunRecord, name: str) -> TestResult:
+    test = record.test(name)
+    assert test is not None
+    return test
+
+
+def edit(record: RunRecord, name: str, **changes: object) -> RunRecord:
+    tests = tuple(replace(t, **changes) if t.name == name else t for t in record.tests)  # type: ignore[arg-type]
+    return replace(record, tests=tests)
+
+
+def with_params(record: RunRecord, name: str, **params: Scalar | None) -> RunRecord:
+    """Parameters set; one set to None is removed."""
+    merged = {**get(record, name).parameters, **params}
+    return edit(record, name, parameters={k: v for k, v in merged.items() if v is not None})
+
+
+def with_metric(record: RunRecord, name: str, metric: str, values: tuple[float, ...]) -> RunRecord:
+    test = get(record, name)
+    metrics = tuple(replace(m, values=values) if m.name == metric else m for m in test.metrics)
+    return edit(record, name, metrics=metrics)
+
+
+def cut_metrics(record: RunRecord, name: str, count: int) -> RunRecord:
+    """Every metric of the test cut to its first count values."""
+    test = get(record, name)
+    return edit(record, name, metrics=tuple(replace(m, values=m.values[:count]) for m in test.metrics))
+
+
+def with_checked(record: RunRecord, name: str, *checked: int) -> RunRecord:
+    test = get(record, name)
+    checks = tuple(replace(v, checked=c) for v, c in zip(test.verifications, checked, strict=True))
+    return edit(record, name, verifications=checks)
+
+
+def values(record: RunRecord, name: str, metric: str) -> tuple[float, ...]:
+    found = get(record, name).metric(metric)
+    assert found is not None
+    return found.values
+
+
+def param(record: RunRecord, name: str, key: str) -> int:
+    value = get(record, name).parameters[key]
+    assert isinstance(value, int | float)
+    return int(value)
+
+
+def test_the_stored_records_are_genuine() -> None:
+    for record in (quick(), thorough()):
+        assert record.tool_version not in LEGACY_VERSIONS and record.complete
+        assert record.readiness is not None and record.memory_clear is not None
+        assert [t.status for t in record.tests] == ["passed"] * 7
+        assert problems(record) == [] and evidence_findings(record) == []
+    for record in (real(), stored(STUCK), sim()):
+        assert record.tool_version in LEGACY_VERSIONS
+        assert problems(record) == [] and evidence_findings(record) == []
+
+
+# --- the whole record ---------------------------------------------------------------------------
+
+
+def test_findings_one_per_test_in_order_with_every_problem() -> None:
+    record = replace(quick(), readiness=None, memory_clear=None)
+    record = with_checked(record, "gemm", 511, 510)
+    findings = evidence_findings(record)
+    assert [(f.code, f.severity, f.source, f.value) for f in findings] == [
+        ("test_not_measured", "major", "run", "no evidence"),
+        ("test_not_measured", "major", "gemm", "no evidence"),
+    ]
+    assert findings[0].message == (
+        "run: marked complete without its evidence: complete, but its readiness is missing "
+        "(every grade since 0.2.0 records it); complete, but its memory clear is missing "
+        "(every grade since 0.2.0 records it)"
+    )
+    assert findings[1].message == (
+        "gemm: marked passed without its evidence: checked 511 FP16 GEMM elements, 512 "
+        "required; checked 510 FP32 GEMM elements, 512 required"
+    )
+
+
+def test_an_incomplete_record_is_claimed_graded() -> None:
+    record = replace(quick(), complete=False)
+    doubled = replace(record, tests=(*record.tests, get(record, "gemm")))
+    assert problems(doubled) == [("run", "test gemm recorded 2 times, once required")]
+    (finding,) = evidence_findings(doubled)
+    assert finding.message == (
+        "run: marked graded without its evidence: test gemm recorded 2 times, once required"
+    )
+    # an incomplete record need not hold every test, readiness or clear
+    cut = replace(record, tests=record.tests[:2], readiness=None, memory_clear=None)
+    assert problems(cut) == []
+
+
+def test_a_failed_test_is_claimed_failed_and_a_skipped_one_skipped() -> None:
+    stuck = stored(STUCK)
+    memtest = get(stuck, "memtest")
+    clean = replace(memtest.verifications[0], passed=True, mismatches=0, memory_errors=())
+    forged = edit(stuck, "memtest", verifications=(clean,))
+    assert problems(forged) == [("memtest", "failed without a failed verification")]
+    (finding,) = evidence_findings(forged)
+    assert finding.message == (
+        "memtest: marked failed without its evidence: failed without a failed verification"
+    )
+    skipped = edit(quick(), "gemm", status="skipped")
+    (finding,) = evidence_findings(skipped)
+    assert finding.message == (
+        "gemm: marked skipped without its evidence: skipped, but gemm applies to every card"
+    )
+
+
+def test_problems_come_run_first_then_in_test_order() -> None:
+    record = replace(quick(), tests=(*quick().tests, get(quick(), "pcie")), preset="tiny")
+    record = with_checked(record, "gemm", 1, 512)
+    record = with_checked(record, "fp32", 1)
+    per_launch = 1056 * 256 * 8
+    assert problems(record) == [
+        ("run", "test pcie recorded 2 times, once required"),
+        ("run", "preset 'tiny' is not one of quick, standard, thorough"),
+        (
+            "fp32",
+            f"checked 1 thread chains, a multiple of {per_launch} per launch over at least 10 "
+            "launches required",
+        ),
+        ("gemm", "checked 1 FP16 GEMM elements, 512 required"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record", "count"), [(quick, 7), (real, 6)], ids=["current", "legacy"]
+)
+def test_tests_missing_from_a_complete_record(record: object, count: int) -> None:
+    genuine = record()  # type: ignore[operator]
+    assert isinstance(genuine, RunRecord)
+    cut = replace(genuine, tests=tuple(t for t in genuine.tests if t.name not in ("gemm", "fp32")))
+    assert problems(cut) == [
+        ("run", f"complete, but 2 of the {count} tests are missing (fp32, gemm)")
+    ]
+
+
+def test_a_current_record_needs_pcie_readiness_and_clear_a_legacy_one_none() -> None:
+    cut = replace(quick(), tests=quick().tests[1:])
+    assert problems(cut) == [("run", "complete, but 1 of the 7 tests are missing (pcie)")]
+    for field, what in (("readiness", "readiness"), ("memory_clear", "memory clear")):
+        assert problems(replace(quick(), **{field: None})) == [
+            ("run", f"complete, but its {what} is missing (every grade since 0.2.0 records it)")
+        ]
+    legacy = replace(first_tier(cut), readiness=None, memory_clear=None)
+    assert problems(legacy) == []
+
+
+def test_an_unknown_preset_and_a_soak_length_out_of_range() -> None:
+    assert problems(replace(quick(), preset="tiny")) == [
+        ("run", "preset 'tiny' is not one of quick, standard, thorough")
+    ]
+    # no minimums then: a soak cut short is not held to a preset
+    short = with_params(replace(quick(), preset="tiny"), "soak", soaked_s=10.0)
+    assert problems(short) == [("run", "preset 'tiny' is not one of quick, standard, thorough")]
+    assert problems(first_tier(replace(quick(), preset="tiny"))) == []
+    assert problems(replace(quick(), soak_duration_s=5.0)) == [
+        ("run", "soak_duration_s: expected seconds from 10 to 86400, got 5")
+    ]
+
+
+def test_the_soak_length_asked_for_is_the_minimum() -> None:
+    assert problems(replace(quick(), soak_duration_s=20.0)) == []
+    assert problems(replace(quick(), soak_duration_s=40.0)) == [
+        ("soak", "duration_s is 30, the quick preset's is 40"),
+        ("soak", "soaked_s is 30.363, at least 39.2 s of the quick preset's 40 s required"),
+        ("soak", "the iterations end 30.4 s into the soak, at least 39.2 s"),
+    ]
+
+
+# --- tier 1: the claim of each test -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["error", "not_run"])
+def test_a_test_that_did_not_finish_claims_nothing(status: str) -> None:
+    assert problems(edit(quick(), "gemm", status=status, verifications=(), metrics=())) == []
+
+
+def test_only_the_tensor_test_may_be_skipped_and_only_before_7_5() -> None:
+    assert problems(edit(quick(), "gemm", status="skipped")) == [
+        ("gemm", "skipped, but gemm applies to every card")
+    ]
+    skipped = edit(quick(), "fp16_tensor", status="skipped")
+    for cc, found in (
+        ("9.0", "9.0"),
+        ("7.5", "7.5"),
+        ("10.0", "10.0"),
+        ("8.0", "8.0"),
+        ("7.4", None),
+        ("6.9", None),
+        ("7", None),
+        ("7.x", None),
+        (None, None),
+    ):
+        record = replace(skipped, identity=replace(skipped.identity, compute_capability=cc))
+        expected = f"skipped on compute capability {found}, which is 7.5 or newer"
+        assert problems(record) == ([("fp16_tensor", expected)] if found else []), cc
+
+
+def test_an_unknown_test_needs_only_the_generic_evidence() -> None:
+    extra = TestResult(
+        "extra",
+        "passed",
+        started_s=0.0,
+        duration_s=0.1,
+        verifications=(Verification("host", True, 1, 0),),
+    )
+    assert problems(replace(quick(), tests=(*quick().tests, extra))) == []
+    assert problems(replace(quick(), tests=(*quick().tests, replace(extra, verifications=())))) == [
+        ("extra", "no verification recorded")
+    ]
+
+
+def test_verification_count() -> None:
+    fp32 = get(real(), "fp32")
+    assert problems(edit(real(), "fp32", verifications=())) == [
+        ("fp32", "no verification recorded")
+    ]
+    doubled = edit(real(), "fp32", verifications=fp32.verifications * 2)
+    assert problems(doubled) == [("fp32", "2 verification(s) recorded, 1 required")]
+    gemm = get(real(), "gemm")
+    assert problems(edit(real(), "gemm", verifications=gemm.verifications[:1])) == [
+        ("gemm", "1 verification(s) recorded, 2 required")
+    ]
+
+
+def test_each_verification_must_pass_check_something_and_find_nothing() -> None:
+    gemm = get(real(), "gemm")
+    first, second = gemm.verifications
+
+    def second_is(**changes: object) -> Problems:
+        return problems(edit(real(), "gemm", verifications=(first, replace(second, **changes))))
+
+    assert second_is(passed=False) == [("gemm", "verification 2 did not pass")]
+    assert second_is(mismatches=3) == [("gemm", "verification 2 found 3 mismatch(es), 0 allowed")]
+    assert second_is(mismatches=-1) == [
+        ("gemm", "verification 2 found -1 mismatch(es), 0 allowed")
+    ]
+    wrong = (WrongResult("row 0"), WrongResult("row 1"))
+    assert second_is(wrong_results=wrong[:1]) == [("gemm", "verification 2 lists 1 wrong result(s)")]
+    assert second_is(wrong_results=wrong) == [("gemm", "verification 2 lists 2 wrong result(s)")]
+    bandwidth = get(real(), "bandwidth")
+    arrays, read = bandwidth.verifications
+    zero = edit(real(), "bandwidth", verifications=(arrays, replace(read, checked=0)))
+    assert problems(zero) == [
+        ("bandwidth", "verification 2 checked 0 values, at least 1"),
+        ("bandwidth", "checked 0 read sums, 1 required"),
+    ]
+    negative = edit(real(), "bandwidth", verifications=(arrays, replace(read, checked=-1)))
+    assert problems(negative)[0] == ("bandwidth", "verification 2 checked -1 values, at least 1")
+
+
+def test_a_memtest_marked_passed_keeps_its_mismatches() -> None:
+    stuck = stored(STUCK)
+    memtest = get(stuck, "memtest")
+    check = memtest.verifications[0]
+    forged = edit(stuck, "memtest", status="passed", verifications=(replace(check, passed=True),))
+    assert problems(forged) == [
+        ("memtest", f"verification 1 found {check.mismatches} mismatch(es), 0 allowed"),
+        ("memtest", "verification 1 lists 1 memory error(s)"),
+    ]
+    untouched = edit(stuck, "memtest", status="passed")
+    assert problems(untouched)[0] == ("memtest", "verification 1 did not pass")
+
+
+def test_metrics_present_with_values_all_finite_and_positive() -> None:
+    fp32 = get(real(), "fp32")
+    assert problems(edit(real(), "fp32", metrics=())) == [("fp32", "metric fp32_tflops missing")]
+    assert problems(with_metric(real(), "fp32", "fp32_tflops", ())) == [
+        ("fp32", "metric fp32_tflops has no values, at least 1 required")
+    ]
+    timed = values(real(), "fp32", "fp32_tflops")
+    bad = (0.0, -1.0, math.nan, math.inf, *timed[4:])
+    assert problems(with_metric(real(), "fp32", "fp32_tflops", bad)) == [
+        ("fp32", "metric fp32_tflops has 4 value(s) not finite and positive")
+    ]
+    tiny = (1e-9, *timed[1:])
+    assert problems(with_metric(real(), "fp32", "fp32_tflops", tiny)) == []
+    extra = Metric("extra_s", "s", (1.0, -math.inf))
+    assert problems(edit(real(), "fp32", metrics=(*fp32.metrics, extra))) == [
+        ("fp32", "metric extra_s has 1 value(s) not finite and positive")
+    ]
+
+
+def test_telemetry_present_when_the_test_was_long_enough_and_none_late() -> None:
+    fp32 = get(real(), "fp32")
+    assert problems(edit(real(), "fp32", telemetry=())) == [
+        ("fp32", "no telemetry sample in 1.4 s, at least 1 required")
+    ]
+    at_least = TELEMETRY_MIN_TEST_S
+    assert problems(edit(real(), "fp32", telemetry=(), duration_s=at_least)) == [
+        ("fp32", "no telemetry sample in 0.4 s, at least 1 required")
+    ]
+    assert problems(edit(real(), "fp32", telemetry=(), duration_s=at_least - 0.01)) == []
+    # the soak holds samples however short (its thermal guard reads them)
+    short_soak = edit(real(), "soak", telemetry=(), duration_s=0.3)
+    assert ("soak", "no telemetry sample in 0.3 s, at least 1 required") in problems(short_soak)
+    end_s = fp32.started_s + fp32.duration_s + TIME_TOLERANCE_S
+    last = fp32.telemetry[-1]
+    for t_s, late in ((end_s, 0), (end_s - 0.0009, 0), (end_s + 0.0001, 1), (end_s + 5, 1)):
+        record = edit(real(), "fp32", telemetry=(*fp32.telemetry, replace(last, t_s=t_s)))
+        expected = [("fp32", f"1 telemetry sample(s) taken after the test ended at {end_s:.1f} s")]
+        assert problems(record) == (expected if late else []), t_s
+    two = (*fp32.telemetry, TelemetrySample(end_s + 1), TelemetrySample(end_s + 2))
+    assert problems(edit(real(), "fp32", telemetry=two)) == [
+        ("fp32", f"2 telemetry sample(s) taken after the test ended at {end_s:.1f} s")
+    ]
+
+
+def test_parameters_as_whole_numbers() -> None:
+    assert problems(with_params(real(), "gemm", n=8192.0)) == []
+    for value, shown in ((None, "missing"), (8192.5, "8192.5"), (True, "True"), ("8192", "'8192'")):
+        assert problems(with_params(real(), "gemm", n=value)) == [
+            ("gemm", f"parameter n is {shown}, a whole number required")
+        ], value
+    # the first parameter that is not one is named
+    assert problems(with_params(real(), "gemm", n=None, warmup=None)) == [
+        ("gemm", "parameter n is missing, a whole number required")
+    ]
+    assert problems(with_params(real(), "gemm", warmup=None)) == [
+        ("gemm", "parameter warmup is missing, a whole number required")
+    ]
+
+
+def test_parameters_as_finite_numbers() -> None:
+    for value, shown, kind in (
+        ("x", "'x'", "a number"),
+        (True, "True", "a number"),
+        (None, "missing", "a number"),
+        (math.nan, "nan", "a finite number"),
+        (math.inf, "inf", "a finite number"),
+    ):
+        record = with_params(real(), "soak", memory_phase_end_s=value)
+        assert problems(record) == [
+            ("soak", f"parameter memory_phase_end_s is {shown}, {kind} required")
+        ], value
+    assert problems(with_params(real(), "soak", memory_phase_end_s=192)) == []
+
+
+def test_every_stored_run_has_its_evidence() -> None:
+    for path in sorted((DATA / "runs").glob("*.json")):
+        record = stored(path)
+        assert record.tool_version in LEGACY_VERSIONS, path
+        assert problems(record) == [], path
+
+
+def test_the_numbers_are_those_the_stress_tests_write() -> None:
+    from gpuhealth.backends import sim as sim_backend
+    from gpuhealth.evidence import (
+        LEGACY_TESTS,
+        MEMORY_CHUNK_S,
+        MIN_REPETITIONS,
+        MIN_TENSOR_CC,
+        SIM_PRODUCT_BLOCK,
+        STANDARD_TESTS,
+    )
+    from gpuhealth.stresstests import TEST_NAMES, base, fp16_tensor, pcie, soak
+
+    assert TEST_NAMES == STANDARD_TESTS == ("pcie", *LEGACY_TESTS)
+    assert MIN_REPETITIONS == base.MIN_REPETITIONS
+    assert MIN_TENSOR_CC == fp16_tensor.MIN_TENSOR_CC
+    assert SIM_PRODUCT_BLOCK == sim_backend.GEMM_BLOCK
+    assert MEMORY_CHUNK_S == soak.MEMORY_CHUNK_S
+    assert PCIE_COPY_MIN_BYTES == pcie.COPY_MIN_BYTES
