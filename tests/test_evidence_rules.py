@@ -446,3 +446,222 @@ def test_the_numbers_are_those_the_stress_tests_write() -> None:
     assert SIM_PRODUCT_BLOCK == sim_backend.GEMM_BLOCK
     assert MEMORY_CHUNK_S == soak.MEMORY_CHUNK_S
     assert PCIE_COPY_MIN_BYTES == pcie.COPY_MIN_BYTES
+
+
+# --- tier 1: the counts that tie a test's results together --------------------------------------
+
+
+def test_repetitions_one_value_each_fewer_only_when_the_budget_ran_out() -> None:
+    gemm = get(real(), "gemm")  # 10 repetitions, 60 s budget
+    fp16 = values(real(), "gemm", "fp16_tflops")
+    more = with_metric(real(), "gemm", "fp16_tflops", (*fp16, fp16[0]))
+    assert problems(more) == [("gemm", "metric fp16_tflops has 11 values for 10 repetitions")]
+    fewer = with_metric(real(), "gemm", "fp16_tflops", fp16[:9])
+    assert problems(fewer) == [("gemm", "metric fp16_tflops has 9 values, 10 required")]
+    spent = edit(fewer, "gemm", duration_s=gemm.time_budget_s)
+    assert problems(spent) == []
+    three = with_metric(spent, "gemm", "fp16_tflops", fp16[:3])
+    assert problems(three) == []
+    two = with_metric(spent, "gemm", "fp16_tflops", fp16[:2])
+    assert problems(two) == [("gemm", "metric fp16_tflops has 2 values, 10 required")]
+    not_spent = edit(three, "gemm", duration_s=gemm.time_budget_s - 0.01)
+    assert problems(not_spent) == [("gemm", "metric fp16_tflops has 3 values, 10 required")]
+
+
+def test_gemm_checks_every_element_of_the_product() -> None:
+    n = param(real(), "gemm", "n")
+    assert problems(with_checked(real(), "gemm", n * n, n * n - 1)) == [
+        ("gemm", f"checked {n * n - 1} FP32 GEMM elements, {n * n} required")
+    ]
+    # the sim computes the 8 × 64 corner block, of a smaller product too
+    assert problems(with_checked(sim(), "gemm", 512, 511)) == [
+        ("gemm", "checked 511 FP32 GEMM elements, 512 required")
+    ]
+    assert problems(with_params(sim(), "gemm", n=32)) == [
+        ("gemm", "checked 512 FP16 GEMM elements, 256 required"),
+        ("gemm", "checked 512 FP32 GEMM elements, 256 required"),
+    ]
+    assert problems(with_checked(with_params(sim(), "gemm", n=32), "gemm", 256, 256)) == []
+    assert problems(with_checked(with_params(sim(), "gemm", n=4), "gemm", 16, 16)) == []
+
+
+def test_fp32_checks_whole_launches_at_least_the_timed() -> None:
+    per_launch = param(real(), "fp32", "blocks") * 256 * 8
+    timed = len(values(real(), "fp32", "fp32_tflops"))
+    assert timed == 20
+
+    def checked(count: int) -> Problems:
+        return problems(with_checked(real(), "fp32", count))
+
+    def wrong(count: int) -> Problems:
+        text = (
+            f"checked {count} thread chains, a multiple of {per_launch} per launch over at least "
+            f"{timed} launches required"
+        )
+        return [("fp32", text)]
+
+    assert checked(per_launch * timed) == []
+    assert checked(per_launch * (timed - 1)) == wrong(per_launch * (timed - 1))
+    assert checked(per_launch * 23 + 1) == wrong(per_launch * 23 + 1)
+    assert checked(per_launch * 23 - 1) == wrong(per_launch * 23 - 1)
+    zero = with_params(real(), "fp32", blocks=0)
+    assert problems(zero) == [
+        (
+            "fp32",
+            f"checked {per_launch * 23} thread chains, a multiple of 0 per launch over at least "
+            f"{timed} launches required",
+        )
+    ]
+    assert problems(with_params(real(), "fp32", iterations=None)) == [
+        ("fp32", "parameter iterations is missing, a whole number required")
+    ]
+
+
+def test_the_tensor_test_checks_its_mma_launches_and_its_product() -> None:
+    test = get(real(), "fp16_tensor")
+    mma, product = test.verifications
+    per_launch = param(real(), "fp16_tensor", "mma_blocks") * param(
+        real(), "fp16_tensor", "mma_threads"
+    )
+    assert mma.checked % per_launch == 0
+    assert problems(with_checked(real(), "fp16_tensor", mma.checked + 1, product.checked)) == [
+        (
+            "fp16_tensor",
+            f"checked {mma.checked + 1} mma threads, a multiple of {per_launch} per launch over "
+            "at least 20 launches required",
+        )
+    ]
+    n = param(real(), "fp16_tensor", "gemm_n")
+    assert problems(with_checked(real(), "fp16_tensor", mma.checked, n * n - 1)) == [
+        ("fp16_tensor", f"checked {n * n - 1} GEMM elements, {n * n} required")
+    ]
+    assert problems(with_checked(sim(), "fp16_tensor", 3244032, 511)) == [
+        ("fp16_tensor", "checked 511 GEMM elements, 512 required")
+    ]
+    assert problems(with_params(real(), "fp16_tensor", mma_accumulators=None)) == [
+        ("fp16_tensor", "parameter mma_accumulators is missing, a whole number required")
+    ]
+
+
+def test_bandwidth_arrays_larger_than_l2_and_every_element_checked() -> None:
+    size = param(real(), "bandwidth", "array_bytes")
+    elements = size // 4
+    l2_bytes = param(real(), "bandwidth", "l2_bytes")
+    assert problems(with_params(real(), "bandwidth", elements=elements - 1)) == [
+        ("bandwidth", f"{elements - 1} elements in arrays of {size} bytes, not bytes / 4"),
+        ("bandwidth", f"checked {3 * elements} array elements, 3 × {elements - 1} required"),
+    ]
+    assert problems(with_params(real(), "bandwidth", l2_bytes=size // 8)) == []
+    assert problems(with_params(real(), "bandwidth", l2_bytes=size // 8 + 1)) == [
+        ("bandwidth", f"arrays of {size} bytes, at least 8 × L2 = {size + 8}")
+    ]
+    assert l2_bytes * 8 < size
+    arrays, read = get(real(), "bandwidth").verifications
+    assert problems(with_checked(real(), "bandwidth", arrays.checked - 1, 1)) == [
+        ("bandwidth", f"checked {arrays.checked - 1} array elements, 3 × {elements} required")
+    ]
+    assert problems(with_checked(real(), "bandwidth", arrays.checked, 2)) == [
+        ("bandwidth", "checked 2 read sums, 1 required")
+    ]
+    assert problems(with_params(real(), "bandwidth", l2_bytes=None)) == [
+        ("bandwidth", "parameter l2_bytes is missing, a whole number required")
+    ]
+    reps = with_params(real(), "bandwidth", repetitions=29)
+    assert problems(reps) == [
+        ("bandwidth", f"metric {name} has 30 values for 29 repetitions")
+        for name in ("copy_gbs", "scale_gbs", "add_gbs", "triad_gbs", "read_gbs")
+    ]
+
+
+def test_memtest_every_pattern_run_and_every_word_read_twice() -> None:
+    tested = param(real(), "memtest", "tested_bytes")
+    total = param(real(), "memtest", "total_bytes")
+    words = tested // 4
+    checked = words * 2 * 64
+    assert get(real(), "memtest").verifications[0].checked == checked
+
+    def fewer_done(done: int) -> Problems:
+        return problems(with_params(real(), "memtest", patterns_done=done))
+
+    assert fewer_done(63) == [
+        ("memtest", "63 of 64 patterns were run"),
+        ("memtest", "metric pass_gbs has 64 values for 63 patterns"),
+        ("memtest", f"checked {checked} words, {words * 2 * 63} required (63 patterns × 2 reads "
+         f"of {words} words)"),
+    ]
+    cut = with_metric(real(), "memtest", "pass_gbs", values(real(), "memtest", "pass_gbs")[:63])
+    assert problems(cut) == [("memtest", "metric pass_gbs has 63 values for 64 patterns")]
+    assert problems(with_checked(real(), "memtest", checked - 2)) == [
+        ("memtest", f"checked {checked - 2} words, {checked} required (64 patterns × 2 reads of "
+         f"{words} words)")
+    ]
+    # a bit-fade pass reads every word twice more, when its parameter says it ran
+    faded = with_checked(real(), "memtest", words * 130)
+    assert problems(with_params(faded, "memtest", bit_fade_s=60)) == []
+    assert problems(with_params(faded, "memtest", bit_fade_s=0.001)) == []
+    assert problems(faded) == [
+        ("memtest", f"checked {words * 130} words, {checked} required (64 patterns × 2 reads of "
+         f"{words} words)")
+    ]
+    assert problems(with_params(real(), "memtest", total_bytes=None)) == [
+        ("memtest", "parameter total_bytes is missing, a whole number required")
+    ]
+    assert problems(with_params(real(), "memtest", coverage="all")) == [
+        ("memtest", "parameter coverage is 'all', a number required")
+    ]
+
+
+def test_memtest_passes_within_the_patterns() -> None:
+    for passes, ok in ((64, True), (16, True), (1, True), (65, False), (0, False), (-1, False)):
+        found = problems(with_params(real(), "memtest", passes=passes))
+        assert found == ([] if ok else [("memtest", f"{passes} passes over 64 patterns")]), passes
+    assert problems(with_params(real(), "memtest", passes="16")) == []
+
+
+def test_memtest_tested_bytes_whole_words_within_the_total() -> None:
+    tested = param(real(), "memtest", "tested_bytes")
+    total = param(real(), "memtest", "total_bytes")
+    for bad in (tested + 2, 0, -4, total + 4):
+        assert problems(with_params(real(), "memtest", tested_bytes=bad)) == [
+            ("memtest", f"tested_bytes {bad} is not whole words within total_bytes {total}")
+        ], bad
+    # the early return keeps what was found before it
+    assert problems(with_params(real(), "memtest", tested_bytes=0, patterns_done=63)) == [
+        ("memtest", "63 of 64 patterns were run"),
+        ("memtest", "metric pass_gbs has 64 values for 63 patterns"),
+        ("memtest", f"tested_bytes 0 is not whole words within total_bytes {total}"),
+    ]
+    whole = with_checked(
+        with_params(real(), "memtest", tested_bytes=total, coverage=1.0), "memtest", total // 2 * 64
+    )
+    assert problems(whole) == []
+
+
+def test_memtest_coverage_is_tested_over_total() -> None:
+    tested = param(real(), "memtest", "tested_bytes")
+    total = param(real(), "memtest", "total_bytes")
+    share = f"{tested / total:.4f}"
+    assert share == "0.9872"
+    for coverage in (0.9871, 0.9873, 0.98716, 1.0):
+        assert problems(with_params(real(), "memtest", coverage=coverage)) == [
+            ("memtest", f"coverage {coverage} is not tested / total = {share}")
+        ], coverage
+
+
+def test_memtest_total_is_the_cards_memory_less_the_drivers() -> None:
+    total = param(real(), "memtest", "total_bytes")
+
+    def on_card(card: int | None) -> Problems:
+        record = replace(real(), identity=replace(real().identity, memory_total_bytes=card))
+        return problems(record)
+
+    def wrong(card: int) -> Problems:
+        text = f"total_bytes {total} is not within 95% to 100% of the card's {card} bytes"
+        return [("memtest", text)]
+
+    assert on_card(total) == []
+    assert on_card(total - 1) == wrong(total - 1)
+    largest = math.floor(total / CUDA_TOTAL_MIN_SHARE)
+    assert on_card(largest) == []
+    assert on_card(largest + 2) == wrong(largest + 2)
+    assert on_card(None) == [] and on_card(0) == []
