@@ -665,3 +665,217 @@ def test_memtest_total_is_the_cards_memory_less_the_drivers() -> None:
     assert on_card(largest) == []
     assert on_card(largest + 2) == wrong(largest + 2)
     assert on_card(None) == [] and on_card(0) == []
+
+
+def test_soak_one_value_and_one_digest_check_per_iteration() -> None:
+    soak = get(real(), "soak")
+    assert param(real(), "soak", "iterations") == 206
+    tflops = values(real(), "soak", "iteration_tflops")
+    cut = with_metric(real(), "soak", "iteration_tflops", tflops[:205])
+    assert problems(cut) == [("soak", "metric iteration_tflops has 205 values for 206 iterations")]
+    fewer = with_params(real(), "soak", iterations=205)
+    assert problems(fewer) == [
+        ("soak", "metric iteration_tflops has 206 values for 205 iterations"),
+        ("soak", "metric iteration_end_s has 206 values for 205 iterations"),
+        ("soak", "the digest check covered 206 of 205 iterations"),
+    ]
+    assert problems(with_checked(real(), "soak", 205)) == [
+        ("soak", "the digest check covered 205 of 206 iterations")
+    ]
+    assert problems(with_params(real(), "soak", iterations=None)) == [
+        ("soak", "parameter iterations is missing, a whole number required")
+    ]
+    assert soak.verifications[0].checked == 206
+
+
+def test_soak_iterations_end_in_order_within_the_test() -> None:
+    soak = get(real(), "soak")
+    ends = values(real(), "soak", "iteration_end_s")
+    start_s, end_s = soak.started_s, soak.started_s + soak.duration_s
+    wrong = [
+        (
+            "soak",
+            f"iteration_end_s does not increase within the test's {start_s:.1f} to {end_s:.1f} s",
+        )
+    ]
+
+    def with_ends(changed: tuple[float, ...]) -> Problems:
+        return problems(with_metric(real(), "soak", "iteration_end_s", changed))
+
+    assert with_ends((*ends[:10], ends[11], ends[10], *ends[12:])) == wrong
+    assert with_ends((*ends[:10], ends[10], ends[10], *ends[12:])) == wrong
+    assert with_ends((start_s - 0.002, *ends[1:])) == wrong
+    assert with_ends((start_s - 0.0009, *ends[1:])) == []
+    assert with_ends((start_s + 0.0009, *ends[1:])) == []
+    # the memory phase starts after the last iteration: the phase moved along with it
+    late = with_params(real(), "soak", memory_phase_start_s=end_s + 0.0009, memory_phase_end_s=end_s + 0.001)
+    late = with_metric(late, "soak", "memory_phase_chunk_end_s", (end_s + 0.001,))
+    late = with_metric(late, "soak", "memory_phase_gbs", (1.0,))
+    assert problems(with_metric(late, "soak", "iteration_end_s", (*ends[:-1], end_s + 0.0009))) == []
+    assert problems(with_metric(late, "soak", "iteration_end_s", (*ends[:-1], end_s + 0.002))) == [
+        *wrong,
+        (
+            "soak",
+            f"the memory phase {end_s:.1f} to {end_s:.1f} s does not follow the GEMM phase "
+            f"(ended {end_s:.1f} s)",
+        ),
+    ]
+
+
+def test_soak_memory_phase_checked_when_any_trace_of_it_is_there() -> None:
+    soak = get(real(), "soak")
+    phase = {k: None for k in soak.parameters if k.startswith("memory_phase")}
+    no_params = with_params(real(), "soak", **phase)
+    assert problems(no_params) == [
+        ("soak", "parameter memory_phase_s is missing, a number required")
+    ]
+    metrics = tuple(m for m in soak.metrics if not m.name.startswith("memory_phase"))
+    assert problems(edit(no_params, "soak", metrics=metrics)) == []
+    only_param = edit(with_params(no_params, "soak", memory_phase_s=60), "soak", metrics=metrics)
+    assert problems(only_param) == [
+        ("soak", "parameter memory_phase_start_s is missing, a number required")
+    ]
+    one_metric = edit(no_params, "soak", metrics=(*metrics, soak.metrics[-1]))
+    assert problems(one_metric)[0] == (
+        "soak",
+        "parameter memory_phase_s is missing, a number required",
+    )
+    assert problems(with_params(real(), "soak", memory_phase_launches=None)) == [
+        ("soak", "parameter memory_phase_launches is missing, a whole number required")
+    ]
+
+
+def test_soak_memory_phase_values_and_chunk_ends() -> None:
+    soak = get(real(), "soak")
+    start_s = float(soak.parameters["memory_phase_start_s"])
+    end_s = float(soak.parameters["memory_phase_end_s"])
+    rates = values(real(), "soak", "memory_phase_gbs")
+    chunk_ends = values(real(), "soak", "memory_phase_chunk_end_s")
+    chunks = len(rates)
+    assert chunks == len(chunk_ends) == 61
+    without = edit(
+        real(), "soak", metrics=tuple(m for m in soak.metrics if m.name != "memory_phase_gbs")
+    )
+    assert problems(without) == [
+        ("soak", "metric memory_phase_gbs missing"),
+        ("soak", f"0 memory-phase rates for {chunks} chunk ends"),
+        ("soak", "the memory phase has no values, at least 1 required"),
+    ]
+    neither = edit(
+        real(), "soak", metrics=tuple(m for m in soak.metrics if not m.name.startswith("memory"))
+    )
+    assert problems(neither) == [
+        ("soak", "metric memory_phase_gbs, memory_phase_chunk_end_s missing"),
+        ("soak", "the memory phase has no values, at least 1 required"),
+    ]
+    assert problems(with_params(neither, "soak", stopped_early="lost")) == [
+        ("soak", "metric memory_phase_gbs, memory_phase_chunk_end_s missing"),
+    ]
+    fewer_ends = with_metric(real(), "soak", "memory_phase_chunk_end_s", chunk_ends[:-1])
+    assert problems(fewer_ends) == [("soak", f"{chunks} memory-phase rates for 60 chunk ends")]
+    wrong_ends = [
+        (
+            "soak",
+            f"memory-phase chunk ends do not increase within {start_s:.1f} to {end_s:.1f} s",
+        )
+    ]
+    swapped = (*chunk_ends[:5], chunk_ends[6], chunk_ends[5], *chunk_ends[7:])
+    assert problems(with_metric(real(), "soak", "memory_phase_chunk_end_s", swapped)) == wrong_ends
+    past = (*chunk_ends[:-1], end_s + 0.002)
+    assert problems(with_metric(real(), "soak", "memory_phase_chunk_end_s", past)) == wrong_ends
+    launches = param(real(), "soak", "memory_phase_launches")
+    assert launches > chunks
+    assert problems(with_params(real(), "soak", memory_phase_launches=chunks + 1)) == []
+    for few in (chunks, 0):
+        assert problems(with_params(real(), "soak", memory_phase_launches=few)) == [
+            ("soak", f"{few} memory-phase launches for {chunks} chunks")
+        ]
+
+
+def test_soak_memory_phase_follows_the_gemm_phase() -> None:
+    soak = get(real(), "soak")
+    gemm_end_s = values(real(), "soak", "iteration_end_s")[-1]
+    start_s = float(soak.parameters["memory_phase_start_s"])
+    end_s = float(soak.parameters["memory_phase_end_s"])
+    first_chunk_s = values(real(), "soak", "memory_phase_chunk_end_s")[0]
+
+    def starting(at_s: float, until_s: float = end_s) -> Problems:
+        return problems(
+            with_params(real(), "soak", memory_phase_start_s=at_s, memory_phase_end_s=until_s)
+        )
+
+    def wrong(at_s: float, until_s: float = end_s) -> Problems:
+        text = (
+            f"the memory phase {at_s:.1f} to {until_s:.1f} s does not follow the GEMM phase "
+            f"(ended {gemm_end_s:.1f} s)"
+        )
+        return [("soak", text)]
+
+    assert start_s >= gemm_end_s
+    assert starting(gemm_end_s) == [] and starting(gemm_end_s - 0.0009) == []
+    assert starting(gemm_end_s - 0.002) == wrong(gemm_end_s - 0.002)
+    assert first_chunk_s > gemm_end_s
+    # ending before it starts: the chunk ends cannot lie within it either
+    assert starting(end_s + 1)[0] == wrong(end_s + 1)[0]
+    assert starting(end_s, end_s) == [
+        (
+            "soak",
+            f"memory-phase chunk ends do not increase within {end_s:.1f} to {end_s:.1f} s",
+        )
+    ]
+
+
+def pcie_checked(copy_bytes: int, timed: int, warmup: int, both: int) -> int:
+    """Words a pcie test checks per direction: each timed, warm-up and two-way copy."""
+    return copy_bytes // 4 * (timed + warmup + both + warmup)
+
+
+def test_pcie_every_copy_checked_warm_ups_and_two_way_copies_included() -> None:
+    words = PCIE_COPY_MIN_BYTES // 4
+    checked = pcie_checked(PCIE_COPY_MIN_BYTES, 5, 1, 5)
+    assert get(sim(), "pcie").verifications[0].checked == checked
+    detail = f"({words} per copy, warm-ups and two-way copies included)"
+    assert problems(with_checked(sim(), "pcie", checked - 1, checked)) == [
+        ("pcie", f"checked {checked - 1} host-to-device words, {checked} required {detail}")
+    ]
+    assert problems(with_checked(sim(), "pcie", checked, checked + words)) == [
+        ("pcie", f"checked {checked + words} device-to-host words, {checked} required {detail}")
+    ]
+    both = with_metric(sim(), "pcie", "both_gbs", values(sim(), "pcie", "both_gbs")[:4])
+    fewer = pcie_checked(PCIE_COPY_MIN_BYTES, 5, 1, 4)
+    assert problems(both) == [
+        ("pcie", "metric both_gbs has 4 values, 5 required"),
+        ("pcie", f"checked {checked} host-to-device words, {fewer} required {detail}"),
+        ("pcie", f"checked {checked} device-to-host words, {fewer} required {detail}"),
+    ]
+    assert problems(with_checked(both, "pcie", fewer, fewer)) == [
+        ("pcie", "metric both_gbs has 4 values, 5 required")
+    ]
+    h2d = with_metric(sim(), "pcie", "h2d_gbs", values(sim(), "pcie", "h2d_gbs")[:4])
+    h2d_fewer = pcie_checked(PCIE_COPY_MIN_BYTES, 4, 1, 5)
+    assert problems(with_checked(h2d, "pcie", h2d_fewer, checked)) == [
+        ("pcie", "metric h2d_gbs has 4 values, 5 required")
+    ]
+    warm = pcie_checked(PCIE_COPY_MIN_BYTES, 5, 2, 5)
+    assert problems(with_checked(with_params(sim(), "pcie", warmup=2), "pcie", warm, warm)) == []
+    assert problems(with_params(sim(), "pcie", warmup=None)) == [
+        ("pcie", "parameter warmup is missing, a whole number required")
+    ]
+
+
+def test_pcie_copies_whole_16_byte_units_of_at_least_the_minimum() -> None:
+    def copies(copy_bytes: int) -> Problems:
+        checked = pcie_checked(copy_bytes, 5, 1, 5)
+        record = with_checked(with_params(sim(), "pcie", copy_bytes=copy_bytes), "pcie", checked, checked)
+        return problems(record)
+
+    def wrong(copy_bytes: int) -> Problems:
+        text = (
+            f"copies of {copy_bytes} bytes, whole 16-byte units of at least {PCIE_COPY_MIN_BYTES}"
+        )
+        return [("pcie", text)]
+
+    assert copies(PCIE_COPY_MIN_BYTES) == [] and copies(PCIE_COPY_MIN_BYTES + 16) == []
+    assert copies(PCIE_COPY_MIN_BYTES - 16) == wrong(PCIE_COPY_MIN_BYTES - 16)
+    assert copies(PCIE_COPY_MIN_BYTES + 8) == wrong(PCIE_COPY_MIN_BYTES + 8)
+    assert copies(PCIE_COPY_MIN_BYTES + 4) == wrong(PCIE_COPY_MIN_BYTES + 4)
