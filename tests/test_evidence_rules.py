@@ -121,6 +121,15 @@ def values(record: RunRecord, name: str, metric: str) -> tuple[float, ...]:
     return found.values
 
 
+def lasting(record: RunRecord, name: str, duration_s: float, time_budget_s: float) -> RunRecord:
+    """The test made to last duration_s, with a sample every 0.2 s of it."""
+    start_s = get(record, name).started_s
+    samples = tuple(TelemetrySample(start_s + 0.2 * i) for i in range(int(duration_s / 0.2)))
+    return edit(
+        record, name, duration_s=duration_s, time_budget_s=time_budget_s, telemetry=samples
+    )
+
+
 def param(record: RunRecord, name: str, key: str) -> int:
     value = get(record, name).parameters[key]
     assert isinstance(value, int | float)
@@ -879,3 +888,264 @@ def test_pcie_copies_whole_16_byte_units_of_at_least_the_minimum() -> None:
     assert copies(PCIE_COPY_MIN_BYTES - 16) == wrong(PCIE_COPY_MIN_BYTES - 16)
     assert copies(PCIE_COPY_MIN_BYTES + 8) == wrong(PCIE_COPY_MIN_BYTES + 8)
     assert copies(PCIE_COPY_MIN_BYTES + 4) == wrong(PCIE_COPY_MIN_BYTES + 4)
+
+
+# --- tier 2: what the record's preset asks of a passed test -------------------------------------
+
+
+def test_telemetry_at_half_the_presets_rate_in_tests_longer_than_2_s() -> None:
+    soak = get(quick(), "soak")
+    samples = soak.telemetry
+    assert soak.duration_s > 75 and len(samples) == 377
+    # 75.4 s at one sample per 0.2 s: at least ceil(188.6) = 189 samples
+    assert problems(edit(quick(), "soak", telemetry=samples[:189])) == []
+    assert problems(edit(quick(), "soak", telemetry=samples[:188])) == [
+        (
+            "soak",
+            "188 telemetry samples in 75.4 s, at least 189 required (one per 0.2 s, 50% allowed "
+            "lost)",
+        )
+    ]
+    # a sample before the test started does not count
+    before = replace(samples[0], t_s=soak.started_s - 0.002)
+    assert problems(edit(quick(), "soak", telemetry=(before, *samples[1:189])))[0][1].startswith(
+        "188 telemetry samples"
+    )
+    edge = replace(samples[0], t_s=soak.started_s - 0.0009)
+    assert problems(edit(quick(), "soak", telemetry=(edge, *samples[1:189]))) == []
+    # 76 s: exactly 190 required
+    exact = edit(quick(), "soak", duration_s=76.0)
+    assert problems(edit(exact, "soak", telemetry=samples[:190])) == []
+    assert problems(edit(exact, "soak", telemetry=samples[:189])) == [
+        (
+            "soak",
+            "189 telemetry samples in 76.0 s, at least 190 required (one per 0.2 s, 50% allowed "
+            "lost)",
+        )
+    ]
+    # up to 2 s a test is not held to a rate
+    one = get(quick(), "fp32").telemetry
+    assert len(one) == 1
+    assert problems(edit(quick(), "fp32", duration_s=TELEMETRY_RATE_MIN_TEST_S)) == []
+    assert problems(edit(quick(), "fp32", duration_s=2.01)) == [
+        (
+            "fp32",
+            "1 telemetry samples in 2.0 s, at least 6 required (one per 0.2 s, 50% allowed lost)",
+        )
+    ]
+
+
+def test_samples_in_the_test_count_up_to_its_end() -> None:
+    fp32 = get(quick(), "fp32")
+    end_s = fp32.started_s + 2.4
+    at_end = tuple(TelemetrySample(end_s - 0.1 * i) for i in range(6))
+    record = edit(quick(), "fp32", duration_s=2.4, telemetry=at_end)
+    assert problems(record) == []
+    last = (TelemetrySample(end_s + TIME_TOLERANCE_S), *at_end[1:])
+    assert problems(edit(record, "fp32", telemetry=last)) == []
+
+
+def test_minimum_parameters_of_the_preset() -> None:
+    """bandwidth: warmup 2 in the quick preset."""
+    for value, shown in (
+        (1, "1"),
+        (1.5, "1.5"),
+        (True, "True"),
+        ("2", "'2'"),
+        (None, "missing"),
+    ):
+        assert problems(with_params(quick(), "bandwidth", warmup=value)) == [
+            ("bandwidth", f"warmup is {shown}, the quick preset's is 2")
+        ], value
+    for value in (2, 2.0, 3, 9.5):
+        assert problems(with_params(quick(), "bandwidth", warmup=value)) == [], value
+
+
+def test_bandwidth_repetitions_below_the_presets() -> None:
+    names = ("copy_gbs", "scale_gbs", "add_gbs", "triad_gbs", "read_gbs")
+    cut = cut_metrics(with_params(quick(), "bandwidth", repetitions=9), "bandwidth", 9)
+    assert problems(cut) == [
+        ("bandwidth", "repetitions is 9, the quick preset's is 10"),
+        *(("bandwidth", f"metric {name} has 9 values, 10 required") for name in names),
+    ]
+    # the time budget spent (the preset's: 30 s): 3 values are what was measured
+    three = cut_metrics(quick(), "bandwidth", 3)
+    spent = lasting(three, "bandwidth", 30.0, 30.0)
+    assert problems(spent) == []
+    # the record's own budget spent, the preset's not: the second tier still asks for 10
+    own = lasting(three, "bandwidth", 29.9, 20.0)
+    assert problems(own) == [
+        ("bandwidth", f"metric {name} has 3 values, 10 required") for name in names
+    ]
+
+
+def test_exact_parameters_of_the_preset() -> None:
+    assert problems(with_params(quick(), "gemm", n=4096)) == [
+        ("gemm", "n is 4096, the quick preset's is 8192")
+    ]
+    assert problems(with_params(quick(), "gemm", n=16384)) == [
+        ("gemm", "n is 16384, the quick preset's is 8192")
+    ]
+    assert problems(with_params(quick(), "gemm", n=8192.0)) == []
+    assert problems(with_params(quick(), "fp16_tensor", gemm_n=True)) == [
+        ("fp16_tensor", "parameter gemm_n is True, a whole number required"),
+        ("fp16_tensor", "gemm_n is True, the quick preset's is 4096"),
+    ]
+    assert problems(with_params(quick(), "soak", gemm_n=1)) == [
+        ("soak", "gemm_n is 1, the quick preset's is 8192")
+    ]
+
+
+def test_gemm_below_the_presets() -> None:
+    assert problems(with_params(quick(), "gemm", warmup=1)) == [
+        ("gemm", "warmup is 1, the quick preset's is 2")
+    ]
+    cut = cut_metrics(with_params(quick(), "gemm", repetitions=4), "gemm", 4)
+    assert problems(cut) == [
+        ("gemm", "repetitions is 4, the quick preset's is 5"),
+        ("gemm", "metric fp16_tflops has 4 values, 5 required"),
+        ("gemm", "metric fp32_tflops has 4 values, 5 required"),
+    ]
+
+
+def test_memtest_patterns_and_passes_of_the_preset() -> None:
+    memtest = get(quick(), "memtest")
+    words = param(quick(), "memtest", "tested_bytes") // 4
+    # quick: 2 patterns, each and its inverse, 4 passes: 8
+    assert param(quick(), "memtest", "patterns_done") == 8
+    seven = with_params(quick(), "memtest", patterns=7, patterns_done=7)
+    seven = with_checked(cut_metrics(seven, "memtest", 7), "memtest", words * 14)
+    assert problems(seven) == [("memtest", "7 of the quick preset's 8 memtest patterns were run")]
+    nine = with_params(quick(), "memtest", patterns=9, patterns_done=9)
+    nine = with_metric(nine, "memtest", "pass_gbs", (*values(quick(), "memtest", "pass_gbs"), 9.0))
+    assert problems(with_checked(nine, "memtest", words * 18)) == []
+    assert problems(with_params(quick(), "memtest", passes=3)) == [
+        ("memtest", "passes is 3, the quick preset's is 4")
+    ]
+    assert memtest.parameters["bit_fade_s"] == 0
+
+
+def test_the_thorough_memtest_holds_its_bit_fade_pass() -> None:
+    memtest = get(thorough(), "memtest")
+    done = param(thorough(), "memtest", "patterns_done")
+    words = param(thorough(), "memtest", "tested_bytes") // 4
+    with_fade = words * (2 * done + 2)
+    assert done == 4 * 32 + 31 and memtest.verifications[0].checked == with_fade
+    assert problems(with_params(thorough(), "memtest", bit_fade_s=30)) == [
+        ("memtest", "bit_fade_s is 30, the thorough preset's is 60")
+    ]
+    assert problems(with_params(thorough(), "memtest", bit_fade_s=0)) == [
+        ("memtest", f"checked {with_fade} words, {words * 2 * done} required ({done} patterns × "
+         f"2 reads of {words} words)"),
+        ("memtest", "bit_fade_s is 0, the thorough preset's is 60"),
+    ]
+    no_reads = with_checked(thorough(), "memtest", words * 2 * done)
+    assert problems(no_reads) == [
+        ("memtest", f"checked {words * 2 * done} words, {with_fade} required with the thorough "
+         "preset's bit-fade pass")
+    ]
+    assert problems(edit(thorough(), "memtest", verifications=())) == [
+        ("memtest", "no verification recorded"),
+        ("memtest", f"checked 0 words, {with_fade} required with the thorough preset's bit-fade "
+         "pass"),
+    ]
+    assert problems(with_params(thorough(), "memtest", tested_bytes=None)) == [
+        ("memtest", "parameter tested_bytes is missing, a whole number required"),
+        ("memtest", "parameter tested_bytes is missing, a whole number required"),
+    ]
+
+
+def test_the_bit_fade_wait_is_in_the_memtests_time() -> None:
+    memtest = get(thorough(), "memtest")
+
+    def lasting(duration_s: float) -> Problems:
+        end_s = memtest.started_s + duration_s
+        samples = tuple(s for s in memtest.telemetry if s.t_s <= end_s)
+        return problems(edit(thorough(), "memtest", duration_s=duration_s, telemetry=samples))
+
+    assert lasting(60.0) == []
+    assert lasting(59.9) == [
+        ("memtest", "ran 59.9 s, less than the bit-fade wait of 60 s"),
+    ]
+
+
+def test_fp32_checked_after_each_warm_up_and_timed_launch_of_the_preset() -> None:
+    per_launch = 1056 * 256 * 8
+    assert get(quick(), "fp32").verifications[0].checked == per_launch * 12
+
+    def wrong(checked: int, timed: int = 10) -> tuple[str, str]:
+        required = per_launch * (2 + timed)
+        text = (
+            f"checked {checked} results, {required} required (2 warm-up and {timed} timed "
+            "launches of the quick preset)"
+        )
+        return ("fp32", text)
+
+    assert problems(with_checked(quick(), "fp32", per_launch * 11)) == [wrong(per_launch * 11)]
+    assert problems(with_checked(quick(), "fp32", per_launch * 13)) == [wrong(per_launch * 13)]
+    nine = with_metric(quick(), "fp32", "fp32_tflops", values(quick(), "fp32", "fp32_tflops")[:9])
+    assert problems(nine) == [
+        ("fp32", "metric fp32_tflops has 9 values, 10 required"),
+        wrong(per_launch * 12, 9),
+    ]
+    assert problems(with_checked(nine, "fp32", per_launch * 11)) == [
+        ("fp32", "metric fp32_tflops has 9 values, 10 required")
+    ]
+    assert problems(edit(quick(), "fp32", verifications=())) == [
+        ("fp32", "no verification recorded"),
+        wrong(0),
+    ]
+    assert problems(with_params(quick(), "fp32", chains=None)) == [
+        ("fp32", "parameter chains is missing, a whole number required"),
+        ("fp32", "parameter chains is missing, a whole number required"),
+    ]
+
+
+def test_the_tensor_test_of_the_preset() -> None:
+    per_launch = 1056 * 256
+    mma, product = get(quick(), "fp16_tensor").verifications
+    assert mma.checked == per_launch * 12
+    assert problems(with_checked(quick(), "fp16_tensor", per_launch * 11, product.checked)) == [
+        (
+            "fp16_tensor",
+            f"checked {per_launch * 11} results, {per_launch * 12} required (2 warm-up and 10 "
+            "timed launches of the quick preset)",
+        )
+    ]
+    for name in ("mma_tflops", "tensor_gemm_tflops"):
+        cut = with_metric(quick(), "fp16_tensor", name, values(quick(), "fp16_tensor", name)[:9])
+        if name == "mma_tflops":
+            cut = with_checked(cut, "fp16_tensor", per_launch * 11, product.checked)
+        assert problems(cut) == [("fp16_tensor", f"metric {name} has 9 values, 10 required")]
+    assert problems(with_params(quick(), "fp16_tensor", mma_threads=None)) == [
+        ("fp16_tensor", "parameter mma_threads is missing, a whole number required"),
+        ("fp16_tensor", "parameter mma_threads is missing, a whole number required"),
+    ]
+    assert problems(with_params(quick(), "fp16_tensor", gemm_n=2048)) == [
+        ("fp16_tensor", "gemm_n is 2048, the quick preset's is 4096")
+    ]
+
+
+def test_pcie_of_the_preset() -> None:
+    words = PCIE_COPY_MIN_BYTES // 4
+    assert words == 67108864
+    reps = cut_metrics(with_params(quick(), "pcie", repetitions=4), "pcie", 4)
+    checked = pcie_checked(PCIE_COPY_MIN_BYTES, 4, 1, 4)
+    assert problems(with_checked(reps, "pcie", checked, checked)) == [
+        ("pcie", "repetitions is 4, the quick preset's is 5"),
+        *(
+            ("pcie", f"metric {name} has 4 values, 5 required")
+            for name in ("h2d_gbs", "d2h_gbs", "both_gbs")
+        ),
+    ]
+    cold = pcie_checked(PCIE_COPY_MIN_BYTES, 5, 0, 5)
+    assert problems(with_checked(with_params(quick(), "pcie", warmup=0), "pcie", cold, cold)) == [
+        ("pcie", "warmup is 0, the quick preset's is 1")
+    ]
+    # thorough: 1 GiB copies; 512 MiB ones, all checked, are below its minimum
+    half = 512 << 20
+    test = get(thorough(), "pcie")
+    timed, warmup = len(values(thorough(), "pcie", "h2d_gbs")), int(test.parameters["warmup"])
+    small = pcie_checked(half, timed, warmup, timed)
+    record = with_checked(with_params(thorough(), "pcie", copy_bytes=half), "pcie", small, small)
+    assert problems(record) == [("pcie", f"copy_bytes is {half}, the thorough preset's is {1 << 30}")]
