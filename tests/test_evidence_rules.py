@@ -1149,3 +1149,112 @@ def test_pcie_of_the_preset() -> None:
     small = pcie_checked(half, timed, warmup, timed)
     record = with_checked(with_params(thorough(), "pcie", copy_bytes=half), "pcie", small, small)
     assert problems(record) == [("pcie", f"copy_bytes is {half}, the thorough preset's is {1 << 30}")]
+
+
+def test_the_soak_lasts_the_presets_length() -> None:
+    assert param(quick(), "soak", "duration_s") == 30
+    assert problems(with_params(quick(), "soak", duration_s=29)) == [
+        ("soak", "duration_s is 29, the quick preset's is 30")
+    ]
+
+    def soaked(value: Scalar | None) -> Problems:
+        return problems(with_params(quick(), "soak", soaked_s=value))
+
+    assert soaked(29.4) == [] and soaked(30) == []
+    for value, shown in ((29.39, "29.39"), (10, "10"), (True, "True"), (None, "missing"), ("30", "'30'")):
+        assert soaked(value) == [
+            ("soak", f"soaked_s is {shown}, at least 29.4 s of the quick preset's 30 s required")
+        ], value
+
+
+def test_the_soaks_iterations_reach_its_end() -> None:
+    soak = get(quick(), "soak")
+    ends = values(quick(), "soak", "iteration_end_s")
+    assert ends[-1] - soak.started_s == pytest.approx(30.365)
+
+    def iterations(count: int) -> RunRecord:
+        cut = cut_metrics(with_params(quick(), "soak", iterations=count), "soak", count)
+        kept = tuple(m for m in get(quick(), "soak").metrics if m.name.startswith("memory"))
+        cut = edit(cut, "soak", metrics=(*get(cut, "soak").metrics[:2], *kept))
+        return with_checked(cut, "soak", count)
+
+    # the quick soak: 30 s of 0.5 s iterations, at least a quarter of them
+    span_s = ends[14] - soak.started_s
+    assert problems(iterations(15)) == [
+        ("soak", f"the iterations end {span_s:.1f} s into the soak, at least 29.4 s"),
+    ]
+    assert problems(iterations(14)) == [
+        ("soak", f"the iterations end {ends[13] - soak.started_s:.1f} s into the soak, at least 29.4 s"),
+        ("soak", "14 soak iterations, at least 15 required"),
+    ]
+    late = with_metric(iterations(15), "soak", "iteration_end_s", (*ends[:14], ends[-1]))
+    assert problems(late) == []
+    short = with_metric(iterations(15), "soak", "iteration_end_s", (*ends[:14], soak.started_s + 29.39))
+    assert problems(short) == [("soak", "the iterations end 29.4 s into the soak, at least 29.4 s")]
+    reach = with_metric(iterations(15), "soak", "iteration_end_s", (*ends[:14], soak.started_s + 29.4))
+    assert problems(reach) == []
+
+
+def test_only_the_thermal_guards_words_excuse_a_short_soak() -> None:
+    short = with_params(quick(), "soak", soaked_s=10.0)
+    expected = [("soak", "soaked_s is 10.0, at least 29.4 s of the quick preset's 30 s required")]
+    for reason in ("thermal", "stopped", "Temperature", 86):
+        assert problems(with_params(short, "soak", stopped_early=reason)) == expected, reason
+    for reason in (
+        "GPU temperature 86 °C reached the guard 86 °C (89 °C slowdown − 3)",
+        "thermal slowdown for 5 s",
+    ):
+        assert problems(with_params(short, "soak", stopped_early=reason)) == [], reason
+    # a guard stop is what was measured: no memory phase, few iterations
+    soak = get(quick(), "soak")
+    phase = {k: None for k in soak.parameters if k.startswith("memory_phase")}
+    metrics = tuple(m for m in soak.metrics if m.name.startswith("iteration"))
+    guard = with_params(short, "soak", stopped_early="GPU temperature 87 °C", **phase)
+    assert problems(edit(guard, "soak", metrics=metrics)) == []
+    # but not its length or product size
+    smaller = with_params(guard, "soak", duration_s=20, gemm_n=4096)
+    assert problems(edit(smaller, "soak", metrics=metrics)) == [
+        ("soak", "duration_s is 20, the quick preset's is 30"),
+        ("soak", "gemm_n is 4096, the quick preset's is 8192"),
+    ]
+
+
+def test_the_memory_phase_of_the_preset() -> None:
+    start_s = 32.5  # after the last iteration (32.26 s), exact in binary: 40.5 s held is 40.5
+    rates = values(quick(), "soak", "memory_phase_gbs")
+    chunk_ends = values(quick(), "soak", "memory_phase_chunk_end_s")
+    assert len(chunk_ends) == 45
+    assert problems(with_params(quick(), "soak", memory_phase_s=44)) == [
+        ("soak", "memory_phase_s is 44, the quick preset's is 45")
+    ]
+
+    def phase(held_s: float, ends: tuple[float, ...]) -> Problems:
+        record = with_params(
+            quick(), "soak", memory_phase_start_s=start_s, memory_phase_end_s=start_s + held_s
+        )
+        record = with_metric(record, "soak", "memory_phase_chunk_end_s", ends)
+        return problems(with_metric(record, "soak", "memory_phase_gbs", rates[: len(ends)]))
+
+    # 45 s asked: at least 40.5 s held, values to 40.5 s into it, at least 23 of them
+    ends = tuple(start_s + 40.5 * (i + 1) / 23 for i in range(23))
+    assert phase(40.5, ends) == []
+    assert phase(40.4, tuple(e - 0.1 for e in ends)) == [
+        ("soak", "the memory phase held 40.4 s, at least 40.5 s required"),
+        ("soak", "the memory phase's values end 40.4 s into it, at least 40.5 s"),
+    ]
+    assert phase(45.0, (*ends[:-1], start_s + 40.4)) == [
+        ("soak", "the memory phase's values end 40.4 s into it, at least 40.5 s"),
+    ]
+    assert phase(45.0, ends[1:]) == [("soak", "22 memory-phase values, at least 23 required")]
+    assert phase(45.0, ends[:1]) == [
+        ("soak", f"the memory phase's values end {ends[0] - start_s:.1f} s into it, at least 40.5 s"),
+        ("soak", "1 memory-phase values, at least 23 required"),
+    ]
+    assert problems(with_params(quick(), "soak", memory_phase_start_s=None)) == [
+        ("soak", "parameter memory_phase_start_s is missing, a number required"),
+        ("soak", "parameter memory_phase_start_s is missing, a number required"),
+    ]
+    assert problems(with_params(quick(), "soak", memory_phase_end_s=None))[1] == (
+        "soak",
+        "parameter memory_phase_end_s is missing, a number required",
+    )
