@@ -33,7 +33,8 @@ def main() -> int:
         record = grade_card(SimBackend(load_card(H100)), options).record
         path = HERE / f"sim-h100-{name}.json"
         path.write_text(record_to_json(record), encoding="utf-8")
-        print(f"{path}: {record.tool_version} {record.preset} grade {record.grade.letter if record.grade else None}")
+        letter = record.grade.letter if record.grade else None
+        print(f"{path}: {record.tool_version} {record.preset}, graded {letter}")
     return 0
 
 
