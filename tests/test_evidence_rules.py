@@ -1296,3 +1296,105 @@ def test_the_memory_phase_of_the_preset() -> None:
         "soak",
         "parameter memory_phase_end_s is missing, a number required",
     )
+
+
+# --- the edges of each bound ----------------------------------------------------------------------
+
+
+def test_bandwidth_elements_are_whole_floats_of_the_array() -> None:
+    size = param(real(), "bandwidth", "array_bytes")
+    # two stray bytes hold no float: still size // 4 elements
+    assert problems(with_params(real(), "bandwidth", array_bytes=size + 2)) == []
+
+
+def test_the_tensor_test_names_each_missing_parameter() -> None:
+    assert problems(with_params(real(), "fp16_tensor", mma_iterations=None)) == [
+        ("fp16_tensor", "parameter mma_iterations is missing, a whole number required")
+    ]
+
+
+def test_a_launch_of_one_thread_chain() -> None:
+    one = with_params(real(), "fp32", blocks=1, threads=1, chains=1)
+    assert problems(one) == []
+    assert problems(with_checked(one, "fp32", 19)) == [
+        (
+            "fp32",
+            "checked 19 thread chains, a multiple of 1 per launch over at least 20 launches "
+            "required",
+        )
+    ]
+
+
+def test_times_exactly_at_the_tolerance_are_inside() -> None:
+    soak = get(real(), "soak")
+    ends = values(real(), "soak", "iteration_end_s")
+    first = (soak.started_s - TIME_TOLERANCE_S, *ends[1:])
+    assert problems(with_metric(real(), "soak", "iteration_end_s", first)) == []
+    start_s = float(soak.parameters["memory_phase_start_s"])
+    end_s = float(soak.parameters["memory_phase_end_s"])
+    chunk_ends = values(real(), "soak", "memory_phase_chunk_end_s")
+    edges = (start_s - TIME_TOLERANCE_S, *chunk_ends[1:-1], end_s + TIME_TOLERANCE_S)
+    assert problems(with_metric(real(), "soak", "memory_phase_chunk_end_s", edges)) == []
+    follows = with_params(real(), "soak", memory_phase_start_s=ends[-1] - TIME_TOLERANCE_S)
+    assert problems(follows) == []
+    quick_soak = get(quick(), "soak")
+    samples = quick_soak.telemetry
+    edge = replace(samples[0], t_s=quick_soak.started_s - TIME_TOLERANCE_S)
+    assert problems(edit(quick(), "soak", telemetry=(edge, *samples[1:189]))) == []
+
+
+def test_a_total_at_exactly_the_smallest_share_of_the_card() -> None:
+    card = 89_491_898_440  # 0.95 × card is 85017303518 exactly, in binary floating point too
+    total = 85_017_303_518
+    assert CUDA_TOTAL_MIN_SHARE * card == total
+    record = replace(real(), identity=replace(real().identity, memory_total_bytes=card))
+    assert problems(with_params(record, "memtest", total_bytes=total)) == []
+    assert problems(with_params(record, "memtest", total_bytes=total - 4)) == [
+        (
+            "memtest",
+            f"total_bytes {total - 4} is not within 95% to 100% of the card's {card} bytes",
+        )
+    ]
+
+
+def test_a_soak_without_iteration_ends() -> None:
+    assert problems(with_metric(real(), "soak", "iteration_end_s", ())) == [
+        ("soak", "metric iteration_end_s has no values, at least 1 required"),
+        ("soak", "metric iteration_end_s has 0 values for 206 iterations"),
+    ]
+    assert problems(with_metric(quick(), "soak", "iteration_end_s", ())) == [
+        ("soak", "metric iteration_end_s has no values, at least 1 required"),
+        ("soak", "metric iteration_end_s has 0 values for 53 iterations"),
+        ("soak", "the iterations end 0.0 s into the soak, at least 29.4 s"),
+    ]
+
+
+def test_a_memory_phase_without_values_in_a_current_record() -> None:
+    empty = with_metric(quick(), "soak", "memory_phase_chunk_end_s", ())
+    empty = with_metric(empty, "soak", "memory_phase_gbs", ())
+    assert problems(empty) == [
+        ("soak", "the memory phase has no values, at least 1 required"),
+        ("soak", "the memory phase's values end 0.0 s into it, at least 40.5 s"),
+        ("soak", "0 memory-phase values, at least 23 required"),
+    ]
+
+
+def test_memtest_patterns_done_must_be_a_number() -> None:
+    assert problems(with_params(quick(), "memtest", patterns_done="8")) == [
+        ("memtest", "parameter patterns_done is '8', a whole number required"),
+        ("memtest", "'8' of the quick preset's 8 memtest patterns were run"),
+    ]
+
+
+def test_the_thorough_memtest_counts_its_walking_shifts_and_passes() -> None:
+    words = param(thorough(), "memtest", "tested_bytes") // 4
+    pass_gbs = values(thorough(), "memtest", "pass_gbs")
+    # 4 patterns × 32 passes + 31 walking shifts = 159
+    fewer = with_params(thorough(), "memtest", patterns=158, patterns_done=158)
+    fewer = with_checked(fewer, "memtest", words * (2 * 158 + 2))
+    assert problems(with_metric(fewer, "memtest", "pass_gbs", pass_gbs[:158])) == [
+        ("memtest", "158 of the thorough preset's 159 memtest patterns were run")
+    ]
+    assert problems(with_params(thorough(), "memtest", passes=31)) == [
+        ("memtest", "passes is 31, the thorough preset's is 32")
+    ]
