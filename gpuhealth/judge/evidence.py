@@ -571,7 +571,8 @@ def _preset_bandwidth(test: TestResult, preset: Preset) -> list[str]:
 def _minimum(test: TestResult, preset: Preset, name: str, required: float) -> list[str]:
     value = test.parameters.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < required:
-        return [f"{name} is {_shown(value)}, the {preset.name} preset's is {required:g}"]
+        # .15g: every digit of a byte count (":g" showed 1 GiB as 1.07374e+09), no ".0"
+        return [f"{name} is {_shown(value)}, the {preset.name} preset's is {required:.15g}"]
     return []
 
 
