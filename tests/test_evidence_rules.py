@@ -1,5 +1,5 @@
-"""Each rule of gpuhealth/judge/evidence.py, one tampered field at a time, on stored records only (fast:
-no sim grade; the mutation benchmark runs this file per mutant, bench/mutation.py).
+"""Each rule of gpuhealth/judge/evidence.py, one tampered field at a time, on stored records only
+(fast: no sim grade; the mutation benchmark runs this file per mutant, bench/mutation.py).
 
 Each test takes a genuine record (no evidence problem), changes what one claim rests on, and
 asserts the exact problems found: which test, which words and numbers, in which order, on both
