@@ -26,14 +26,9 @@ import time
 from pathlib import Path
 
 from gpuhealth.errors import InputError
-from gpuhealth.measure.fleet import (
-    PID_FILE,
-    WATCHDOG_SCALE,
-    CardOutcome,
-    FleetEvent,
-    Supervisor,
-    WorkerSpec,
-)
+from gpuhealth.measure.fleet import PID_FILE, FleetEvent, Supervisor
+from gpuhealth.measure.outcomes import CardOutcome
+from gpuhealth.measure.plan import WATCHDOG_SCALE, WorkerSpec
 from gpuhealth.models import record_from_json
 from gpuhealth.presets import preset as preset_named
 

@@ -36,7 +36,8 @@ from gpuhealth.judge.analysis import judge
 from gpuhealth.judge.grading import DEFAULT_POLICY, FINDING_CODES, Policy, load_policy
 from gpuhealth.judge.profiles import builtin_profiles, match_profile
 from gpuhealth.measure.backends import open_backend
-from gpuhealth.measure.fleet import GradePlan, exit_code_for_letters, grade_specs, options_for
+from gpuhealth.measure.outcomes import exit_code_for_letters
+from gpuhealth.measure.plan import GradePlan, grade_specs, options_for
 from gpuhealth.measure.runner import GradedCard, GradeOptions, finish, grade_card
 from gpuhealth.models import RunRecord, record_from_json
 from gpuhealth.presets import preset

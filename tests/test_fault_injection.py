@@ -32,15 +32,14 @@ from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from gpuhealth.judge.grading import load_policy
 from gpuhealth.measure.backends.sim import SimBackend
 from gpuhealth.measure.backends.simcards import load_card
-from gpuhealth.measure.fleet import (
-    PID_FILE,
-    WATCHDOG_MARGIN_S,
-    WATCHDOG_SCALE,
+from gpuhealth.measure.fleet import PID_FILE
+from gpuhealth.measure.outcomes import (
     CardOutcome,
     exit_code_for_letters,
     outcomes_exit_code,
     summary_line,
 )
+from gpuhealth.measure.plan import WATCHDOG_MARGIN_S, WATCHDOG_SCALE
 from gpuhealth.measure.runfolder import inside, safe_name
 from gpuhealth.measure.runner import GradeOptions, grade_card
 from gpuhealth.models import CardIdentity, RunRecord, record_from_json

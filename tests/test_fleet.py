@@ -24,7 +24,8 @@ from simkit import EXAMPLES, H100, H200, card_toml, invoke, read_run
 
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from gpuhealth.judge.evidence import TELEMETRY_MIN_TEST_S
-from gpuhealth.measure.fleet import PID_FILE, FleetEvent, Supervisor, WorkerSpec
+from gpuhealth.measure.fleet import PID_FILE, FleetEvent, Supervisor
+from gpuhealth.measure.plan import WorkerSpec
 from gpuhealth.measure.runner import journal
 from gpuhealth.measure.stresstests import TEST_NAMES
 from gpuhealth.models import RunRecord

@@ -28,7 +28,8 @@ from gpuhealth.measure.backends.sim import SimBackend
 from gpuhealth.measure.backends.simcards import load_card
 from gpuhealth.measure.fleet import FleetEvent
 from gpuhealth.measure.memclear import METHOD, SCRATCH_RESERVE_BYTES, clear_memory
-from gpuhealth.measure.runner import GradeOptions, StopFlag, grade_card, missing_tests, resume_card
+from gpuhealth.measure.runner import GradeOptions, grade_card, missing_tests, resume_card
+from gpuhealth.measure.stopping import StopFlag
 from gpuhealth.measure.stresstests import TEST_NAMES
 from gpuhealth.measure.stresstests import base as stress_base
 from gpuhealth.models import (

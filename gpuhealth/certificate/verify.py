@@ -51,12 +51,7 @@ from gpuhealth.errors import (
 )
 from gpuhealth.judge import shipped
 from gpuhealth.judge.evidence import LEGACY_VERSIONS, evidence_problems
-from gpuhealth.models import (
-    READABLE_SCHEMA_VERSIONS,
-    SCHEMA_VERSION,
-    RunRecord,
-    record_from_data,
-)
+from gpuhealth.models import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, RunRecord, record_from_data
 
 RECORD_ELEMENT_ID = "gpuhealth-run-record"
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)

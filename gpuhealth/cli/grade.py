@@ -26,7 +26,7 @@ from gpuhealth.presets import PRESETS
 
 if TYPE_CHECKING:
     from gpuhealth.certificate.keys import SigningKey
-    from gpuhealth.measure.fleet import WorkerSpec
+    from gpuhealth.measure.plan import WorkerSpec
     from gpuhealth.measure.runner import GradedCard
 
 
@@ -170,7 +170,7 @@ def grade(
     """
     from gpuhealth.certificate.keys import find_key, load_key
     from gpuhealth.measure.backends import DEMO_CARD
-    from gpuhealth.measure.fleet import GradePlan, check_expected, grade_specs
+    from gpuhealth.measure.plan import GradePlan, check_expected, grade_specs
     from gpuhealth.presets import parse_tests
 
     tests = parse_tests(tests_text) if tests_text is not None else None
@@ -204,7 +204,8 @@ def _supervise(
     """Run the cards under the Supervisor (watchdog, signals), then show, store and summarise
     them; returns the exit code. Signals stay handled until the end: a late one is no traceback."""
     from gpuhealth.cli.progress import fleet_display
-    from gpuhealth.measure.fleet import Supervisor, supervision_limits
+    from gpuhealth.measure.fleet import Supervisor
+    from gpuhealth.measure.plan import supervision_limits
 
     supervisor = Supervisor.with_limits(specs, supervision_limits())
     with stop_on_signals(supervisor) as signals:
@@ -284,7 +285,8 @@ def resume(
     codes as for grade.
     """
     from gpuhealth.certificate.keys import find_key, load_key
-    from gpuhealth.measure.fleet import CardOutcome, resume_spec
+    from gpuhealth.measure.outcomes import CardOutcome
+    from gpuhealth.measure.plan import resume_spec
     from gpuhealth.measure.runner import read_journal
 
     path = run_dir / "run.json" if run_dir.is_dir() else run_dir

@@ -11,7 +11,7 @@ from gpuhealth.errors import GpuHealthError
 
 if TYPE_CHECKING:
     from gpuhealth.certificate.keys import SigningKey
-    from gpuhealth.measure.fleet import CardOutcome
+    from gpuhealth.measure.outcomes import CardOutcome
     from gpuhealth.measure.runner import GradedCard
 
 
@@ -23,7 +23,7 @@ def conclude(
     as_json: bool,
 ) -> int:
     """Show every card (and the summary line when several), sign-note, store; the exit code."""
-    from gpuhealth.measure.fleet import letter_of, outcomes_exit_code, summary_line
+    from gpuhealth.measure.outcomes import letter_of, outcomes_exit_code, summary_line
 
     graded = [o.graded for o in outcomes if o.graded is not None]
     failed = [o for o in outcomes if o.graded is None]
@@ -56,7 +56,7 @@ def print_outcome(outcome: CardOutcome, cards: int) -> None:
 
 def json_output(outcomes: list[CardOutcome], letters: list[str], code: int) -> dict[str, Any]:
     """{"summary": {...}, "cards": [one row per card, by GPU]}."""
-    from gpuhealth.measure.fleet import grade_counts, summary_line
+    from gpuhealth.measure.outcomes import grade_counts, summary_line
 
     rows = [
         card_summary(o.graded)

@@ -21,7 +21,7 @@ def stop_on_signals(target: Stoppable) -> Iterator[list[int]]:
     import signal
     import threading
 
-    from gpuhealth.measure.runner import stop_reason
+    from gpuhealth.measure.stopping import stop_reason
 
     asked: list[int] = []
     if threading.current_thread() is not threading.main_thread():

@@ -37,7 +37,7 @@ def not_cleared(why: str, total_bytes: int | None = None) -> MemoryClear:
 
 def clear_memory(backend: Backend, total_bytes: int | None) -> MemoryClear:
     """Overwrite every allocatable byte with zeros and read it back. DeviceLost and a stop
-    (runner.StopRequested) propagate, the buffers freed; another card error ends the clear as
+    (stopping.StopRequested) propagate, the buffers freed; another card error ends the clear as
     not cleared, saying why."""
     buffers: list[DeviceBuffer] = []
     backend.begin_test(MEMORY_CLEAR_STEP)
