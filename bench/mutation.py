@@ -113,7 +113,7 @@ MODULES: dict[str, Target] = {
     ),
     "verify": Target(
         ("gpuhealth/verify.py", "gpuhealth/checks.py"),
-        ("tests/test_verify.py", "tests/test_verify_without_gpuhealth.py"),
+        ("tests/test_verify_rules.py",),
         "a buyer's check of a signed record",
     ),
 }

@@ -333,6 +333,17 @@ def test_a_page_without_exactly_one_record(
                 "verify with that gpuhealth version or a newer one",
             ),
         ),
+        (  # not text, not even hashable: no version is looked up
+            {"schema_version": SCHEMA_VERSION, "tool_version": [__version__]},
+            Check(
+                "version",
+                "unproven",
+                f"made by gpuhealth ['{__version__}'], a version this gpuhealth ({__version__}) "
+                "does not know: its rules and evidence minimums are not here",
+                EXIT_VERSION_UNCHECKABLE,
+                "verify with that gpuhealth version or a newer one",
+            ),
+        ),
         (
             {"schema_version": SCHEMA_VERSION, "tool_version": 2},
             Check(
