@@ -682,7 +682,8 @@ def test_a_record_that_does_not_validate_has_no_record_checks(
     signed_text: str, seller: SigningKey, tmp_path: Path
 ) -> None:
     data = edited(signed_text, seller, preset=5)
-    result = verify_report(write(tmp_path, json.dumps(data)), seller.fingerprint)
+    path = write(tmp_path, json.dumps(data))
+    result = verify_report(path, seller.fingerprint)
     assert [(c.name, c.status) for c in result.checks] == [
         ("readable", "pass"),
         ("version", "pass"),
@@ -692,7 +693,9 @@ def test_a_record_that_does_not_validate_has_no_record_checks(
         ("signer", "pass"),
     ]
     schema = result.check("schema")
-    assert schema is not None and "preset" in schema.detail, schema
+    assert schema == Check(
+        "schema", "fail", f"{path}: preset: Input should be a valid string (got 5)"
+    )  # the file named, then the field and what was expected
     assert result.record is None and result.banner is None
     assert result.signer == seller.fingerprint and result.record_sha256 == data_sha256(data)
     assert result.exit_code == EXIT_BAD_CARD
@@ -796,6 +799,11 @@ def test_a_simulated_card_is_said_first(seller: SigningKey, tmp_path: Path) -> N
     result = verify_report(write(tmp_path, record_to_json(signed)), seller.fingerprint)
     assert result.check("card") == Check(
         "card", "unproven", SIMULATED.format(" (spec h100-sxm5-80gb)"), EXIT_SIMULATED
+    )
+    assert result.check("schema") == Check(
+        "schema",
+        "pass",
+        f"a valid run record: run {sim.run_id}, {sim.identity.name} serial n/a, grade A",
     )
     assert result.exit_code == EXIT_SIMULATED and result.simulated
     assert result.verdict == (
