@@ -467,6 +467,8 @@ def test_the_given_key_decides_the_signer() -> None:
     assert _signer_check("SHA256:a", "SHA256:b") == Check(
         "signer", "fail", "signed by SHA256:a, not by the given key SHA256:b"
     )
+    for part in ("SHA256:a", "SHA256:", ""):  # the whole fingerprint, never a part of it
+        assert _signer_check("SHA256:ab", part).status == "fail"
     pin(STRANGER)  # a given key is the answer: the pinned ones are not asked
     assert _signer_check(STRANGER, "SHA256:b").status == "fail"
 
