@@ -382,12 +382,8 @@ def _signer_check(signer: str, key: str | None) -> Check:
     try:
         pinned = pinned_fingerprints()
     except GpuHealthError as exc:
-        return Check(
-            "signer",
-            "unproven",
-            f"the trust store cannot be read: {exc.one_line()}",
-            EXIT_TRUST_STORE,
-        )
+        # the error says "the trust store cannot be read: <where>: <why> — <fix>" itself
+        return Check("signer", "unproven", exc.one_line(), EXIT_TRUST_STORE)
     if signer in pinned:
         return Check("signer", "pass", f"signed by the pinned key {signer}")
     if not pinned:

@@ -1,4 +1,6 @@
-"""Regenerates the stored records of this version that tests/test_evidence_rules.py tampers with.
+"""Regenerates the stored records of this version: tests/test_evidence_rules.py tampers with the
+quick and thorough ones; tests/verifykit.real_record() grafts the standard one's pcie test,
+readiness and memory clear (no real card was graded with them yet) onto a real H100 record.
 
     PYTHONPATH=. python tests/data/current/regenerate.py
 
@@ -24,7 +26,7 @@ from gpuhealth.presets import preset
 
 HERE = Path(__file__).resolve().parent
 H100 = "h100-sxm5-80gb"
-PRESETS = ("quick", "thorough")
+PRESETS = ("quick", "standard", "thorough")
 
 
 def main() -> int:
