@@ -20,7 +20,6 @@ from fake_pynvml import FakeNvml
 
 from gpuhealth.errors import EXIT_INCOMPLETE, DeviceLost, EnvironmentUnusable
 from gpuhealth.measure.backends import nvml
-from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
@@ -29,6 +28,7 @@ from gpuhealth.models import (
     TelemetrySample,
     XidEvent,
 )
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 
 H100_BUS = "00000000:00:06.0"
 

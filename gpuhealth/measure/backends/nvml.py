@@ -831,11 +831,11 @@ class NvmlDevice:
         failed = bool(asked) and answer is NA and not self._query.last_absent
         unanswered = set(asked.values()) if answer is not NA else set()
         for entry in _items(answer):
-            name = asked.get(_int(_attr(entry, "fieldId")) or -1)
-            if name is None:
+            answered = asked.get(_int(_attr(entry, "fieldId")) or -1)
+            if answered is None:
                 continue
-            unanswered.discard(name)
-            counts[name], outcome = self._field_entry(PCIE_ERROR_COUNTERS[name][0], entry)
+            unanswered.discard(answered)
+            counts[answered], outcome = self._field_entry(PCIE_ERROR_COUNTERS[answered][0], entry)
             failed = failed or outcome == "failed"
         for name in unanswered:  # NVML answered, but not for this field: not read
             self._query.unreadable[PCIE_ERROR_COUNTERS[name][0]] = "no entry in NVML's answer"
