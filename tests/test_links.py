@@ -168,6 +168,56 @@ def test_nvlink_unreadable_is_never_a_pass(
     assert "NVLink state and error counters" in rules(record)["counters-incomplete"]
 
 
+def test_correctable_pcie_errors_during_the_run_are_C_and_shown(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    run = graded.grade(
+        "--sim-card", str(write_card("pcie_errors = { bad_tlp = 3, naks_sent = 2 }")), "--quick"
+    )
+    record = graded_record(run)
+    assert record.grade is not None and record.grade.letter == "C"
+    assert rules(record) == {
+        "pcie-errors-correctable": "5 correctable-class PCIe error(s) during the run (bad TLP "
+        "+3, NAKs sent +2)"
+    }
+    md = (run.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "| PCIe errors, uncorrectable (fatal, non-fatal) | 0 | 0 |" in md
+    assert "| PCIe errors, correctable class (changed) | 0 | 5 |" in md
+
+
+def test_uncorrectable_pcie_errors_during_the_run_are_D(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    record = grade(graded, write_card, "pcie_errors = { fatal = 1, non_fatal = 2, lcrc = 4 }")
+    assert record.grade is not None and record.grade.letter == "D"
+    assert rules(record) == {
+        "pcie-errors-uncorrectable": "3 uncorrectable PCIe error(s) during the run (fatal +1, "
+        "non-fatal +2)",
+        "pcie-errors-correctable": "4 correctable-class PCIe error(s) during the run (LCRC +4)",
+    }
+
+
+def test_pcie_errors_not_supported_are_listed_not_judged(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    run = graded.grade("--sim-card", str(write_card("pcie_errors_supported = false")), "--quick")
+    record = graded_record(run)
+    assert record.grade is not None and record.grade.letter == "A"
+    md = (run.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "| PCIe errors, correctable class | not supported | not supported |" in md
+
+
+def test_pcie_errors_unreadable_is_never_a_pass(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    record = grade(graded, write_card, 'unreadable = ["pcie_errors"]')
+    assert record.grade is not None and record.grade.letter == "B"
+    assert rules(record) == {
+        "counters-incomplete": "health counters not readable, those checks not made: PCIe error "
+        "counters (all)"
+    }
+
+
 # --- the test on the sim: rates, checks, offsets ------------------------------------------------
 
 
