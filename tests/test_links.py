@@ -493,6 +493,11 @@ def test_the_pcie_test_leaves_the_other_tests_sim_numbers_alone() -> None:
     [
         ("riser", "D", {"pcie-copy-slow"}),
         ("nvlink-down", "D", {"nvlink-inactive", "nvlink-errors"}),
+        (
+            "pcie-errors",
+            "D",
+            {"pcie-errors-uncorrectable", "pcie-errors-correctable", "pcie-replays"},
+        ),
     ],
 )
 def test_example_cards(
