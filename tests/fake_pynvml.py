@@ -75,6 +75,9 @@ class FakeCard:
     # rising while the run goes on); how often each field was read
     field_growth: dict[int, int] = field(default_factory=dict)
     field_reads: dict[int, int] = field(default_factory=dict)
+    # fields an answer leaves out, and fields answered with another value type (a driver bug)
+    field_dropped: set[int] = field(default_factory=set)
+    field_value_type: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def recorded(cls, key: str) -> FakeCard:
@@ -517,6 +520,7 @@ class FakeNvml:
 
         def nvmlDeviceGetFieldValues(handle: object, field_ids: list[int]) -> Any:
             card = self._card(handle, "nvmlDeviceGetFieldValues")
+            field_ids = [f for f in field_ids if f not in card.field_dropped]
             values = (real.c_nvmlFieldValue_t * len(field_ids))()
             for slot, field_id in zip(values, field_ids, strict=True):
                 slot.fieldId = field_id
@@ -526,7 +530,9 @@ class FakeNvml:
                 number += card.field_growth.get(field_id, 0) * reads
                 # Assumption: NVML gives temperatures and counters as unsigned int; the
                 # recording kept the number only.
-                slot.valueType = real.NVML_VALUE_TYPE_UNSIGNED_INT
+                slot.valueType = card.field_value_type.get(
+                    field_id, real.NVML_VALUE_TYPE_UNSIGNED_INT
+                )
                 slot.value.uiVal = number
             return values
 
@@ -942,4 +948,18 @@ def pcie_lcrc_unknown() -> FakeNvml:
     """The LCRC counter field fails with UNKNOWN while the card still answers."""
     card = FakeCard.recorded("h100-sxm5-80gb")
     card.probe[_pcie_field("COUNT_LCRC_ERROR")] = [f"({real.NVML_ERROR_UNKNOWN}, 0)"]
+    return FakeNvml([card])
+
+
+def pcie_answer_lacks_lane() -> FakeNvml:
+    """The field-value answer leaves the lane counter out: not read, not "not supported"."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.field_dropped.add(real.NVML_FI_DEV_PCIE_COUNT_LANE_ERROR)
+    return FakeNvml([card])
+
+
+def pcie_bad_dllp_of_odd_type() -> FakeNvml:
+    """The bad DLLP counter comes with a value type gpuhealth does not know: not read."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.field_value_type[real.NVML_FI_DEV_PCIE_COUNT_BAD_DLLP] = 99
     return FakeNvml([card])

@@ -6,7 +6,7 @@ never healthy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import fake_pynvml
 import pynvml
@@ -149,3 +149,31 @@ def test_pcie_errors_whole_query_failing_is_unreadable(card: object) -> None:
     counters = card(fake).counters()
     assert counters.pcie_errors_status == "unreadable"
     assert counters.pcie_errors == dict.fromkeys(PCIE_ERROR_COUNTERS)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "name", "field", "why"),
+    [
+        (
+            fake_pynvml.pcie_answer_lacks_lane,
+            "lane",
+            "NVML_FI_DEV_PCIE_COUNT_LANE_ERROR",
+            "no entry in NVML's answer",
+        ),
+        (
+            fake_pynvml.pcie_bad_dllp_of_odd_type,
+            "bad_dllp",
+            "NVML_FI_DEV_PCIE_COUNT_BAD_DLLP",
+            "a value of a type gpuhealth does not read",
+        ),
+    ],
+)
+def test_pcie_errors_missing_from_the_answer_are_unreadable(
+    card: object, scenario: Callable[[], FakeNvml], name: str, field: str, why: str
+) -> None:
+    assert callable(card)
+    device = card(scenario())
+    counters = device.counters()
+    assert counters.pcie_errors_status == "unreadable"
+    assert counters.pcie_errors == {**ZERO, name: None}
+    assert device.unreadable == ((field, why),)
