@@ -148,6 +148,15 @@ class HealthCounters:
     nvlink_status: Literal["read", "none", "unreadable"] | None = None
     nvlink: tuple[NvLinkReading, ...] | None = None  # () with "none"; None unless read
     nvlink_speed_mbps: float | None = None
+    # --- PCIe error counters (issue 14; names and classes in gpuhealth/pcieerrors.py) ---
+    # pcie_errors_status: "read" (NVML answered every counter it offers), "not_supported" (it
+    # offers none: older drivers, some boards; not judged), "unreadable" (NVML failed on at least
+    # one: a check not made), None (a record from before gpuhealth read them). pcie_errors holds
+    # every counter's count as NVML gives it (whether a count survives a driver reload NVML does
+    # not document: only rises within one run are judged); None where NVML did not give it (not
+    # supported, or failed when the status is "unreadable").
+    pcie_errors_status: Literal["read", "not_supported", "unreadable"] | None = None
+    pcie_errors: dict[str, int | None] | None = None
 
 
 @dataclass(frozen=True)

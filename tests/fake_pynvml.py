@@ -71,6 +71,13 @@ class FakeCard:
     event_sets: list[FakeEventSet] = field(default_factory=list)
     # NVLink error counters grow by this much on every read (errors while the run goes on)
     nvlink_error_growth: int = 0
+    # field id → how much its value grows from one read of it to the next (PCIe error counters
+    # rising while the run goes on); how often each field was read
+    field_growth: dict[int, int] = field(default_factory=dict)
+    field_reads: dict[int, int] = field(default_factory=dict)
+    # fields an answer leaves out, and fields answered with another value type (a driver bug)
+    field_dropped: set[int] = field(default_factory=set)
+    field_value_type: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def recorded(cls, key: str) -> FakeCard:
@@ -513,13 +520,19 @@ class FakeNvml:
 
         def nvmlDeviceGetFieldValues(handle: object, field_ids: list[int]) -> Any:
             card = self._card(handle, "nvmlDeviceGetFieldValues")
+            field_ids = [f for f in field_ids if f not in card.field_dropped]
             values = (real.c_nvmlFieldValue_t * len(field_ids))()
             for slot, field_id in zip(values, field_ids, strict=True):
                 slot.fieldId = field_id
                 slot.nvmlReturn, number = _recorded_field(card, field_id)
+                reads = card.field_reads.get(field_id, 0)
+                card.field_reads[field_id] = reads + 1
+                number += card.field_growth.get(field_id, 0) * reads
                 # Assumption: NVML gives temperatures and counters as unsigned int; the
                 # recording kept the number only.
-                slot.valueType = real.NVML_VALUE_TYPE_UNSIGNED_INT
+                slot.valueType = card.field_value_type.get(
+                    field_id, real.NVML_VALUE_TYPE_UNSIGNED_INT
+                )
                 slot.value.uiVal = number
             return values
 
@@ -619,7 +632,8 @@ def _not_recorded(name: str) -> Callable[..., Any]:
 
 def _recorded_field(card: FakeCard, field_id: int) -> tuple[int, int]:
     """(nvmlReturn, value) of one field, from the recording's "(0, 42)" strings."""
-    for key, entries in card.probe.items():
+    # the probe first, then what a card's not_in_probe fills in (fields the probe never asked)
+    for key, entries in [*card.probe.items(), *card.not_in_probe.items()]:
         if key.startswith("FI_") and getattr(real, f"NVML_{key}", None) == field_id:
             ret, value = entries[0].strip("()").split(",")
             return int(ret), int(value)
@@ -880,4 +894,72 @@ def pcie_slot_gen3() -> FakeNvml:
     card = FakeCard.recorded("h100-sxm5-80gb")
     card.probe["pcie_gen_max"] = 3
     card.probe["pcie_gen_cur"] = 3
+    return FakeNvml([card])
+
+
+# --- PCIe error counters (issue 14) ---------------------------------------------------------
+def _pcie_field(name: str) -> str:
+    return f"FI_DEV_PCIE_{name}"
+
+
+PCIE_ERROR_FIELDS = (
+    "COUNT_FATAL_ERROR",
+    "COUNT_NON_FATAL_ERROR",
+    "COUNT_CORRECTABLE_ERRORS",
+    "COUNT_RECEIVER_ERROR",
+    "COUNT_BAD_TLP",
+    "COUNT_BAD_DLLP",
+    "COUNT_LCRC_ERROR",
+    "COUNT_LANE_ERROR",
+    "COUNT_NAKS_RECEIVED",
+    "COUNT_NAKS_SENT",
+    "L0_TO_RECOVERY_COUNTER",
+    "COUNT_UNSUPPORTED_REQ",
+)
+
+
+def pcie_errors_rising() -> FakeNvml:
+    """An H100 on a marginal link: from one read to the next one fatal error and 3 bad TLPs more
+    (the lifetime counts start at 2 fatal and 40 bad TLPs, from before the run)."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe[_pcie_field("COUNT_FATAL_ERROR")] = ["(0, 2)"]
+    card.probe[_pcie_field("COUNT_BAD_TLP")] = ["(0, 40)"]
+    card.field_growth[real.NVML_FI_DEV_PCIE_COUNT_FATAL_ERROR] = 1
+    card.field_growth[real.NVML_FI_DEV_PCIE_COUNT_BAD_TLP] = 3
+    return FakeNvml([card])
+
+
+def pcie_errors_not_supported() -> FakeNvml:
+    """An older driver: every PCIe error counter field answers NOT_SUPPORTED."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    for name in PCIE_ERROR_FIELDS:
+        card.probe[_pcie_field(name)] = [f"({real.NVML_ERROR_NOT_SUPPORTED}, 0)"]
+    return FakeNvml([card])
+
+
+def pcie_l0_recovery_not_supported() -> FakeNvml:
+    """A driver that counts the errors but not the L0 → recovery transitions."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe[_pcie_field("L0_TO_RECOVERY_COUNTER")] = [f"({real.NVML_ERROR_NOT_SUPPORTED}, 0)"]
+    return FakeNvml([card])
+
+
+def pcie_lcrc_unknown() -> FakeNvml:
+    """The LCRC counter field fails with UNKNOWN while the card still answers."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.probe[_pcie_field("COUNT_LCRC_ERROR")] = [f"({real.NVML_ERROR_UNKNOWN}, 0)"]
+    return FakeNvml([card])
+
+
+def pcie_answer_lacks_lane() -> FakeNvml:
+    """The field-value answer leaves the lane counter out: not read, not "not supported"."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.field_dropped.add(real.NVML_FI_DEV_PCIE_COUNT_LANE_ERROR)
+    return FakeNvml([card])
+
+
+def pcie_bad_dllp_of_odd_type() -> FakeNvml:
+    """The bad DLLP counter comes with a value type gpuhealth does not know: not read."""
+    card = FakeCard.recorded("h100-sxm5-80gb")
+    card.field_value_type[real.NVML_FI_DEV_PCIE_COUNT_BAD_DLLP] = 99
     return FakeNvml([card])

@@ -284,6 +284,31 @@ SCENARIOS: tuple[Scenario, ...] = (
         "nvlink_links = 18\nnvlink_errors = 7",
     ),
     Scenario(
+        "pcie-errors-uncorrectable",
+        "D",
+        (
+            E(
+                "pcie-errors-uncorrectable",
+                "D",
+                "2 uncorrectable PCIe error(s) during the run (fatal +1, non-fatal +1)",
+            ),
+        ),
+        "pcie_errors = { fatal = 1, non_fatal = 1 }",
+    ),
+    Scenario(
+        "pcie-errors-correctable",
+        "C",
+        (
+            E(
+                "pcie-errors-correctable",
+                "C",
+                "9 correctable-class PCIe error(s) during the run (correctable +6, receiver +2, "
+                "L0 to recovery +1)",
+            ),
+        ),
+        "pcie_errors = { correctable = 6, receiver = 2, l0_to_recovery = 1 }",
+    ),
+    Scenario(
         "pcie-replays",
         "B",
         (E("pcie-replays", "B", "4 PCIe replay(s) during the run"),),

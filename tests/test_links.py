@@ -17,13 +17,26 @@ import pytest
 from simkit import CliRun, GradedRuns, read_run, run_stress
 
 from gpuhealth.errors import EXIT_BAD_CARD, EXIT_OK
+from gpuhealth.judge.coverage import counter_coverage_findings
 from gpuhealth.judge.evidence import evidence_problems
-from gpuhealth.judge.findings_links import PCIE_SLOW_SHARE, nvlink_findings, pcie_findings
+from gpuhealth.judge.findings_links import (
+    PCIE_SLOW_SHARE,
+    nvlink_findings,
+    pcie_error_findings,
+    pcie_findings,
+)
 from gpuhealth.measure.backends.base import LinkCopy
 from gpuhealth.measure.backends.sim import SimBackend
 from gpuhealth.measure.backends.simcards import load_card
 from gpuhealth.measure.stresstests.pcie import COPY_MIN_BYTES, PcieTest, first_bad_byte
-from gpuhealth.models import HealthCounters, NvLinkReading, RunRecord, TestResult
+from gpuhealth.models import (
+    HealthCounters,
+    NvLinkReading,
+    RunRecord,
+    TestResult,
+    record_from_json,
+)
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 from gpuhealth.pcielink import link_gbs
 
 H100_GEN5_X16_GBS = 32 * 128 / 130 * 16 / 8  # 63.0 GB/s one way
@@ -155,6 +168,56 @@ def test_nvlink_unreadable_is_never_a_pass(
     assert "NVLink state and error counters" in rules(record)["counters-incomplete"]
 
 
+def test_correctable_pcie_errors_during_the_run_are_C_and_shown(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    run = graded.grade(
+        "--sim-card", str(write_card("pcie_errors = { bad_tlp = 3, naks_sent = 2 }")), "--quick"
+    )
+    record = graded_record(run)
+    assert record.grade is not None and record.grade.letter == "C"
+    assert rules(record) == {
+        "pcie-errors-correctable": "5 correctable-class PCIe error(s) during the run (bad TLP "
+        "+3, NAKs sent +2)"
+    }
+    md = (run.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "| PCIe errors, uncorrectable (fatal, non-fatal) | 0 | 0 |" in md
+    assert "| PCIe errors, correctable class (changed) | 0 | 5 |" in md
+
+
+def test_uncorrectable_pcie_errors_during_the_run_are_D(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    record = grade(graded, write_card, "pcie_errors = { fatal = 1, non_fatal = 2, lcrc = 4 }")
+    assert record.grade is not None and record.grade.letter == "D"
+    assert rules(record) == {
+        "pcie-errors-uncorrectable": "3 uncorrectable PCIe error(s) during the run (fatal +1, "
+        "non-fatal +2)",
+        "pcie-errors-correctable": "4 correctable-class PCIe error(s) during the run (LCRC +4)",
+    }
+
+
+def test_pcie_errors_not_supported_are_listed_not_judged(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    run = graded.grade("--sim-card", str(write_card("pcie_errors_supported = false")), "--quick")
+    record = graded_record(run)
+    assert record.grade is not None and record.grade.letter == "A"
+    md = (run.out_dir / "report.md").read_text(encoding="utf-8")
+    assert "| PCIe errors, correctable class | not supported | not supported |" in md
+
+
+def test_pcie_errors_unreadable_is_never_a_pass(
+    graded: GradedRuns, write_card: Callable[..., Path]
+) -> None:
+    record = grade(graded, write_card, 'unreadable = ["pcie_errors"]')
+    assert record.grade is not None and record.grade.letter == "B"
+    assert rules(record) == {
+        "counters-incomplete": "health counters not readable, those checks not made: PCIe error "
+        "counters (all)"
+    }
+
+
 # --- the test on the sim: rates, checks, offsets ------------------------------------------------
 
 
@@ -251,6 +314,92 @@ def test_no_nvlink_is_not_applicable() -> None:
     assert nvlink_findings(old, old) == []
 
 
+def pcie_errors(status: str = "read", **counts: int | None) -> HealthCounters:
+    return HealthCounters(
+        pcie_errors_status=status,  # type: ignore[arg-type]
+        pcie_errors={**dict.fromkeys(PCIE_ERROR_COUNTERS, 0), **counts},
+    )
+
+
+def test_pcie_errors_rising_are_judged_by_class_and_named() -> None:
+    before = pcie_errors(fatal=2, non_fatal=1, bad_tlp=40, lcrc=5, receiver=0)
+    after = pcie_errors(fatal=3, non_fatal=3, bad_tlp=43, lcrc=5, receiver=2, naks_sent=1)
+    found = pcie_error_findings(before, after)
+    assert [(f.code, f.severity, f.message, f.value, f.measure) for f in found] == [
+        (
+            "pcie_errors_uncorrectable",
+            "major",
+            "3 uncorrectable PCIe error(s) during the run (fatal +1, non-fatal +2)",
+            "3",
+            3.0,
+        ),
+        (
+            "pcie_errors_correctable",
+            "minor",
+            "6 correctable-class PCIe error(s) during the run (receiver +2, bad TLP +3, NAKs "
+            "sent +1)",
+            "6",
+            6.0,
+        ),
+    ]
+
+
+def test_pcie_errors_are_deltas_not_history() -> None:
+    old = pcie_errors(fatal=7, correctable=900, l0_to_recovery=12)
+    assert pcie_error_findings(old, old) == []  # errors from before the run: no finding
+    # a counter that went down (the driver reloaded) is no rise, and one read once is not judged
+    assert pcie_error_findings(old, pcie_errors(fatal=0, correctable=None)) == []
+    assert pcie_error_findings(None, old) == [] and pcie_error_findings(HealthCounters(), old) == []
+    rose = pcie_error_findings(old, pcie_errors(fatal=7, correctable=900, l0_to_recovery=13))
+    assert [(f.code, f.message) for f in rose] == [
+        (
+            "pcie_errors_correctable",
+            "1 correctable-class PCIe error(s) during the run (L0 to recovery +1)",
+        )
+    ]
+
+
+def real_record() -> RunRecord:
+    """A real H100's record (tests/data/runs): every watched counter read, no PCIe error ones."""
+    path = Path(__file__).parent / "data" / "runs" / "h100-quick-2026-11-26.json"
+    return record_from_json(path.read_text(encoding="utf-8"), str(path))
+
+
+def with_pcie_errors(record: RunRecord, before: HealthCounters, after: HealthCounters) -> RunRecord:
+    assert record.counters_before is not None and record.counters_after is not None
+    fields = ("pcie_errors_status", "pcie_errors")
+    return dataclasses.replace(
+        record,
+        counters_before=dataclasses.replace(
+            record.counters_before, **{n: getattr(before, n) for n in fields}
+        ),
+        counters_after=dataclasses.replace(
+            record.counters_after, **{n: getattr(after, n) for n in fields}
+        ),
+    )
+
+
+def test_pcie_errors_unreadable_is_a_check_not_made_but_its_rises_count() -> None:
+    before = pcie_errors("unreadable", lcrc=None, fatal=0)
+    after = pcie_errors("unreadable", lcrc=None, fatal=1)
+    assert [f.code for f in pcie_error_findings(before, after)] == ["pcie_errors_uncorrectable"]
+    record = real_record()
+    assert counter_coverage_findings(record) == []  # the base: every check made
+    (incomplete,) = counter_coverage_findings(with_pcie_errors(record, before, after))
+    assert incomplete.code == "counters_incomplete"
+    assert incomplete.message.endswith("checks not made: PCIe error counters (LCRC)")
+    whole = HealthCounters(pcie_errors_status="unreadable")  # the whole query failed
+    (incomplete,) = counter_coverage_findings(with_pcie_errors(record, whole, whole))
+    assert incomplete.message.endswith("checks not made: PCIe error counters (all)")
+
+
+def test_pcie_errors_not_supported_is_not_judged_nor_a_check_not_made() -> None:
+    unsupported = pcie_errors("not_supported", **dict.fromkeys(PCIE_ERROR_COUNTERS))
+    assert pcie_error_findings(unsupported, unsupported) == []
+    record = with_pcie_errors(real_record(), unsupported, unsupported)
+    assert counter_coverage_findings(record) == []
+
+
 def test_slot_generation_named_when_the_slot_limits_it(graded: GradedRuns) -> None:
     """An H100 in a Gen3 slot: NVML's max is 3 (the slot's), the GPU's own max is 5."""
     record = graded_record(graded.grade("--sim-card", "h100-sxm5-80gb", "--quick"))
@@ -344,6 +493,11 @@ def test_the_pcie_test_leaves_the_other_tests_sim_numbers_alone() -> None:
     [
         ("riser", "D", {"pcie-copy-slow"}),
         ("nvlink-down", "D", {"nvlink-inactive", "nvlink-errors"}),
+        (
+            "pcie-errors",
+            "D",
+            {"pcie-errors-uncorrectable", "pcie-errors-correctable", "pcie-replays"},
+        ),
     ],
 )
 def test_example_cards(

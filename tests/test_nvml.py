@@ -28,6 +28,7 @@ from gpuhealth.models import (
     TelemetrySample,
     XidEvent,
 )
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 
 H100_BUS = "00000000:00:06.0"
 
@@ -121,6 +122,9 @@ def test_healthy_h100_counters(use: object) -> None:
         # retired pages are not asked where the row remapper answers (recorded: not supported)
         nvlink_status="none",  # recorded: the NVLink count field is not supported in its VM
         nvlink=(),
+        # not in the probe: the data file's zero counts, so that the fake answers them
+        pcie_errors_status="read",
+        pcie_errors=dict.fromkeys(PCIE_ERROR_COUNTERS, 0),
     )
     assert card.unsupported == ("NVML_FI_DEV_NVLINK_LINK_COUNT",)
     assert card.unreadable == ()

@@ -31,6 +31,7 @@ from gpuhealth.measure.stresstests import (
 )
 from gpuhealth.measure.stresstests.base import Executed
 from gpuhealth.models import ProcessInfo, TestResult
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 
 Sim = Callable[..., SimBackend]
 GIB = 1 << 30
@@ -532,6 +533,27 @@ def test_nvlink_links_down_and_errors(sim: Sim) -> None:
     after = card.counters()
     assert after.nvlink[0].crc_flit_errors == 9
     assert sum(link.crc_flit_errors or 0 for link in after.nvlink) == 9
+
+
+@covers("pcie_errors", "pcie_errors_supported")
+def test_pcie_errors_rise_once_at_work_or_are_not_supported(sim: Sim) -> None:
+    zero = dict.fromkeys(PCIE_ERROR_COUNTERS, 0)
+    healthy = sim().counters()
+    assert (healthy.pcie_errors_status, healthy.pcie_errors) == ("read", zero)
+    card = sim("pcie_errors = { bad_tlp = 3, fatal = 1 }")
+    assert card.counters().pcie_errors == zero  # they appear once the card is at work
+    card.begin_test("pcie")
+    card.end_test()
+    after = card.counters()
+    assert (after.pcie_errors_status, after.pcie_errors) == (
+        "read",
+        {**zero, "bad_tlp": 3, "fatal": 1},
+    )
+    old = sim("pcie_errors_supported = false").counters()
+    assert old.pcie_errors_status == "not_supported"
+    assert old.pcie_errors == dict.fromkeys(PCIE_ERROR_COUNTERS)  # None each: never a healthy 0
+    failed = sim('unreadable = ["pcie_errors"]').counters()
+    assert (failed.pcie_errors_status, failed.pcie_errors) == ("unreadable", None)
 
 
 def soak_summary(card: SimBackend) -> tuple[TestResult, object]:

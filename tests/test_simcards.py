@@ -161,6 +161,8 @@ def test_misspelled_top_level_key(write_card: WriteCard) -> None:
         ("stuck_bits = [{ address = 4096, bit = 3, value = 2 }]", "faults.stuck_bits.0.value", "0"),
         ("flaky_bits = [{ address = 8, bit = 3, probability = 1.5 }]", "faults.flaky_bits.0", "1"),
         ("ecc_uncorrected = 1.5", "faults.ecc_uncorrected", "integer"),
+        ("pcie_errors = { bogus = 1 }", "faults.pcie_errors.bogus", "'bad_tlp'"),
+        ("pcie_errors = { lcrc = -1 }", "faults.pcie_errors.lcrc", "greater than or equal to 0"),
     ],
 )
 def test_wrong_type_or_range_names_the_field(

@@ -40,6 +40,7 @@ from gpuhealth.models import (
     record_from_json,
     record_to_json,
 )
+from gpuhealth.pcieerrors import PcieErrorClass, names_of
 from gpuhealth.resources import reports_dir
 from gpuhealth.throttle import CLOCKS_EVENT_REASONS, reason_names
 
@@ -297,11 +298,35 @@ _NVLINK_COUNTERS: tuple[tuple[str, Callable[[HealthCounters], str], bool], ...] 
 )
 
 
+def _pcie_errors(kind: PcieErrorClass) -> Callable[[HealthCounters], str]:
+    """The sum of a class's PCIe error counters, saying how many of them NVML gave."""
+
+    def read(c: HealthCounters) -> str:
+        counts = [(c.pcie_errors or {}).get(name) for name in names_of(kind)]
+        known = [n for n in counts if n is not None]
+        if not known:
+            return "not supported" if c.pcie_errors_status == "not_supported" else "not readable"
+        of = f" ({len(known)} of {len(counts)} counters)" if len(known) < len(counts) else ""
+        return f"{sum(known)}{of}"
+
+    return read
+
+
+# Issue 14: shown only for records that read the PCIe error counters (older reports keep their
+# bytes); each class's counters summed, the findings name each one that rose.
+_PCIE_ERROR_ROWS: tuple[tuple[str, Callable[[HealthCounters], str], bool], ...] = (
+    ("PCIe errors, uncorrectable (fatal, non-fatal)", _pcie_errors("uncorrectable"), True),
+    ("PCIe errors, correctable class", _pcie_errors("correctable"), True),
+)
+
+
 def counter_rows(before: HealthCounters | None, after: HealthCounters | None) -> list[CounterRow]:
     rows = []
     table = _COUNTERS
     if any(c is not None and c.nvlink_status in ("read", "unreadable") for c in (before, after)):
         table = _COUNTERS + _NVLINK_COUNTERS
+    if any(c is not None and c.pcie_errors_status is not None for c in (before, after)):
+        table = table + _PCIE_ERROR_ROWS
     for label, read, watched in table:
         b = read(before) if before is not None else NA
         a = read(after) if after is not None else NA

@@ -15,7 +15,11 @@ from gpuhealth.judge import findings as health
 from gpuhealth.judge.coverage import unmade_check_findings
 from gpuhealth.judge.efficiency import efficiency_test
 from gpuhealth.judge.evidence import evidence_findings
-from gpuhealth.judge.findings_links import nvlink_findings, pcie_findings
+from gpuhealth.judge.findings_links import (
+    nvlink_findings,
+    pcie_error_findings,
+    pcie_findings,
+)
 from gpuhealth.judge.grading import Policy, grade
 from gpuhealth.judge.profiles import NOT_JUDGED, Profile
 from gpuhealth.judge.registry import registry_findings
@@ -147,9 +151,11 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.memory_clear_findings(record)
         + health.selection_findings(record)
         + health.soak_length_findings(record, _preset_soak_s(record))
-        # issue 14: the PCIe copies and the link under load; NVLink state and errors
+        # issue 14: the PCIe copies and the link under load; NVLink state and errors; the PCIe
+        # error counters
         + pcie_findings(record)
         + nvlink_findings(record.counters_before, record.counters_after)
+        + pcie_error_findings(record.counters_before, record.counters_after)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

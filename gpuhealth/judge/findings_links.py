@@ -12,6 +12,9 @@ the link as it ran under load, and NVLink state and error counters.
   pcie_copy_corrupt    a copied byte arrived wrong (direction and first offset named)
   nvlink_inactive      a link the card has is down
   nvlink_errors        replay, recovery or CRC errors counted on a link during the run
+  pcie_errors_uncorrectable  fatal or non-fatal PCIe errors counted during the run
+  pcie_errors_correctable    correctable-class PCIe errors (gpuhealth/pcieerrors.py) counted
+                             during the run
 Pure functions of the record, like gpuhealth/judge/findings.py.
 """
 
@@ -24,9 +27,11 @@ from gpuhealth.models import (
     HealthCounters,
     NvLinkReading,
     RunRecord,
+    Severity,
     TestResult,
     Verification,
 )
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS, PcieErrorClass, names_of
 from gpuhealth.pcielink import describe, link_gbs
 
 # Healthy cards' pinned copies reach 85-90% of the link's theoretical rate (an H100 at Gen5 x16:
@@ -236,3 +241,68 @@ def nvlink_unread(now: HealthCounters) -> list[str]:
 
 def _missing(link: NvLinkReading) -> bool:
     return link.active is None or any(getattr(link, name) is None for name in NVLINK_COUNTERS)
+
+
+# --- PCIe error counters ------------------------------------------------------------------------
+
+# Any rise is a finding: a healthy link counts none in a run of minutes (the recorded H100 and
+# H200 read 0 replays), so there is no noise floor to allow for. Correctable errors were recovered
+# by the link itself (the data arrived): a marginal link, minor, as NVLink errors are. A fatal or
+# non-fatal error lost or poisoned a transaction: major, repair first. The grades are the policy's.
+PCIE_ERROR_SEVERITY: dict[PcieErrorClass, tuple[str, Severity, str]] = {
+    "uncorrectable": ("pcie_errors_uncorrectable", "major", "uncorrectable"),
+    "correctable": ("pcie_errors_correctable", "minor", "correctable-class"),
+}
+
+
+def pcie_error_findings(
+    before: HealthCounters | None, after: HealthCounters | None
+) -> list[Finding]:
+    """One finding per class whose counters rose between the readings before and after the run;
+    the message names each counter and its rise."""
+    rises = pcie_error_rises(before, after)
+    found: list[Finding] = []
+    for kind, (code, severity, words) in PCIE_ERROR_SEVERITY.items():
+        grown = [(name, rises[name]) for name in names_of(kind) if name in rises]
+        if not grown:
+            continue
+        total = sum(rise for _, rise in grown)
+        listed = ", ".join(f"{PCIE_ERROR_COUNTERS[name][1]} +{rise}" for name, rise in grown)
+        found.append(
+            Finding(
+                code,
+                severity,
+                "counters",
+                f"{total} {words} PCIe error(s) during the run ({listed})",
+                value=str(total),
+                reference="0",
+                measure=float(total),
+            )
+        )
+    return found
+
+
+def pcie_error_rises(before: HealthCounters | None, after: HealthCounters | None) -> dict[str, int]:
+    """Counter name → its rise, for every counter read both times that grew. An "unreadable"
+    reading still holds the counters it read: a rise among them is judged (fail closed)."""
+    if before is None or after is None or before.pcie_errors is None or after.pcie_errors is None:
+        return {}
+    rises: dict[str, int] = {}
+    for name in PCIE_ERROR_COUNTERS:
+        start, end = before.pcie_errors.get(name), after.pcie_errors.get(name)
+        if start is not None and end is not None and end > start:
+            rises[name] = end - start
+    return rises
+
+
+def pcie_errors_unread(now: HealthCounters) -> list[str]:
+    """What of the PCIe error counters could not be read: for counters_incomplete (coverage.py).
+    Counters NVML does not offer are not listed: not applicable, as a card without NVLink."""
+    if now.pcie_errors_status != "unreadable":
+        return []
+    unread = [
+        PCIE_ERROR_COUNTERS[name][1]
+        for name, count in (now.pcie_errors or {}).items()
+        if count is None and name in PCIE_ERROR_COUNTERS
+    ]
+    return [f"PCIe error counters ({', '.join(unread) or 'all'})"]

@@ -91,6 +91,9 @@ FINDING_CODES = (
     "pcie_copy_corrupt",
     "nvlink_inactive",
     "nvlink_errors",
+    # issue 14: PCIe error counters (gpuhealth/pcieerrors.py)
+    "pcie_errors_uncorrectable",
+    "pcie_errors_correctable",
 )
 
 

@@ -33,6 +33,7 @@ from gpuhealth.models import (
     TelemetrySample,
     XidEvent,
 )
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 
 __all__ = ["Nvml", "NvmlDevice"]
 
@@ -586,6 +587,7 @@ class NvmlDevice:
             retired_pages_dbe=dbe,
             retired_pages_pending=retire_pending,
             **self._nvlink().fields(),
+            **self._pcie_errors(),
         )
 
     def _ecc_modes(self) -> tuple[bool | None, bool | None]:
@@ -812,6 +814,57 @@ class NvmlDevice:
             crc_flit_errors=errors("NVML_NVLINK_ERROR_DL_CRC_FLIT"),
             crc_data_errors=errors("NVML_NVLINK_ERROR_DL_CRC_DATA"),
         )
+
+    def _pcie_errors(self) -> dict[str, Any]:
+        """HealthCounters' PCIe error counters, all asked in one field-value call. A counter NVML
+        (or a pynvml too old to name it) does not offer is None and not judged; any other
+        failure makes the whole reading "unreadable": those checks were not made."""
+        counts: dict[str, int | None] = dict.fromkeys(PCIE_ERROR_COUNTERS)
+        asked: dict[int, str] = {}
+        for name, (field, _, _) in PCIE_ERROR_COUNTERS.items():
+            field_id = getattr(self._lib, field, None)
+            if isinstance(field_id, int):
+                asked[field_id] = name
+            else:
+                self._query.unsupported[field] = None
+        answer = self._get("nvmlDeviceGetFieldValues", list(asked)) if asked else NA
+        failed = bool(asked) and answer is NA and not self._query.last_absent
+        unanswered = set(asked.values()) if answer is not NA else set()
+        for entry in _items(answer):
+            answered = asked.get(_int(_attr(entry, "fieldId")) or -1)
+            if answered is None:
+                continue
+            unanswered.discard(answered)
+            counts[answered], outcome = self._field_entry(PCIE_ERROR_COUNTERS[answered][0], entry)
+            failed = failed or outcome == "failed"
+        for name in unanswered:  # NVML answered, but not for this field: not read
+            self._query.unreadable[PCIE_ERROR_COUNTERS[name][0]] = "no entry in NVML's answer"
+            failed = True
+        if failed:
+            status = "unreadable"
+        elif all(count is None for count in counts.values()):
+            status = "not_supported"
+        else:
+            status = "read"
+        return {"pcie_errors_status": status, "pcie_errors": counts}
+
+    def _field_entry(
+        self, field: str, entry: object
+    ) -> tuple[int | None, Literal["read", "absent", "failed"]]:
+        """A counter's value from its field-value entry, and whether it was read, is not offered
+        here, or failed (remembered in unreadable)."""
+        code = _int(_attr(entry, "nvmlReturn"))
+        if code is None or code != self._c("NVML_SUCCESS"):
+            if self._query.sort_failure(field, code, self._query.describe_code(code)):
+                self._query.unsupported[field] = None
+                return None, "absent"
+            return None, "failed"
+        member = self._value_member(_int(_attr(entry, "valueType")))
+        value = None if member is None else _int(_attr(_attr(entry, "value"), member))
+        if value is None:
+            self._query.unreadable[field] = "a value of a type gpuhealth does not read"
+            return None, "failed"
+        return value, "read"
 
     # --- telemetry -----------------------------------------------------------------------------
     def telemetry(self, t_s: float) -> TelemetrySample:

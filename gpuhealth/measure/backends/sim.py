@@ -53,6 +53,7 @@ from gpuhealth.models import (
     XidEvent,
 )
 from gpuhealth.patterns import MemPattern, expected_words, word_digest
+from gpuhealth.pcieerrors import PCIE_ERROR_COUNTERS
 from gpuhealth.pcielink import link_gbs
 
 WINDOW_BYTES = 1 << 20  # dense host window of a large buffer (the soak reads it ~1000 times)
@@ -201,6 +202,7 @@ class SimBackend:
         self._pcie_replays = 0
 
         self._nvlink_crc = 0
+        self._pcie_errors: dict[str, int] = {}  # each counter's rise so far
         self._host_buffers: dict[int, SimHostBuffer] = {}
         self._host_next = HOST_BASE_ADDRESS
         stuck: dict[int, list[tuple[int, int]]] = {}
@@ -297,6 +299,7 @@ class SimBackend:
             retired_pages_dbe=pages.dbe if pages else None,
             retired_pages_pending=pages.pending if pages else None,
             **self._nvlink(),
+            **self._pcie_error_counts(),
         )
         return replace(counters, **self._unreadable(counters))
 
@@ -359,6 +362,20 @@ class SimBackend:
             for link in range(f.nvlink_links)
         )
         return {"nvlink_status": "read", "nvlink": links, "nvlink_speed_mbps": NVLINK4_MBPS}
+
+    def _pcie_error_counts(self) -> dict[str, Any]:
+        """The PCIe error counters as NVML would report them: each count (0 on a healthy link),
+        none where the driver does not offer them, or a failed query."""
+        f = self._faults
+        if "pcie_errors" in f.unreadable:  # _unreadable then sets pcie_errors to None
+            return {"pcie_errors_status": "unreadable"}
+        if not f.pcie_errors_supported:
+            return {
+                "pcie_errors_status": "not_supported",
+                "pcie_errors": dict.fromkeys(PCIE_ERROR_COUNTERS),
+            }
+        counts = {name: self._pcie_errors.get(name, 0) for name in PCIE_ERROR_COUNTERS}
+        return {"pcie_errors_status": "read", "pcie_errors": counts}
 
     def _unreadable(
         self, reading: HealthCounters | TelemetrySample | CardIdentity
@@ -444,6 +461,8 @@ class SimBackend:
     def begin_test(self, name: str) -> None:
         self._check_alive("begin_test")
         self._nvlink_crc = self._faults.nvlink_errors  # they appear once the card is at work
+        # as do PCIe errors
+        self._pcie_errors = {str(k): n for k, n in self._faults.pcie_errors.items()}
         self._test = name
         self._kernels_in_test = 0
         self._digests_in_test = 0

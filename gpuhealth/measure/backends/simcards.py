@@ -42,6 +42,7 @@ from gpuhealth.limits import (
     not_bool,
     ordered,
 )
+from gpuhealth.pcieerrors import PcieErrorName
 from gpuhealth.resources import DATA_DIR
 
 SIMCARDS_DIR = DATA_DIR / "simcards"
@@ -345,6 +346,8 @@ Unreadable = Literal[
     "retired_pages_pending",
     # NVLink state and error counters (issue 14): read as "unreadable", never healthy
     "nvlink_state",
+    # PCIe error counters (issue 14): the field-value query fails, "unreadable"
+    "pcie_errors",
     # identity fields
     "pcie_gen_gpu_max",
     "pcie_gen_max",
@@ -437,6 +440,11 @@ class Faults(StrictModel):
     nvlink_links: int = Field(default=0, ge=0, le=36)
     nvlink_down: tuple[int, ...] = ()
     nvlink_errors: Count = 0
+    # PCIe error counters (gpuhealth/pcieerrors.py) that rise once the card is at work, by name
+    # and rise: { bad_tlp = 3, fatal = 1 } (a marginal link, riser or slot). Not a fault: False
+    # makes the driver answer "not supported" for every one of them (older drivers, some boards).
+    pcie_errors: dict[PcieErrorName, Count] = Field(default_factory=dict)
+    pcie_errors_supported: bool = True
 
     @field_validator("nvlink_down")
     @classmethod
