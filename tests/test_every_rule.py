@@ -297,11 +297,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "pcie-errors-correctable",
-        "C",
+        "B",
         (
             E(
                 "pcie-errors-correctable",
-                "C",
+                "B",
                 "9 correctable-class PCIe error(s) during the run (correctable +6, receiver +2, "
                 "L0 to recovery +1)",
             ),

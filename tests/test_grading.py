@@ -359,7 +359,7 @@ SHIPPED_RULES: list[tuple[str, float | None, str, str]] = [
     ("nvlink_inactive", None, "nvlink-inactive", "D"),
     ("nvlink_errors", None, "nvlink-errors", "C"),
     ("pcie_errors_uncorrectable", None, "pcie-errors-uncorrectable", "D"),
-    ("pcie_errors_correctable", None, "pcie-errors-correctable", "C"),
+    ("pcie_errors_correctable", None, "pcie-errors-correctable", "B"),
     ("pcie_copy_unjudged", None, "pcie-copy-unjudged", "B"),
     ("soak_shortened", None, "soak-shortened", "B"),
     ("settings_not_default", None, "settings-not-default", "A"),

@@ -168,14 +168,14 @@ def test_nvlink_unreadable_is_never_a_pass(
     assert "NVLink state and error counters" in rules(record)["counters-incomplete"]
 
 
-def test_correctable_pcie_errors_during_the_run_are_C_and_shown(
+def test_correctable_pcie_errors_during_the_run_are_B_and_shown(
     graded: GradedRuns, write_card: Callable[..., Path]
 ) -> None:
     run = graded.grade(
         "--sim-card", str(write_card("pcie_errors = { bad_tlp = 3, naks_sent = 2 }")), "--quick"
     )
     record = graded_record(run)
-    assert record.grade is not None and record.grade.letter == "C"
+    assert record.grade is not None and record.grade.letter == "B"
     assert rules(record) == {
         "pcie-errors-correctable": "5 correctable-class PCIe error(s) during the run (bad TLP "
         "+3, NAKs sent +2)"
