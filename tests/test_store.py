@@ -48,7 +48,7 @@ from gpuhealth.store.schema import (
     runs,
 )
 
-register(main)  # cli.py does this too once wired; register is idempotent
+register(main)  # cli/main.py does this too; register is idempotent
 
 RUNS = Path(__file__).parent / "data" / "runs"
 SMALL = ("sim-lost-in-soak-quick.json", "h100-quick-2026-11-26.json", "sim-worn-quick.json")

@@ -1,6 +1,6 @@
 """The signing-key commands: keys generate|show|list|export-public|pin|unpin.
 
-cli.py adds them to its group with `register(main)`; errors are gpuhealth's own (InputError:
+cli/main.py adds them to its group with `register(main)`; errors are gpuhealth's own (InputError:
 exit 2, TrustStoreError: exit 6), turned into one line by the main group.
 """
 

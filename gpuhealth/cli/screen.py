@@ -1,6 +1,6 @@
 """`gpuhealth screen FILE...`: judge GPUs from their nvidia-smi -q reports, with no GPU.
 
-cli.py adds the command with `register(main)`. Every file is read before anything is judged or
+cli/main.py adds the command with `register(main)`. Every file is read before anything is judged or
 written: an unreadable one gets one line (file, line, what was expected) and exit 2, and no
 summary is written.
 """

@@ -1,7 +1,7 @@
 """The results-database commands: store add|info, history, fleet summary|cards, sync.
 
-cli.py adds them to its group with `register(main)`. Errors are gpuhealth's own (StoreUnavailable:
-exit 3, StoreError / bad files: exit 2), turned into one line by the main group.
+cli/main.py adds them to its group with `register(main)`. Errors are gpuhealth's own
+(StoreUnavailable: exit 3, StoreError / bad files: exit 2), turned into one line by the main group.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fleet from the results database: each card's latest and worst grade, its flags, the rigs.
 
-Pure functions of the stored runs (store.py loads them, one row per run): no database here, so
+Pure functions of the stored runs (database.py loads them, one row per run): no database here, so
 every rule is tested on plain rows.
 
   - a card's latest grade is its most recent run's; its worst grade is the worst of its runs in
