@@ -398,7 +398,7 @@ def bench_gemms(backend: CudaBackend, reps: int, report: Report) -> float:
 # --- compile --------------------------------------------------------------------------------------
 
 _LOAD_ALL = (
-    "import json, cupy; from gpuhealth import kernels; cupy.cuda.Device(0).use(); "
+    "import json, cupy; from gpuhealth.measure.backends import kernels; cupy.cuda.Device(0).use(); "
     "s = kernels.load_all(); "
     "new = sum(r.new_cache_files for r in kernels.load_log()); "
     "print(json.dumps({'seconds': s, 'new_files': new}))"
