@@ -1,0 +1,680 @@
+"""The stress tests' verification, checked fast: each test run on a small configuration against the
+sim backend (healthy, then with a fault only its verification can see), and the verification
+helpers called directly with planted wrong elements, lanes, words and bytes. Every assertion names
+the exact result: pass or fail, the element, thread, address or byte named, and the numbers.
+
+This is the mutation-test selection of the `stresstests` module (bench/mutation.py): no test here
+grades a card, each runs in a fraction of a second (tests/test_verifications.py grades whole sim
+cards to prove the same verifications end to end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from simkit import H100, card_toml
+
+from gpuhealth.backends.base import (
+    FMA_CHAINS,
+    MMA_ACCUMULATORS,
+    STREAM_BYTES_PER_ELEMENT,
+    CloseCheck,
+    LinkCopy,
+    MemCheck,
+)
+from gpuhealth.backends.sim import SimBackend, SimHostBuffer
+from gpuhealth.backends.simcards import load_card
+from gpuhealth.errors import DeviceError, DeviceOutOfMemory
+from gpuhealth.models import MemoryMismatch, Metric, TestResult, Verification, WrongResult
+from gpuhealth.patterns import MemPattern, expected_words
+from gpuhealth.presets import (
+    PRESETS,
+    BandwidthParams,
+    ComputeParams,
+    GemmParams,
+    MemtestParams,
+    PcieParams,
+    Preset,
+    SoakParams,
+    TensorParams,
+)
+from gpuhealth.stresstests import bandwidth, fp16_tensor, fp32, gemm, memtest, pcie, soak
+from gpuhealth.stresstests import base as stress_base
+from gpuhealth.stresstests.base import Outcome, StressTest, TestContext, execute
+from gpuhealth.stresstests.sm_checks import MAX_LISTED, full_grid, iterations_for
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+# Small, fast settings: few repetitions, short soak; the sim runs each test in well under 0.1 s.
+SMALL = replace(
+    PRESETS["quick"],
+    name="small",
+    bandwidth=BandwidthParams(1 * GIB, warmup=1, repetitions=3, budget_s=30),
+    memtest=MemtestParams(patterns=2, passes=1, walking_shifts=1, bit_fade_s=2.0, budget_s=60),
+    fp32=ComputeParams(warmup=1, repetitions=3, launch_s=0.02, budget_s=20),
+    fp16_tensor=TensorParams(warmup=1, repetitions=3, launch_s=0.02, gemm_n=4096, budget_s=20),
+    gemm=GemmParams(n=8192, warmup=1, repetitions=2, budget_s=30),
+    soak=SoakParams(duration_s=2.0, iteration_s=0.5, gemm_n=8192, memory_phase_s=2.5, budget_s=60),
+    pcie=PcieParams(256 << 20, warmup=1, repetitions=2, budget_s=20),
+)
+
+
+def with_params(name: str, **changes: Any) -> Preset:
+    return replace(SMALL, **{name: replace(getattr(SMALL, name), **changes)})
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Iterator[Callable[..., SimBackend]]:
+    """card(faults_toml) -> a sim H100 with those faults."""
+    opened: list[SimBackend] = []
+
+    def make(faults: str = "") -> SimBackend:
+        path = tmp_path / f"card{len(opened)}.toml"
+        path.write_text(card_toml(faults, H100), encoding="utf-8")
+        backend = SimBackend(load_card(str(path)))
+        opened.append(backend)
+        return backend
+
+    yield make
+    for backend in opened:
+        backend.close()
+
+
+def context(backend: SimBackend, test: str, chosen: Preset = SMALL, **info: Any) -> TestContext:
+    device = replace(backend.device_info(), **info) if info else backend.device_info()
+    return TestContext(backend, device, chosen, backend.clock_s(), chosen.budget_s(test))
+
+
+def run(
+    backend: SimBackend, test: StressTest, chosen: Preset = SMALL, **info: Any
+) -> tuple[TestResult, TestContext]:
+    ctx = context(backend, test.name, chosen, **info)
+    return execute(test, ctx).result, ctx
+
+
+def metric(result: TestResult, name: str) -> Metric:
+    (found,) = [m for m in result.metrics if m.name == name]
+    return found
+
+
+def buffer_of(backend: SimBackend, values: np.ndarray) -> Any:
+    buffer = backend.alloc(values.nbytes)
+    backend.upload(buffer, values)
+    return buffer
+
+
+# --- bandwidth --------------------------------------------------------------------------------
+
+
+def test_host_arrays_replay_babelstream_in_float32() -> None:
+    host = bandwidth.HostArrays()
+    a, b, c, s = np.float32(0.1), np.float32(0.2), np.float32(0.0), np.float32(0.4)
+    assert (host.a, host.b, host.c, host.s) == (a, b, c, s)
+    for _ in range(2):
+        for op in bandwidth.OPS:
+            host.apply(op)
+        c = a
+        b = np.float32(s * c)
+        c = np.float32(a + b)
+        a = np.float32(b + s * c)
+    assert (host.a, host.b, host.c) == (a, b, c)
+    assert all(isinstance(v, np.float32) for v in (host.a, host.b, host.c))
+    host.apply("read")  # reads change nothing
+    assert (host.a, host.b, host.c) == (a, b, c)
+
+
+def test_bandwidth_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    result, ctx = run(backend, bandwidth.BandwidthTest())
+    n = GIB // 4
+    assert result.status == "passed" and result.message is None
+    assert result.parameters == {
+        "array_bytes": GIB,
+        "elements": n,
+        "l2_bytes": ctx.info.l2_bytes,
+        "warmup": 1,
+        "repetitions": 3,
+    }
+    assert [m.name for m in result.metrics] == [f"{op}_gbs" for op in bandwidth.OPS]
+    model = backend._model.performance
+    for op in bandwidth.OPS:
+        rates = metric(result, f"{op}_gbs").values
+        assert len(rates) == 3
+        want = getattr(model, f"{op}_gbs")
+        assert all(0.8 * want < r < 1.2 * want for r in rates), (op, rates, want)
+    arrays, read = result.verifications
+    assert arrays == Verification(
+        method="every element of a, b, c against the host's float32 replay of all kernels",
+        passed=True,
+        checked=3 * n,
+        mismatches=0,
+        bound=bandwidth.REL_TOL,
+    )
+    assert read.passed and read.checked == 1 and read.mismatches == 0 and read.bound == 1e-3
+    assert read.method == "read kernel's sum of a against n × the host value"
+    assert read.max_relative_error is not None and read.max_relative_error < 1e-6
+    assert read.wrong_results == ()
+    assert backend.memory_free_bytes() == ctx.backend.memory_free_bytes()
+
+
+def test_bandwidth_names_the_element_a_stream_kernel_wrote_wrong(
+    card: Callable[..., SimBackend],
+) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "bandwidth", index = 1000 }')
+    result, _ = run(backend, bandwidth.BandwidthTest())
+    n = GIB // 4
+    assert result.status == "failed"
+    arrays, read = result.verifications
+    assert not arrays.passed and read.passed
+    assert arrays.mismatches == len(arrays.wrong_results) >= 1
+    host = bandwidth.HostArrays()
+    for _ in range(1 + 3):
+        for op in bandwidth.OPS:
+            host.apply(op)
+    expected = {"a": float(host.a), "b": float(host.b), "c": float(host.c)}
+    for wrong in arrays.wrong_results:
+        name = wrong.location.split()[1]
+        assert wrong.location == f"array {name} element 1000"
+        assert wrong.expected == expected[name]
+        assert wrong.actual is None
+        assert wrong.detail == f"1 of {n} elements differ from the host value, the first at element 1000"
+    assert arrays.checked == 3 * n
+
+
+@pytest.mark.parametrize(
+    ("array_bytes", "free_bytes", "expected"),
+    [
+        (1 * MIB, None, 8 * 50 * MIB),  # at least 8x L2 (H100: 50 MiB)
+        (1 * GIB, None, 1 * GIB),
+        (40 * GIB, 12 * GIB, 4 * GIB),  # (free + 32) // 3 = 4 GiB + 10, rounded down to 16
+    ],
+)
+def test_bandwidth_array_size(
+    card: Callable[..., SimBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    array_bytes: int,
+    free_bytes: int | None,
+    expected: int,
+) -> None:
+    backend = card()
+    assert backend.device_info().l2_bytes == 50 * MIB
+    if free_bytes is not None:
+        extra = bandwidth.MEMORY_RESERVE_BYTES + bandwidth.PARTIALS * 4 + 32
+        monkeypatch.setattr(backend, "memory_free_bytes", lambda: free_bytes + extra)
+    chosen = with_params("bandwidth", array_bytes=array_bytes, warmup=0, repetitions=3)
+    result, _ = run(backend, bandwidth.BandwidthTest(), chosen)
+    assert result.status == "passed", result.message
+    assert result.parameters["array_bytes"] == expected
+    assert result.parameters["elements"] == expected // 4
+
+
+@pytest.mark.parametrize("short_bytes", [0, 16])
+def test_bandwidth_needs_arrays_eight_times_l2(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch, short_bytes: int
+) -> None:
+    backend = card()
+    l2 = backend.device_info().l2_bytes
+    free = 3 * 8 * l2 - 3 * short_bytes
+    reserve = bandwidth.MEMORY_RESERVE_BYTES + bandwidth.PARTIALS * 4
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: free + reserve)
+    result, _ = run(backend, bandwidth.BandwidthTest())
+    if short_bytes == 0:
+        assert result.status == "passed" and result.parameters["array_bytes"] == 8 * l2
+    else:
+        assert result.status == "error"
+        assert result.message == (
+            "not enough free memory for arrays 8× larger than L2 "
+            f"({free / 2**30:.2f} GiB free)"
+        )
+
+
+def test_bandwidth_check_arrays_names_the_first_bad_element(
+    card: Callable[..., SimBackend],
+) -> None:
+    backend = card()
+    ctx = context(backend, "bandwidth")
+    host = bandwidth.HostArrays()
+    host.a, host.b, host.c = np.float32(0.5), np.float32(-0.25), np.float32(2.0)
+    n = 1000
+    a = np.full(n, host.a, np.float32)
+    b = np.full(n, host.b, np.float32)
+    c = np.full(n, host.c, np.float32)
+    b[[20, 10]] = np.float32(-0.26)  # 4% off: wrong
+    c[999] = np.float32(2.0 * (1 + 0.5e-5))  # within REL_TOL: right
+    c[0] = np.float32(2.1)
+    arrays = tuple(buffer_of(backend, v) for v in (a, b, c))
+    check = bandwidth.BandwidthTest()._check_arrays(ctx, arrays, host, n)
+    assert check == Verification(
+        method="every element of a, b, c against the host's float32 replay of all kernels",
+        passed=False,
+        checked=3 * n,
+        mismatches=3,
+        bound=bandwidth.REL_TOL,
+        wrong_results=(
+            WrongResult(
+                "array b element 10",
+                expected=-0.25,
+                detail="2 of 1000 elements differ from the host value, the first at element 10",
+            ),
+            WrongResult(
+                "array c element 0",
+                expected=2.0,
+                detail="1 of 1000 elements differ from the host value, the first at element 0",
+            ),
+        ),
+    )
+
+
+def test_first_not_close_bisects_to_the_first_bad_element(
+    card: Callable[..., SimBackend],
+) -> None:
+    backend = card()
+    ctx = context(backend, "bandwidth")
+    n = 1000
+    for bad in ([0], [1], [637, 900], [998], [999]):
+        values = np.full(n, 0.25, np.float32)
+        values[bad] = 0.3
+        buffer = buffer_of(backend, values)
+        assert bandwidth.first_not_close(ctx, buffer, n, 0.25) == bad[0]
+        assert bandwidth.first_not_close(ctx, buffer, bad[0], 0.25) is None
+        assert bandwidth.first_not_close(ctx, buffer, bad[0] + 1, 0.25) == bad[0]
+
+
+@pytest.mark.parametrize(
+    ("host_a", "total", "passed", "rel"),
+    [
+        (0.5, 500.5, True, 1e-3),  # the bound itself passes
+        (0.5, 500.0, True, 0.0),
+        (0.5, float(np.nextafter(np.float32(500.5), np.float32(1e9))), False, None),
+        (0.5, 499.0, False, 2e-3),
+        (-0.5, -600.0, False, 0.2),
+        (-0.5, -500.25, True, 5e-4),
+        (0.0, 0.0005, True, 0.0005),
+        (0.0, -0.5, False, 0.5),
+    ],
+)
+def test_bandwidth_read_check(
+    card: Callable[..., SimBackend],
+    host_a: float,
+    total: float,
+    passed: bool,
+    rel: float | None,
+) -> None:
+    backend = card()
+    ctx = context(backend, "bandwidth")
+    host = bandwidth.HostArrays()
+    host.a = np.float32(host_a)
+    n = 1000
+    sums = np.zeros(bandwidth.PARTIALS, np.float32)
+    sums[:2] = np.float32(total) / 2  # two partial sums
+    check = bandwidth.BandwidthTest()._check_read(ctx, buffer_of(backend, sums), host, n)
+    expected = host_a * n
+    got = float(np.float32(total) / 2) * 2
+    want_rel = abs(got - expected) / abs(expected) if expected else abs(got)
+    if rel is not None:
+        assert want_rel == pytest.approx(rel, abs=1e-9)
+    assert check == Verification(
+        method="read kernel's sum of a against n × the host value",
+        passed=passed,
+        checked=1,
+        mismatches=0 if passed else 1,
+        max_relative_error=want_rel,
+        bound=1e-3,
+        wrong_results=()
+        if passed
+        else (WrongResult("read kernel sum", expected=expected, actual=got),),
+    )
+
+
+# --- fp32 -------------------------------------------------------------------------------------
+
+
+def chains(threads: int, value: float = 0.5) -> np.ndarray:
+    """Every thread's FMA_CHAINS results, all equal (a healthy card)."""
+    start = np.linspace(-1.5, 1.5, FMA_CHAINS, dtype=np.float32) * np.float32(value)
+    return np.tile(start, threads)
+
+
+def test_majority_check_names_the_thread_that_disagrees() -> None:
+    values = chains(512)
+    values[300 * FMA_CHAINS + 5] = np.float32(1.875)  # thread 300, chain 5
+    smids = np.array([4, 9], np.uint32)
+    count, wrong = fp32.majority_check(values, 256, smids)
+    assert count == 1
+    assert wrong == (
+        WrongResult(
+            "SM 9 (block 1, thread 44)",
+            expected=float(values[5]),
+            actual=1.875,
+        ),
+    )
+    assert fp32.majority_check(chains(512), 256, smids) == (0, ())
+
+
+def test_majority_check_when_thread_zero_is_the_wrong_one() -> None:
+    values = chains(8)
+    values[3] = np.float32(0.125)  # thread 0, chain 3
+    count, wrong = fp32.majority_check(values, 4, np.array([2, 3], np.uint32))
+    assert count == 1
+    assert wrong == (WrongResult("SM 2 (block 0, thread 0)", float(values[11]), 0.125),)
+
+
+def test_majority_check_half_disagreeing_keeps_thread_zero() -> None:
+    """Exactly half against thread 0: no majority against it, so the other half is wrong."""
+    values = chains(4)
+    high = values[: FMA_CHAINS].copy()
+    low = high.copy()
+    low[0] = np.float32(-1.75)  # smaller than thread 0's value
+    values[2 * FMA_CHAINS : 3 * FMA_CHAINS] = low
+    values[3 * FMA_CHAINS :] = low
+    count, wrong = fp32.majority_check(values, 4, np.array([6], np.uint32))
+    assert count == 2
+    assert [w.location for w in wrong] == ["SM 6 (block 0, thread 2)", "SM 6 (block 0, thread 3)"]
+    assert [(w.expected, w.actual) for w in wrong] == [(float(high[0]), -1.75)] * 2
+    # three of four against thread 0: the majority wins
+    values[FMA_CHAINS : 2 * FMA_CHAINS] = low
+    count, wrong = fp32.majority_check(values, 4, np.array([6], np.uint32))
+    assert count == 1 and wrong == (WrongResult("SM 6 (block 0, thread 0)", -1.75, float(high[0])),)
+
+
+@pytest.mark.parametrize(
+    ("edge", "all_bad"),
+    [(2.0, False), (-2.0, False), (2.0000002, True), (-2.0000002, True), (np.inf, True)],
+)
+def test_majority_check_bounded_range(edge: float, all_bad: bool) -> None:
+    """Every thread agreeing on a value the map cannot produce (|x| > 2, inf, nan) is wrong."""
+    values = chains(6)
+    values[2::FMA_CHAINS] = np.float32(edge)
+    count, wrong = fp32.majority_check(values, 3, np.array([1, 5], np.uint32))
+    if not all_bad:
+        assert (count, wrong) == (0, ())
+        return
+    assert count == 6
+    assert [w.location for w in wrong] == [
+        f"SM {sm} (block {t // 3}, thread {t % 3})" for t, sm in zip(range(6), [1, 1, 1, 5, 5, 5])
+    ]
+    assert all(w.expected == float(np.float32(values[0])) for w in wrong)  # chain 0 differs first
+    assert all(w.actual == w.expected for w in wrong)
+
+
+def test_majority_check_nan_everywhere_is_wrong() -> None:
+    values = chains(2)
+    values[1::FMA_CHAINS] = np.float32(np.nan)
+    count, wrong = fp32.majority_check(values, 2, np.array([0], np.uint32))
+    assert count == 2 and len(wrong) == 2
+
+
+def test_majority_check_lists_at_most_max_listed() -> None:
+    values = chains(256)
+    bad = list(range(10, 10 + MAX_LISTED + 8))
+    for t in bad:
+        values[t * FMA_CHAINS + 7] = np.float32(0.0625)
+    count, wrong = fp32.majority_check(values, 128, np.array([3, 8], np.uint32))
+    assert count == len(bad)
+    assert len(wrong) == MAX_LISTED
+    assert wrong[0] == WrongResult("SM 3 (block 0, thread 10)", float(values[7]), 0.0625)
+    assert wrong[-1].location == f"SM 3 (block 0, thread {10 + MAX_LISTED - 1})"
+
+
+def test_fp32_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    result, ctx = run(backend, fp32.Fp32Test())
+    info = ctx.info
+    blocks, threads = full_grid(info)
+    assert (blocks, threads) == (info.sm_count * (info.max_threads_per_sm // 256), 256)
+    flops = 2.0 * blocks * threads * FMA_CHAINS
+    assert info.peak_fp32_tflops is not None
+    iterations = iterations_for(0.02, info.peak_fp32_tflops * 1e12, flops)
+    assert result.status == "passed"
+    assert result.parameters == {
+        "blocks": blocks,
+        "threads": threads,
+        "chains": FMA_CHAINS,
+        "iterations": iterations,
+        "c": -1.9,
+    }
+    (rates,) = result.metrics
+    assert rates.name == "fp32_tflops" and rates.unit == "TFLOP/s" and len(rates.values) == 3
+    want = backend._model.performance.fp32_tflops
+    assert all(0.8 * want < r < 1.2 * want for r in rates.values), (rates.values, want)
+    assert result.verifications == (
+        Verification(
+            method=f"all {blocks * threads} threads × {FMA_CHAINS} chains agree bit for bit, "
+            "in every one of 4 launches",
+            passed=True,
+            checked=blocks * threads * FMA_CHAINS * 4,
+            mismatches=0,
+        ),
+    )
+
+
+def test_fp32_without_a_clock_sizes_for_ten_tflops(card: Callable[..., SimBackend]) -> None:
+    result, ctx = run(card(), fp32.Fp32Test(), max_sm_clock_mhz=None)
+    blocks, threads = full_grid(ctx.info)
+    want = iterations_for(0.02, 10e12, 2.0 * blocks * threads * FMA_CHAINS)
+    assert result.parameters["iterations"] == want
+
+
+def test_fp32_names_the_sm_and_lane_in_every_launch(card: Callable[..., SimBackend]) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "fp32", sm = 17, lane = 42 }')
+    result, ctx = run(backend, fp32.Fp32Test())
+    assert result.status == "failed"
+    (check,) = result.verifications
+    assert not check.passed and check.mismatches == 4
+    blocks, threads = full_grid(ctx.info)
+    assert check.checked == blocks * threads * FMA_CHAINS * 4
+    assert [w.location for w in check.wrong_results] == ["SM 17 (block 17, thread 42)"] * 4
+    (w, *_) = check.wrong_results
+    assert w.actual == float(np.nextafter(np.float32(w.expected), np.float32(np.inf)))
+
+
+# --- fp16 tensor cores and the library GEMM ---------------------------------------------------
+
+
+def test_tolerances() -> None:
+    assert fp16_tensor.gemm_tolerance(4096) == (1e-5, 4e-6 * 4096)
+    assert gemm.library_tolerance("fp32", 8192) == (1e-5, 4e-6 * 8192)
+    assert gemm.library_tolerance("fp16", 8192) == (2.0**-9, 4 * 2.0**-11 * 8192**0.5)
+    assert gemm.library_tolerance("fp16", 4) == (2.0**-9, 2.0**-8)
+
+
+@pytest.mark.parametrize(
+    ("capability", "per_clock"),
+    [((7, 5), 1024), ((8, 0), 2048), ((9, 0), 4096), ((10, 0), 4096)],
+)
+def test_fp16_tensor_healthy_card(
+    card: Callable[..., SimBackend], capability: tuple[int, int], per_clock: int
+) -> None:
+    backend = card()
+    result, ctx = run(backend, fp16_tensor.Fp16TensorTest(), compute_capability=capability)
+    info = ctx.info
+    blocks, threads = full_grid(info)
+    flops = float(blocks * threads // 32 * MMA_ACCUMULATORS * fp16_tensor.MMA_FLOPS)
+    assert fp16_tensor.MMA_FLOPS == 4096
+    assert info.max_sm_clock_mhz is not None
+    rate = info.sm_count * per_clock * info.max_sm_clock_mhz * 1e6
+    assert result.status == "passed", result.message
+    assert result.parameters == {
+        "mma_blocks": blocks,
+        "mma_threads": threads,
+        "mma_iterations": iterations_for(0.02, rate, flops),
+        "mma_accumulators": MMA_ACCUMULATORS,
+        "gemm_n": 4096,
+    }
+    assert [(m.name, m.unit, len(m.values)) for m in result.metrics] == [
+        ("mma_tflops", "TFLOP/s", 3),
+        ("tensor_gemm_tflops", "TFLOP/s", 3),
+    ]
+    perf = backend._model.performance
+    for m, want in zip(result.metrics, (perf.mma_tflops, perf.tensor_gemm_tflops), strict=True):
+        assert all(0.7 * want < r < 1.3 * want for r in m.values), (m, want)
+    peak, product = result.verifications
+    assert peak == Verification(
+        method="every thread's accumulators return exactly to their start (+B then −B), "
+        "in every one of 4 launches",
+        passed=True,
+        checked=blocks * threads * 4,
+        mismatches=0,
+    )
+    assert product.passed and product.mismatches == 0 and product.wrong_results == ()
+    assert product.method == (
+        "tensor-core GEMM 4096×4096: each element within 0.016 + 1e-05×|ref| of a float64 "
+        f"product of the same inputs ({product.checked} elements compared)"
+    )
+    assert product.bound == 4e-6 * 4096
+    assert product.max_relative_error is not None and 0 <= product.max_relative_error < 1e-5
+
+
+def test_fp16_tensor_without_a_clock_assumes_1500_mhz(card: Callable[..., SimBackend]) -> None:
+    result, ctx = run(card(), fp16_tensor.Fp16TensorTest(), max_sm_clock_mhz=None)
+    blocks, threads = full_grid(ctx.info)
+    flops = float(blocks * threads // 32 * MMA_ACCUMULATORS * fp16_tensor.MMA_FLOPS)
+    rate = ctx.info.sm_count * 4096 * 1500 * 1e6
+    assert result.parameters["mma_iterations"] == iterations_for(0.02, rate, flops)
+
+
+@pytest.mark.parametrize("capability", [(7, 0), (7, 4), (6, 1)])
+def test_fp16_tensor_skips_before_turing(
+    card: Callable[..., SimBackend], capability: tuple[int, int]
+) -> None:
+    result, _ = run(card(), fp16_tensor.Fp16TensorTest(), compute_capability=capability)
+    assert result.status == "skipped"
+    assert result.message == (
+        "the fp16 tensor-core test needs compute capability 7.5 or newer (mma.sync m16n8k8/k16); "
+        f"this card is {capability[0]}.{capability[1]}"
+    )
+    assert result.verifications == () and result.metrics == ()
+
+
+def test_fp16_tensor_names_the_lane_whose_accumulator_did_not_return(
+    card: Callable[..., SimBackend],
+) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "fp16_tensor", sm = 5, lane = 300 }')
+    result, ctx = run(backend, fp16_tensor.Fp16TensorTest())
+    assert result.status == "failed"
+    peak, product = result.verifications
+    assert product.passed
+    blocks, threads = full_grid(ctx.info)
+    assert not peak.passed and peak.mismatches == 4 and peak.checked == blocks * threads * 4
+    assert peak.wrong_results == (WrongResult("SM 5 (block 5, thread 44)", 0.0, 2.0),) * 4
+
+
+def test_fp16_tensor_names_the_wrong_product_element(card: Callable[..., SimBackend]) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "fp16_tensor", element = [3, 17] }')
+    result, _ = run(backend, fp16_tensor.Fp16TensorTest())
+    assert result.status == "failed"
+    peak, product = result.verifications
+    assert peak.passed
+    assert not product.passed and product.mismatches == 1
+    (wrong,) = product.wrong_results
+    assert wrong.location == "tensor-core GEMM element (3, 17)"
+    assert wrong.expected is not None and wrong.actual is not None
+    assert wrong.actual == pytest.approx(wrong.expected * 1.5 + 1.0, rel=1e-6)
+    # the sim's relative error: |got - want| / max(|want|, abs_tol / rel_tol)
+    rel = abs(wrong.actual - wrong.expected) / max(abs(wrong.expected), 4e-6 * 4096 / 1e-5)
+    assert product.max_relative_error == pytest.approx(rel, rel=1e-9)
+
+
+class Comparing:
+    """A backend whose compare_close reports what it is told to (check_product alone)."""
+
+    def __init__(self, answer: CloseCheck) -> None:
+        self.answer = answer
+        self.calls: list[tuple[Any, ...]] = []
+
+    def compare_close(self, *args: Any) -> CloseCheck:
+        self.calls.append(args)
+        return self.answer
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "fp32"])
+def test_check_product_maps_flat_indexes_to_row_and_column(dtype: str) -> None:
+    n = 100
+    answer = CloseCheck(
+        checked=n * n,
+        mismatches=7,
+        max_abs_error=0.5,
+        max_rel_error=0.25,
+        first=((0, 1.5, 1.0), (2 * n + 5, -3.0, 2.0), (n * n - 1, 9.0, 8.0)),
+    )
+    backend = Comparing(answer)
+    ctx: Any = TestContext(backend, None, SMALL, 0.0, 1.0)  # type: ignore[arg-type]
+    check = fp16_tensor.check_product(ctx, "C", dtype, "REF", n, "product", (0.125, 0.5))
+    assert backend.calls == [("C", dtype, "REF", n * n, 0.125, 0.5, MAX_LISTED)]
+    assert check == Verification(
+        method="product 100×100: each element within 0.5 + 0.12×|ref| of a float64 product of "
+        "the same inputs (10000 elements compared)",
+        passed=False,
+        checked=n * n,
+        mismatches=7,
+        max_relative_error=0.25,
+        bound=0.5,
+        wrong_results=(
+            WrongResult("product element (0, 0)", expected=1.0, actual=1.5),
+            WrongResult("product element (2, 5)", expected=2.0, actual=-3.0),
+            WrongResult("product element (99, 99)", expected=8.0, actual=9.0),
+        ),
+    )
+
+
+@pytest.mark.parametrize("rel", [float("inf"), float("nan")])
+def test_check_product_default_tolerance_and_no_finite_error(rel: float) -> None:
+    backend = Comparing(CloseCheck(16, 0, 0.0, rel, ()))
+    ctx: Any = TestContext(backend, None, SMALL, 0.0, 1.0)  # type: ignore[arg-type]
+    check = fp16_tensor.check_product(ctx, "C", "fp64", "REF", 4, "tile")
+    assert backend.calls == [("C", "fp32", "REF", 16, 1e-5, 1.6e-5, MAX_LISTED)]
+    assert check.passed and check.max_relative_error is None and check.bound == 1.6e-5
+    assert check.method.startswith("tile 4×4: each element within 1.6e-05 + 1e-05×|ref|")
+
+
+class SizedContext(TestContext):
+    """Records the size of every buffer a test allocates."""
+
+    __test__ = False
+    sizes: list[int]
+
+    def alloc(self, nbytes: int) -> Any:
+        self.sizes = [*getattr(self, "sizes", []), nbytes]
+        return super().alloc(nbytes)
+
+
+def test_gemm_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    free = backend.memory_free_bytes()
+    ctx = SizedContext(backend, backend.device_info(), SMALL, backend.clock_s(), 30.0)
+    outcome = Outcome()
+    gemm.GemmTest().run(ctx, outcome)
+    n = 8192
+    assert ctx.sizes == [n * n * 2] * 3 + [n * n * 8] + [n * n * 4] * 3 + [n * n * 8]
+    assert ctx.buffers == [] and backend.memory_free_bytes() == free  # each dtype's freed
+    assert outcome.parameters == {"n": n, "warmup": 1, "repetitions": 2}
+    assert [(m.name, m.unit, len(m.values)) for m in outcome.metrics] == [
+        ("fp16_tflops", "TFLOP/s", 2),
+        ("fp32_tflops", "TFLOP/s", 2),
+    ]
+    perf = backend._model.performance
+    fp16_rates, fp32_rates = (m.values for m in outcome.metrics)
+    assert all(0.7 * perf.gemm_fp16_tflops < r < 1.3 * perf.gemm_fp16_tflops for r in fp16_rates)
+    assert all(0.7 * perf.gemm_fp32_tflops < r < 1.3 * perf.gemm_fp32_tflops for r in fp32_rates)
+    half, single = outcome.verifications
+    assert half.passed and single.passed
+    assert half.method.startswith("cuBLAS FP16 GEMM 8192×8192: each element within 0.18 + 0.002×")
+    assert single.method.startswith("cuBLAS FP32 GEMM 8192×8192: each element within 0.033 + 1e-05")
+    assert (half.bound, single.bound) == (4 * 2.0**-11 * n**0.5, 4e-6 * n)
+
+
+@pytest.mark.parametrize(("row", "col"), [(5, 40), (0, 0), (7, 63)])
+def test_gemm_names_the_wrong_element(card: Callable[..., SimBackend], row: int, col: int) -> None:
+    backend = card(f'wrong_results = {{ rate = 1.0, test = "gemm", element = [{row}, {col}] }}')
+    result, _ = run(backend, gemm.GemmTest())
+    assert result.status == "failed"
+    for check, dtype in zip(result.verifications, ("FP16", "FP32"), strict=True):
+        assert not check.passed and check.mismatches == 1
+        (wrong,) = check.wrong_results
+        assert wrong.location == f"cuBLAS {dtype} GEMM element ({row}, {col})"
