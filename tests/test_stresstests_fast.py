@@ -678,3 +678,208 @@ def test_gemm_names_the_wrong_element(card: Callable[..., SimBackend], row: int,
         assert not check.passed and check.mismatches == 1
         (wrong,) = check.wrong_results
         assert wrong.location == f"cuBLAS {dtype} GEMM element ({row}, {col})"
+
+
+# --- memtest ----------------------------------------------------------------------------------
+
+
+def test_reserve_bytes_is_512_mib_or_half_a_percent() -> None:
+    assert memtest.reserve_bytes(80 * GIB) == 512 * MIB
+    assert memtest.reserve_bytes(100 * GIB) == 512 * MIB  # both the same here
+    assert memtest.reserve_bytes(100 * GIB + 200) == 512 * MIB + 1
+    assert memtest.reserve_bytes(200 * GIB) == 1 * GIB
+
+
+def memtest_words(backend: SimBackend) -> int:
+    total = backend.device_info().memory_total_bytes
+    free = backend.memory_free_bytes() - memtest.reserve_bytes(total)
+    return free // memtest.ALIGN_BYTES * memtest.ALIGN_BYTES // 4
+
+
+def test_memtest_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    n_words = memtest_words(backend)
+    result, ctx = run(backend, memtest.MemtestTest())
+    total = ctx.info.memory_total_bytes
+    nbytes = 4 * n_words
+    assert result.status == "passed" and result.message is None
+    assert result.parameters == {
+        "tested_bytes": nbytes,
+        "total_bytes": total,
+        "coverage": round(nbytes / total, 4),
+        "patterns": 3,  # address, random (seed 0x5EED), walking ones shift 1
+        "passes": 1,
+        "bit_fade_s": 2.0,
+        "patterns_done": 3,
+    }
+    (speeds,) = result.metrics
+    assert speeds.name == "pass_gbs" and speeds.unit == "GB/s" and len(speeds.values) == 3
+    want = backend._model.performance.memtest_gbs
+    # each pattern: one write and two read-and-write passes (4 bytes moved per word... x4)
+    assert all(0.5 * want < s < 1.5 * want for s in speeds.values), (speeds.values, want)
+    assert result.verifications == (
+        Verification(
+            method=f"every word of {nbytes / 2**30:.2f} GiB ({nbytes / total:.1%} of memory) "
+            "written and read back under 3 pattern(s) and their inverses",
+            passed=True,
+            checked=n_words * (2 * 3 + 2),
+            mismatches=0,
+        ),
+    )
+
+
+def test_memtest_names_every_bad_word_by_address(card: Callable[..., SimBackend]) -> None:
+    """A word stuck high where the first pattern writes 0, a lower one stuck low where only the
+    inverse writes 1: both named with their address and bits, listed by address."""
+    backend = card(
+        "stuck_bits = [{ address = 0x3000, bit = 5, value = 1 },"
+        " { address = 0x1000, bit = 5, value = 0 }]"
+    )
+    result, _ = run(backend, memtest.MemtestTest())
+    assert result.status == "failed"
+    (check,) = result.verifications
+    assert not check.passed
+    assert check.memory_errors == (
+        MemoryMismatch(0x1000, 0xFFFFEFFF, 0xFFFFEFDF, "address in address, inverted"),
+        MemoryMismatch(0x3000, 0x3000, 0x3020, "address in address"),
+    )
+    # every check whose expected word has the other value at that bit counts once
+    stuck_high = stuck_low = 0
+    sequence = [MemPattern("address"), MemPattern("random", memtest.PASS_SEED)]
+    sequence.append(MemPattern("walking_ones", 1))
+    index = np.array([0x3000 // 4, 0x1000 // 4], np.uint64)
+    for pattern in sequence:
+        for p in (pattern, pattern.inverted()):
+            high, low = (int(w) for w in expected_words(p, index, 0))
+            stuck_high += not high >> 5 & 1
+            stuck_low += low >> 5 & 1
+    # bit fade: 0xFFFFFFFF then 0 (the stuck-low word, then the stuck-high one)
+    assert check.mismatches == stuck_high + stuck_low + 2
+
+
+def test_memtest_bit_fade_names_its_pattern(card: Callable[..., SimBackend]) -> None:
+    backend = card("stuck_bits = [{ address = 0x40, bit = 0, value = 0 }]")
+    ctx = context(backend, "memtest")
+    buffer = ctx.alloc(64 * MIB)
+    found: dict[int, MemoryMismatch] = {}
+    start = backend.clock_s()
+    bad = memtest.MemtestTest()._bit_fade(ctx, buffer, 16 * MIB, 2.0, found)
+    assert bad == 1
+    assert found == {0x40: MemoryMismatch(0x40, 0xFFFFFFFF, 0xFFFFFFFE, "constant 0xFFFFFFFF (bit fade)")}
+    assert backend.clock_s() - start >= 2.0  # the card left idle for wait_s in all
+    assert ctx.busy_s > 0
+
+
+def test_memtest_collect_keeps_the_first_of_each_address_up_to_the_limit() -> None:
+    found: dict[int, MemoryMismatch] = {}
+    pattern = MemPattern("constant", 0x55555555)
+    first = ((8, 0x55555555, 0x55555554), (4, 0x55555555, 0x55555557))
+    memtest.MemtestTest._collect(MemCheck(0.1, 2, first), pattern, found, " (x)")
+    memtest.MemtestTest._collect(MemCheck(0.1, 1, ((8, 1, 0),)), MemPattern("address"), found)
+    assert found == {
+        8: MemoryMismatch(8, 0x55555555, 0x55555554, "constant 0x55555555 (x)"),
+        4: MemoryMismatch(4, 0x55555555, 0x55555557, "constant 0x55555555 (x)"),
+    }
+    many = tuple((4 * i, 0, 1) for i in range(100, 200))
+    memtest.MemtestTest._collect(MemCheck(0.1, 100, many), pattern, found)
+    assert len(found) == memtest.MAX_REPORTED == 64
+    assert max(found) == 4 * (100 + 61)
+
+
+def test_memtest_stops_at_its_budget(card: Callable[..., SimBackend]) -> None:
+    chosen = with_params("memtest", budget_s=1e-6)
+    backend = card()
+    n_words = memtest_words(backend)
+    result, _ = run(backend, memtest.MemtestTest(), chosen)
+    assert result.status == "error"
+    assert result.message == "time budget of 0 s spent after 1 of 3 patterns"
+    assert result.parameters["patterns_done"] == 1
+    (check,) = result.verifications
+    assert check.passed and check.checked == 2 * n_words  # one pattern, no bit fade
+    assert check.method.endswith("under 1 pattern(s) and their inverses")
+    assert len(result.metrics[0].values) == 1
+
+
+def test_memtest_says_when_memory_was_in_use(card: Callable[..., SimBackend]) -> None:
+    backend = card("other_process = { used_memory_mib = 8192 }")
+    n_words = memtest_words(backend)
+    result, ctx = run(backend, memtest.MemtestTest())
+    coverage = 4 * n_words / ctx.info.memory_total_bytes
+    assert 0.85 < coverage < memtest.COVERAGE_TARGET
+    assert result.status == "passed"
+    assert result.message == (
+        f"covered {coverage:.1%} of memory (target 95%): memory was in use by someone else"
+    )
+
+
+def test_memtest_coverage_at_the_target_says_nothing(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = card()
+    total = backend.device_info().memory_total_bytes
+    reserve = memtest.reserve_bytes(total)
+    target = int(total * memtest.COVERAGE_TARGET)
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: target + reserve)
+    chosen = with_params("memtest", bit_fade_s=0.0)
+    outcome = Outcome()
+    ctx = context(backend, "memtest", chosen)
+    memtest.MemtestTest().run(ctx, outcome)
+    nbytes = outcome.parameters["tested_bytes"]
+    assert isinstance(nbytes, int) and nbytes == target // memtest.ALIGN_BYTES * memtest.ALIGN_BYTES
+    assert nbytes / total < memtest.COVERAGE_TARGET and outcome.message is not None
+    monkeypatch.setattr(memtest, "COVERAGE_TARGET", nbytes / total)
+    outcome = Outcome()
+    memtest.MemtestTest().run(context(backend, "memtest", chosen), outcome)
+    assert outcome.message is None
+    assert outcome.verifications[0].checked == nbytes // 4 * 2 * 3  # no bit fade
+
+
+def test_memtest_allocation_shrinks_until_the_allocator_agrees(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = card()
+    align = memtest.ALIGN_BYTES
+    free = 1000 * align + 12345
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: free + 512 * MIB)
+    asked: list[int] = []
+
+    def alloc(nbytes: int) -> Any:
+        asked.append(nbytes)
+        if nbytes > 940 * align:
+            raise DeviceOutOfMemory("no")
+        return f"buffer of {nbytes}"
+
+    monkeypatch.setattr(backend, "alloc", alloc)
+    ctx = context(backend, "memtest")
+    sizes = [1000 * align]
+    while sizes[-1] > 940 * align:
+        sizes.append(int(sizes[-1] * 0.98) // align * align)
+    assert memtest.MemtestTest()._allocate(ctx, 80 * GIB) == (f"buffer of {sizes[-1]}", sizes[-1])
+    assert asked == sizes and len(sizes) == 4
+    assert ctx.buffers == [f"buffer of {sizes[-1]}"]
+
+
+@pytest.mark.parametrize(("free_aligned", "limit"), [(1000, 0), (0, None), (-3, None)])
+def test_memtest_allocation_gives_up(
+    card: Callable[..., SimBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    free_aligned: int,
+    limit: int | None,
+) -> None:
+    backend = card()
+    align = memtest.ALIGN_BYTES
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: free_aligned * align + 512 * MIB)
+    asked: list[int] = []
+
+    def alloc(nbytes: int) -> Any:
+        asked.append(nbytes)
+        raise DeviceOutOfMemory("no")
+
+    monkeypatch.setattr(backend, "alloc", alloc)
+    with pytest.raises(DeviceOutOfMemory, match="^could not allocate memory for the memory test$"):
+        memtest.MemtestTest()._allocate(context(backend, "memtest"), 80 * GIB)
+    if limit is None:
+        assert asked == []
+    else:
+        assert len(asked) == 8 and asked[0] == 1000 * align
+        assert asked[1] == int(1000 * align * 0.98) // align * align
