@@ -46,10 +46,12 @@ from gpuhealth.presets import (
 from gpuhealth.stresstests import bandwidth, fp16_tensor, fp32, gemm, memtest, pcie, soak
 from gpuhealth.stresstests import base as stress_base
 from gpuhealth.stresstests.base import Outcome, StressTest, TestContext, execute
+from gpuhealth.stresstests import sm_checks
 from gpuhealth.stresstests.sm_checks import MAX_LISTED, full_grid, iterations_for
 
 GIB = 1 << 30
 MIB = 1 << 20
+KIB64 = 64 << 10
 
 # Small, fast settings: few repetitions, short soak; the sim runs each test in well under 0.1 s.
 SMALL = replace(
@@ -58,9 +60,9 @@ SMALL = replace(
     bandwidth=BandwidthParams(1 * GIB, warmup=1, repetitions=3, budget_s=30),
     memtest=MemtestParams(patterns=2, passes=1, walking_shifts=1, bit_fade_s=2.0, budget_s=60),
     fp32=ComputeParams(warmup=1, repetitions=3, launch_s=0.02, budget_s=20),
-    fp16_tensor=TensorParams(warmup=1, repetitions=3, launch_s=0.02, gemm_n=4096, budget_s=20),
-    gemm=GemmParams(n=8192, warmup=1, repetitions=2, budget_s=30),
-    soak=SoakParams(duration_s=2.0, iteration_s=0.5, gemm_n=8192, memory_phase_s=2.5, budget_s=60),
+    fp16_tensor=TensorParams(warmup=1, repetitions=3, launch_s=0.02, gemm_n=1024, budget_s=20),
+    gemm=GemmParams(n=1024, warmup=1, repetitions=2, budget_s=30),
+    soak=SoakParams(duration_s=2.0, iteration_s=0.5, gemm_n=1024, memory_phase_s=2.5, budget_s=60),
     pcie=PcieParams(256 << 20, warmup=1, repetitions=2, budget_s=20),
 )
 
@@ -183,7 +185,10 @@ def test_bandwidth_names_the_element_a_stream_kernel_wrote_wrong(
         assert wrong.location == f"array {name} element 1000"
         assert wrong.expected == expected[name]
         assert wrong.actual is None
-        assert wrong.detail == f"1 of {n} elements differ from the host value, the first at element 1000"
+        assert (
+            wrong.detail
+            == f"1 of {n} elements differ from the host value, the first at element 1000"
+        )
     assert arrays.checked == 3 * n
 
 
@@ -229,8 +234,7 @@ def test_bandwidth_needs_arrays_eight_times_l2(
     else:
         assert result.status == "error"
         assert result.message == (
-            "not enough free memory for arrays 8× larger than L2 "
-            f"({free / 2**30:.2f} GiB free)"
+            f"not enough free memory for arrays 8× larger than L2 ({free / 2**30:.2f} GiB free)"
         )
 
 
@@ -368,7 +372,7 @@ def test_majority_check_when_thread_zero_is_the_wrong_one() -> None:
 def test_majority_check_half_disagreeing_keeps_thread_zero() -> None:
     """Exactly half against thread 0: no majority against it, so the other half is wrong."""
     values = chains(4)
-    high = values[: FMA_CHAINS].copy()
+    high = values[:FMA_CHAINS].copy()
     low = high.copy()
     low[0] = np.float32(-1.75)  # smaller than thread 0's value
     values[2 * FMA_CHAINS : 3 * FMA_CHAINS] = low
@@ -424,7 +428,7 @@ def test_majority_check_lists_at_most_max_listed() -> None:
 
 def test_fp32_healthy_card(card: Callable[..., SimBackend]) -> None:
     backend = card()
-    result, ctx = run(backend, fp32.Fp32Test())
+    result, ctx = run(backend, fp32.Fp32Test(), sm_count=24)
     info = ctx.info
     blocks, threads = full_grid(info)
     assert (blocks, threads) == (info.sm_count * (info.max_threads_per_sm // 256), 256)
@@ -455,7 +459,7 @@ def test_fp32_healthy_card(card: Callable[..., SimBackend]) -> None:
 
 
 def test_fp32_without_a_clock_sizes_for_ten_tflops(card: Callable[..., SimBackend]) -> None:
-    result, ctx = run(card(), fp32.Fp32Test(), max_sm_clock_mhz=None)
+    result, ctx = run(card(), fp32.Fp32Test(), max_sm_clock_mhz=None, sm_count=24)
     blocks, threads = full_grid(ctx.info)
     want = iterations_for(0.02, 10e12, 2.0 * blocks * threads * FMA_CHAINS)
     assert result.parameters["iterations"] == want
@@ -463,7 +467,7 @@ def test_fp32_without_a_clock_sizes_for_ten_tflops(card: Callable[..., SimBacken
 
 def test_fp32_names_the_sm_and_lane_in_every_launch(card: Callable[..., SimBackend]) -> None:
     backend = card('wrong_results = { rate = 1.0, test = "fp32", sm = 17, lane = 42 }')
-    result, ctx = run(backend, fp32.Fp32Test())
+    result, ctx = run(backend, fp32.Fp32Test(), sm_count=24)
     assert result.status == "failed"
     (check,) = result.verifications
     assert not check.passed and check.mismatches == 4
@@ -492,7 +496,9 @@ def test_fp16_tensor_healthy_card(
     card: Callable[..., SimBackend], capability: tuple[int, int], per_clock: int
 ) -> None:
     backend = card()
-    result, ctx = run(backend, fp16_tensor.Fp16TensorTest(), compute_capability=capability)
+    result, ctx = run(
+        backend, fp16_tensor.Fp16TensorTest(), compute_capability=capability, sm_count=24
+    )
     info = ctx.info
     blocks, threads = full_grid(info)
     flops = float(blocks * threads // 32 * MMA_ACCUMULATORS * fp16_tensor.MMA_FLOPS)
@@ -505,7 +511,7 @@ def test_fp16_tensor_healthy_card(
         "mma_threads": threads,
         "mma_iterations": iterations_for(0.02, rate, flops),
         "mma_accumulators": MMA_ACCUMULATORS,
-        "gemm_n": 4096,
+        "gemm_n": 1024,
     }
     assert [(m.name, m.unit, len(m.values)) for m in result.metrics] == [
         ("mma_tflops", "TFLOP/s", 3),
@@ -524,15 +530,15 @@ def test_fp16_tensor_healthy_card(
     )
     assert product.passed and product.mismatches == 0 and product.wrong_results == ()
     assert product.method == (
-        "tensor-core GEMM 4096×4096: each element within 0.016 + 1e-05×|ref| of a float64 "
+        "tensor-core GEMM 1024×1024: each element within 0.0041 + 1e-05×|ref| of a float64 "
         f"product of the same inputs ({product.checked} elements compared)"
     )
-    assert product.bound == 4e-6 * 4096
+    assert product.bound == 4e-6 * 1024
     assert product.max_relative_error is not None and 0 <= product.max_relative_error < 1e-5
 
 
 def test_fp16_tensor_without_a_clock_assumes_1500_mhz(card: Callable[..., SimBackend]) -> None:
-    result, ctx = run(card(), fp16_tensor.Fp16TensorTest(), max_sm_clock_mhz=None)
+    result, ctx = run(card(), fp16_tensor.Fp16TensorTest(), max_sm_clock_mhz=None, sm_count=24)
     blocks, threads = full_grid(ctx.info)
     flops = float(blocks * threads // 32 * MMA_ACCUMULATORS * fp16_tensor.MMA_FLOPS)
     rate = ctx.info.sm_count * 4096 * 1500 * 1e6
@@ -556,7 +562,7 @@ def test_fp16_tensor_names_the_lane_whose_accumulator_did_not_return(
     card: Callable[..., SimBackend],
 ) -> None:
     backend = card('wrong_results = { rate = 1.0, test = "fp16_tensor", sm = 5, lane = 300 }')
-    result, ctx = run(backend, fp16_tensor.Fp16TensorTest())
+    result, ctx = run(backend, fp16_tensor.Fp16TensorTest(), sm_count=24)
     assert result.status == "failed"
     peak, product = result.verifications
     assert product.passed
@@ -577,7 +583,7 @@ def test_fp16_tensor_names_the_wrong_product_element(card: Callable[..., SimBack
     assert wrong.expected is not None and wrong.actual is not None
     assert wrong.actual == pytest.approx(wrong.expected * 1.5 + 1.0, rel=1e-6)
     # the sim's relative error: |got - want| / max(|want|, abs_tol / rel_tol)
-    rel = abs(wrong.actual - wrong.expected) / max(abs(wrong.expected), 4e-6 * 4096 / 1e-5)
+    rel = abs(wrong.actual - wrong.expected) / max(abs(wrong.expected), 4e-6 * 1024 / 1e-5)
     assert product.max_relative_error == pytest.approx(rel, rel=1e-9)
 
 
@@ -650,7 +656,7 @@ def test_gemm_healthy_card(card: Callable[..., SimBackend]) -> None:
     ctx = SizedContext(backend, backend.device_info(), SMALL, backend.clock_s(), 30.0)
     outcome = Outcome()
     gemm.GemmTest().run(ctx, outcome)
-    n = 8192
+    n = 1024
     assert ctx.sizes == [n * n * 2] * 3 + [n * n * 8] + [n * n * 4] * 3 + [n * n * 8]
     assert ctx.buffers == [] and backend.memory_free_bytes() == free  # each dtype's freed
     assert outcome.parameters == {"n": n, "warmup": 1, "repetitions": 2}
@@ -664,8 +670,10 @@ def test_gemm_healthy_card(card: Callable[..., SimBackend]) -> None:
     assert all(0.7 * perf.gemm_fp32_tflops < r < 1.3 * perf.gemm_fp32_tflops for r in fp32_rates)
     half, single = outcome.verifications
     assert half.passed and single.passed
-    assert half.method.startswith("cuBLAS FP16 GEMM 8192×8192: each element within 0.18 + 0.002×")
-    assert single.method.startswith("cuBLAS FP32 GEMM 8192×8192: each element within 0.033 + 1e-05")
+    assert half.method.startswith("cuBLAS FP16 GEMM 1024×1024: each element within 0.062 + 0.002×")
+    assert single.method.startswith(
+        "cuBLAS FP32 GEMM 1024×1024: each element within 0.0041 + 1e-05"
+    )
     assert (half.bound, single.bound) == (4 * 2.0**-11 * n**0.5, 4e-6 * n)
 
 
@@ -765,7 +773,9 @@ def test_memtest_bit_fade_names_its_pattern(card: Callable[..., SimBackend]) -> 
     start = backend.clock_s()
     bad = memtest.MemtestTest()._bit_fade(ctx, buffer, 16 * MIB, 2.0, found)
     assert bad == 1
-    assert found == {0x40: MemoryMismatch(0x40, 0xFFFFFFFF, 0xFFFFFFFE, "constant 0xFFFFFFFF (bit fade)")}
+    assert found == {
+        0x40: MemoryMismatch(0x40, 0xFFFFFFFF, 0xFFFFFFFE, "constant 0xFFFFFFFF (bit fade)")
+    }
     assert backend.clock_s() - start >= 2.0  # the card left idle for wait_s in all
     assert ctx.busy_s > 0
 
@@ -883,3 +893,603 @@ def test_memtest_allocation_gives_up(
     else:
         assert len(asked) == 8 and asked[0] == 1000 * align
         assert asked[1] == int(1000 * align * 0.98) // align * align
+
+
+# --- soak -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "expected"),
+    [
+        (10, 3, [4, 3, 3]),
+        (11, 3, [4, 4, 3]),
+        (12, 3, [4, 4, 4]),
+        (2, 5, [1, 1]),
+        (7, 0, [7]),
+        (7, -2, [7]),
+        (5, 1, [5]),
+        (1, 1, [1]),
+    ],
+)
+def test_split_evenly(total: int, parts: int, expected: list[int]) -> None:
+    assert soak.split_evenly(total, parts) == expected
+
+
+def detail(digest: int) -> str:
+    return f"output digest 0x{digest:016x} differs from the majority's"
+
+
+def test_digest_disagreements() -> None:
+    assert soak.digest_disagreements([]) == (0, [])
+    assert soak.digest_disagreements([7, 7, 7]) == (0, [])
+    assert soak.digest_disagreements([7, 0x1234, 7, 7]) == (
+        1,
+        [WrongResult("iteration 1", detail=detail(0x1234))],
+    )
+    # the first iteration wrong: the majority, not the first, is the reference
+    assert soak.digest_disagreements([5, 7, 7]) == (
+        1,
+        [WrongResult("iteration 0", detail=detail(5))],
+    )
+    # no majority (a tie, or all different): every iteration is untrustworthy
+    assert soak.digest_disagreements([1, 1, 2, 2]) == (
+        4,
+        [WrongResult(f"iteration {i}", detail=detail(d)) for i, d in enumerate([1, 1, 2, 2])],
+    )
+    assert soak.digest_disagreements([0, 0, 2]) == (
+        1,
+        [WrongResult("iteration 2", detail=detail(2))],
+    )
+    assert soak.digest_disagreements([9]) == (0, [])
+    many = [3] * 50 + list(range(100, 140))
+    count, wrong = soak.digest_disagreements(many)
+    assert count == 40 and len(wrong) == MAX_LISTED
+    assert wrong[0] == WrongResult("iteration 50", detail=detail(100))
+    assert wrong[-1].location == f"iteration {50 + MAX_LISTED - 1}"
+
+
+SOAK_METHOD = (
+    "every iteration's GEMM output digest equals the majority's ({} iterations), and the triad "
+    "array holds b + s·c after the last triad (the memory phase's)"
+)
+
+
+def test_soak_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    slowdown_c = backend.counters().temperature_slowdown_c
+    assert slowdown_c is not None
+    result, _ = run(backend, soak.SoakTest())
+    assert result.status == "passed" and result.message is None
+    p = result.parameters
+    iterations = p["iterations"]
+    assert isinstance(iterations, int) and iterations >= 3
+    per_iteration = p["gemms_per_iteration"]
+    assert isinstance(per_iteration, int) and per_iteration > 100
+    assert {k: p[k] for k in ("duration_s", "gemm_n", "guard_c", "memory_phase_s")} == {
+        "duration_s": 2.0,
+        "gemm_n": 1024,
+        "guard_c": slowdown_c - 3.0,
+        "memory_phase_s": 2.5,
+    }
+    assert "stopped_early" not in p
+    tflops = metric(result, "iteration_tflops")
+    ends = metric(result, "iteration_end_s")
+    assert len(tflops.values) == len(ends.values) == iterations
+    assert ends.unit == "s" and not ends.higher_is_better and tflops.unit == "TFLOP/s"
+    perf = backend._model.performance
+    low, high = perf.gemm_fp16_sustained_tflops, perf.gemm_fp16_tflops
+    assert all(0.8 * low < t < 1.2 * high for t in tflops.values), tflops.values
+    assert list(ends.values) == sorted(ends.values) and ends.values[-1] < 2.0 + 0.7
+    assert ends.values[-2] - ends.values[0] < 2.0 <= ends.values[-1] - ends.values[0] + 0.7
+    soaked = p["soaked_s"]
+    assert isinstance(soaked, float) and 2.0 <= soaked < 2.0 + 0.7
+    start, end = p["memory_phase_start_s"], p["memory_phase_end_s"]
+    assert isinstance(start, float) and isinstance(end, float)
+    assert start == pytest.approx(ends.values[-1], abs=0.01)
+    assert 2.5 <= end - start < 2.5 + 0.2
+    rates = metric(result, "memory_phase_gbs")
+    chunk_ends = metric(result, "memory_phase_chunk_end_s")
+    assert len(rates.values) == len(chunk_ends.values) == 3  # 1 s, 1 s, the last 0.5 s
+    assert chunk_ends.values[-1] == end and not chunk_ends.higher_is_better
+    assert all(0.8 * perf.triad_gbs < r < 1.2 * perf.triad_gbs for r in rates.values), rates
+    assert chunk_ends.values[0] - start == pytest.approx(1.0, abs=0.01)
+    launches = p["memory_phase_launches"]
+    one_s = STREAM_BYTES_PER_ELEMENT["triad"] * soak.TRIAD_BYTES / 4 / (perf.triad_gbs * 1e9)
+    assert isinstance(launches, int) and abs(launches - 2.5 / one_s) < 0.05 * launches
+    assert result.verifications == (
+        Verification(SOAK_METHOD.format(iterations), passed=True, checked=iterations, mismatches=0),
+    )
+
+
+def test_soak_names_the_iteration_whose_digest_differs(card: Callable[..., SimBackend]) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "soak", iteration = 2 }')
+    result, _ = run(backend, soak.SoakTest())
+    assert result.status == "failed"
+    (check,) = result.verifications
+    iterations = result.parameters["iterations"]
+    assert not check.passed and check.mismatches == 1 and check.checked == iterations
+    (wrong,) = check.wrong_results
+    assert wrong.location == "iteration 2" and wrong.expected is None and wrong.actual is None
+    assert wrong.detail is not None
+    digest = int(wrong.detail.split()[2], 16)
+    assert wrong.detail == detail(digest)
+
+
+def test_soak_catches_a_wrong_triad_element(card: Callable[..., SimBackend]) -> None:
+    backend = card('wrong_results = { rate = 1.0, test = "soak", index = 5 }')
+    result, _ = run(backend, soak.SoakTest())
+    assert result.status == "failed"
+    (check,) = result.verifications
+    assert not check.passed and check.mismatches == 1
+    assert check.wrong_results == (
+        WrongResult("triad array", detail="1 elements wrong after the soak"),
+    )
+
+
+class ScriptedGuard:
+    """A thermal guard that reports the card too hot at its k-th look (1-based)."""
+
+    looks = 0
+    hot_at = 0
+
+    def __init__(self, slowdown_c: float | None) -> None:
+        self.limit_c = None if slowdown_c is None else slowdown_c - 3.0
+
+    def check(self, samples: Any) -> str | None:
+        ScriptedGuard.looks += 1
+        return "too hot" if ScriptedGuard.looks == ScriptedGuard.hot_at else None
+
+
+@pytest.fixture
+def guard(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedGuard]:
+    ScriptedGuard.looks, ScriptedGuard.hot_at = 0, 0
+    monkeypatch.setattr(soak, "ThermalGuard", ScriptedGuard)
+    return ScriptedGuard
+
+
+def test_soak_guard_stops_mid_iteration(
+    card: Callable[..., SimBackend], guard: type[ScriptedGuard]
+) -> None:
+    """5 chunks an iteration (0.5 s / 0.1 s): the 12th look is in the third iteration, which is
+    cut short and has no digest; the memory phase is skipped."""
+    guard.hot_at = 12
+    result, _ = run(card(), soak.SoakTest())
+    assert result.status == "passed"
+    assert result.message == "soak stopped early: too hot"
+    assert result.parameters["stopped_early"] == "too hot"
+    assert result.parameters["iterations"] == 2 and guard.looks == 12
+    assert len(metric(result, "iteration_tflops").values) == 2
+    assert "memory_phase_s" not in result.parameters
+    assert [m.name for m in result.metrics] == ["iteration_tflops", "iteration_end_s"]
+    assert result.verifications[0].checked == 2
+
+
+def test_soak_guard_stops_before_the_first_iteration_ends(
+    card: Callable[..., SimBackend], guard: type[ScriptedGuard]
+) -> None:
+    guard.hot_at = 5
+    result, _ = run(card(), soak.SoakTest())
+    assert result.status == "error"
+    assert result.message == "the soak stopped before its first iteration ended: too hot"
+    assert result.parameters["stopped_early"] == "too hot"
+    assert result.verifications == ()
+
+
+def test_soak_guard_stops_the_memory_phase(
+    card: Callable[..., SimBackend], guard: type[ScriptedGuard]
+) -> None:
+    """Looks 1-20: the four soak iterations; then 10 a memory-phase chunk: the 33rd look is in
+    the second chunk, which is not kept."""
+    guard.hot_at = 33
+    result, _ = run(card(), soak.SoakTest())
+    assert result.parameters["iterations"] == 4
+    assert result.message == "soak stopped early: too hot"
+    assert len(metric(result, "memory_phase_gbs").values) == 1
+    assert len(metric(result, "memory_phase_chunk_end_s").values) == 1
+    launches = result.parameters["memory_phase_launches"]
+    start, end = result.parameters["memory_phase_start_s"], result.parameters["memory_phase_end_s"]
+    assert isinstance(start, float) and isinstance(end, float) and 1.2 < end - start < 1.4
+    assert isinstance(launches, int)
+    rate = metric(result, "memory_phase_gbs").values[0]
+    per_launch_s = STREAM_BYTES_PER_ELEMENT["triad"] * soak.TRIAD_BYTES / 4 / (rate * 1e9)
+    assert abs(launches * per_launch_s - 1.3) < 0.1
+    assert result.verifications[0].passed
+
+
+def test_soak_without_a_slowdown_temperature(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = card()
+    counters = replace(backend.counters(), temperature_slowdown_c=None)
+    monkeypatch.setattr(backend, "counters", lambda: counters)
+    result, _ = run(backend, soak.SoakTest(), with_params("soak", memory_phase_s=0.0))
+    assert result.status == "passed" and result.parameters["guard_c"] == "none"
+    assert [m.name for m in result.metrics] == ["iteration_tflops", "iteration_end_s"]
+    assert "memory_phase_launches" not in result.parameters
+
+
+@pytest.mark.parametrize(("budget_s", "iterations", "chunks"), [(1.0, 2, 0), (3.0, 4, 1)])
+def test_soak_stops_at_its_budget(
+    card: Callable[..., SimBackend], budget_s: float, iterations: int, chunks: int
+) -> None:
+    result, _ = run(card(), soak.SoakTest(), with_params("soak", budget_s=budget_s))
+    assert result.status == "passed"
+    assert result.message == f"soak stopped early: time budget of {budget_s:.0f} s spent"
+    assert result.parameters["iterations"] == iterations
+    if chunks:
+        assert len(metric(result, "memory_phase_gbs").values) == chunks
+    else:
+        assert "memory_phase_s" not in result.parameters
+
+
+def test_soak_offers_its_progress_after_every_iteration_and_chunk(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stress_base, "CHECKPOINT_WALL_S", 0.0)
+    offered: list[tuple[tuple[str, int], ...]] = []
+    backend = card()
+    ctx = context(backend, "soak")
+    ctx.checkpoint = lambda _ctx, _outcome, partial: offered.append(
+        tuple((m.name, len(m.values)) for m in partial)
+    )
+    execute(soak.SoakTest(), ctx)
+    soak_part = [(("iteration_tflops", k), ("iteration_end_s", k)) for k in range(1, 5)]
+    memory_part = [(("memory_phase_gbs", k), ("memory_phase_chunk_end_s", k)) for k in range(1, 4)]
+    assert offered == soak_part + memory_part
+
+
+# --- pcie -------------------------------------------------------------------------------------
+
+PCIE_METHOD = {
+    "h2d": "every byte of every host to device copy (also those run both ways at once) checked "
+    "on the device against the seeded pattern",
+    "d2h": "every byte of every device to host copy (also those run both ways at once) checked "
+    "on the host against the seeded pattern the device wrote",
+}
+
+
+def pattern_byte(offset: int) -> int:
+    word = int(expected_words(pcie.PATTERN, np.array([offset // 4], np.uint64), 0)[0])
+    return word >> 8 * (offset % 4) & 0xFF
+
+
+def test_pcie_healthy_card(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    free = backend.memory_free_bytes()
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "passed" and result.message is None
+    assert result.parameters == {
+        "copy_bytes": 256 * MIB,
+        "warmup": 1,
+        "repetitions": 2,
+        "link_gen_under_load": 5,
+        "link_width_under_load": 16,
+        "replays_during_test": 0,
+    }
+    assert [(m.name, m.unit, len(m.values)) for m in result.metrics] == [
+        ("h2d_gbs", "GB/s", 2),
+        ("d2h_gbs", "GB/s", 2),
+        ("both_gbs", "GB/s", 2),
+    ]
+    one_way = 64.0 * 0.87  # Gen5 x16 at the sim's copy share
+    for m, want in zip(result.metrics, (one_way, one_way, 2 * 64.0 * 0.80), strict=True):
+        assert all(0.9 * want < r < 1.1 * want for r in m.values), (m, want)
+    copies = 2 * (1 + 2)  # each direction alone and both at once, warm-ups included
+    assert result.verifications == tuple(
+        Verification(PCIE_METHOD[d], passed=True, checked=copies * 64 * MIB, mismatches=0)
+        for d in ("h2d", "d2h")
+    )
+    assert backend._host_buffers == {} and backend.memory_free_bytes() == free
+
+
+@pytest.mark.parametrize(("direction", "offset"), [("h2d", 1001), ("d2h", 6), ("h2d", 0)])
+def test_pcie_names_the_first_bad_byte(
+    card: Callable[..., SimBackend], direction: str, offset: int
+) -> None:
+    backend = card(f'pcie_corrupt_byte = {offset}\npcie_corrupt_direction = "{direction}"')
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "failed"
+    h2d, d2h = result.verifications
+    bad, good = (h2d, d2h) if direction == "h2d" else (d2h, h2d)
+    assert good.passed and good.mismatches == 0 and good.wrong_results == ()
+    title = pcie.TITLES[direction]
+    copies = 2 * (1 + 2)
+    want = pattern_byte(offset)
+    assert bad == Verification(
+        PCIE_METHOD[direction],
+        passed=False,
+        checked=copies * 64 * MIB,
+        mismatches=copies,
+        wrong_results=(
+            WrongResult(
+                f"{title} copy, byte offset {offset}",
+                expected=float(want),
+                actual=float(want ^ 0x10),
+                detail=f"{copies} wrong of {copies * 64 * MIB} 32-bit words copied {title}",
+            ),
+        ),
+    )
+
+
+def test_pcie_copy_size(card: Callable[..., SimBackend]) -> None:
+    chosen = with_params("pcie", copy_bytes=1 * MIB, warmup=0, repetitions=3)
+    result, _ = run(card(), pcie.PcieTest(), chosen)
+    assert result.parameters["copy_bytes"] == pcie.COPY_MIN_BYTES == 256 * MIB
+    assert result.verifications[0].checked == 2 * 3 * 64 * MIB
+    chosen = with_params("pcie", copy_bytes=300 * MIB + 40, warmup=0, repetitions=3)
+    result, _ = run(card(), pcie.PcieTest(), chosen)
+    assert result.status == "passed"
+    assert result.parameters["copy_bytes"] == 300 * MIB + 32
+
+
+@pytest.mark.parametrize("short_bytes", [0, 2])
+def test_pcie_needs_room_for_two_buffers(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch, short_bytes: int
+) -> None:
+    backend = card()
+    free = 512 * MIB - short_bytes
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: free + pcie.MEMORY_RESERVE_BYTES)
+    result, _ = run(backend, pcie.PcieTest())
+    if not short_bytes:
+        assert result.status == "passed"
+        return
+    assert result.status == "error"
+    assert result.message == "not enough free memory for two 256 MiB copy buffers (0.50 GiB free)"
+    monkeypatch.setattr(backend, "memory_free_bytes", lambda: 100)
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.message == "not enough free memory for two 256 MiB copy buffers (0.00 GiB free)"
+
+
+def test_pcie_link_and_replays_as_read(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = card('unreadable = ["pcie_gen_current"]')
+    readings = iter([10, 13])
+    counters = backend.counters()
+    monkeypatch.setattr(
+        backend, "counters", lambda: replace(counters, pcie_replay_count=next(readings))
+    )
+    widths = iter([8, 16, 4] + [2] * 20)
+    real_copy = backend.link_copy
+
+    def link_copy(*args: Any, **kw: Any) -> LinkCopy:
+        return replace(real_copy(*args, **kw), link_width=next(widths))
+
+    monkeypatch.setattr(backend, "link_copy", link_copy)
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "passed"
+    assert "link_gen_under_load" not in result.parameters
+    assert result.parameters["link_width_under_load"] == 16  # the widest seen
+    assert result.parameters["replays_during_test"] == 3
+
+
+@pytest.mark.parametrize("readings", [(None, 5), (5, None), (None, None)])
+def test_pcie_replays_unreadable(
+    card: Callable[..., SimBackend],
+    monkeypatch: pytest.MonkeyPatch,
+    readings: tuple[int | None, int | None],
+) -> None:
+    backend = card('unreadable = ["pcie_width_current"]')
+    counters = backend.counters()
+    answers = iter(readings)
+    monkeypatch.setattr(
+        backend, "counters", lambda: replace(counters, pcie_replay_count=next(answers))
+    )
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "passed"
+    assert "replays_during_test" not in result.parameters
+    assert "link_width_under_load" not in result.parameters
+    assert result.parameters["link_gen_under_load"] == 5
+
+
+@pytest.mark.parametrize("elapsed_s", [0.0, -1.0, float("nan")])
+def test_pcie_refuses_a_copy_timed_at_nothing(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch, elapsed_s: float
+) -> None:
+    backend = card()
+    real_copy = backend.link_copy
+    monkeypatch.setattr(
+        backend,
+        "link_copy",
+        lambda *args, **kw: replace(real_copy(*args, **kw), elapsed_s=elapsed_s),
+    )
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "error"
+    assert result.message == f"a h2d copy was timed at {elapsed_s} s"
+    assert backend._host_buffers == {}  # freed on the way out
+
+
+def test_fill_pattern_is_the_seeded_pattern_word_for_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pcie, "FILL_CHUNK_WORDS", 1000)
+    host = np.full(4 * 2500 + 3, 0xAB, np.uint8)  # 2.5 chunks and 3 bytes that are no word
+    pcie.fill_pattern(host)
+    words = host[: 4 * 2500].view(np.uint32)
+    want = expected_words(pcie.PATTERN, np.arange(2500, dtype=np.uint64), 0)
+    assert np.array_equal(words, want)
+    assert list(host[-3:]) == [0xAB] * 3
+
+
+def test_first_bad_byte_of_a_little_endian_word() -> None:
+    assert pcie.first_bad_byte(100, 0x11223344, 0x11223345) == (100, 0x44, 0x45)
+    assert pcie.first_bad_byte(100, 0x11223344, 0x11220344) == (101, 0x33, 0x03)
+    assert pcie.first_bad_byte(100, 0x11223344, 0x10223344) == (103, 0x11, 0x10)
+    assert pcie.first_bad_byte(8, 0x11223344, 0x00000000) == (8, 0x44, 0x00)
+    assert pcie.first_bad_byte(0, 0xFF000000, 0x7F000000) == (3, 0xFF, 0x7F)
+    assert pcie.first_bad_byte(0, 0x00FF0000, 0x00000000) == (2, 0xFF, 0x00)
+
+
+def test_copy_check_keeps_the_lowest_first_offset() -> None:
+    check = pcie.CopyCheck()
+    check.add(10, 0, None)
+    assert (check.checked_words, check.mismatches, check.first_offset) == (10, 0, None)
+    check.add(10, 2, (50, 1, 2))
+    check.add(10, 1, (70, 3, 4))
+    assert (check.first_offset, check.expected, check.actual) == (50, 1, 2)
+    check.add(10, 1, (50, 5, 6))
+    assert (check.first_offset, check.expected, check.actual) == (50, 1, 2)
+    check.add(10, 3, (0, 7, 8))
+    assert check == pcie.CopyCheck(50, 7, 0, 7, 8)
+
+
+def test_check_host_counts_every_bad_word() -> None:
+    source = SimHostBuffer(0, 64, np.arange(64, dtype=np.uint8))
+    landing = SimHostBuffer(64, 64, source.data.copy())
+    check = pcie.CopyCheck()
+    pcie.PcieTest._check_host(landing, source, 64, check)
+    assert check == pcie.CopyCheck(16, 0)
+    landing.data[[21, 22, 40, 63]] = 0xEE
+    pcie.PcieTest._check_host(landing, source, 64, check)
+    assert check == pcie.CopyCheck(32, 3, 21, 21, 0xEE)
+    # a landing buffer shorter than the copy: only what both hold is compared
+    short = SimHostBuffer(128, 32, source.data[:32].copy())
+    short.data[31] = 0
+    pcie.PcieTest._check_host(short, source, 64, check)
+    assert check == pcie.CopyCheck(48, 4, 21, 21, 0xEE)
+    fresh = pcie.CopyCheck()
+    pcie.PcieTest._check_host(short, source, 64, fresh)
+    assert fresh == pcie.CopyCheck(16, 1, 31, 31, 0)
+
+
+def test_check_device_names_the_lowest_bad_byte(card: Callable[..., SimBackend]) -> None:
+    backend = card(
+        "stuck_bits = [{ address = 0x2000, bit = 9, value = 1 }, "
+        "{ address = 0x2004, bit = 1, value = 1 }]"
+    )
+    ctx = context(backend, "pcie")
+    ctx.alloc(2 * MIB)  # the buffer under test starts at 2 MiB, not at 0
+    buffer = ctx.alloc(KIB64)
+    assert buffer.address == 2 * MIB
+    backend.memtest_write(buffer, KIB64 // 4, pcie.PATTERN)
+    check = pcie.CopyCheck()
+    pcie.PcieTest._check_device(ctx, buffer, KIB64, check)
+    assert check.checked_words == KIB64 // 4
+    assert ctx.busy_s > 0
+    # the stuck bits sit at device addresses 0x2000 and 0x2004 (below the buffer): not in it
+    assert check.mismatches == 0 and check.first_offset is None
+    # the inverse was written in the same pass: checking the pattern again finds every word
+    pcie.PcieTest._check_device(ctx, buffer, KIB64, check)
+    assert check.mismatches == KIB64 // 4 and check.first_offset == 0
+    assert (check.expected, check.actual) == (pattern_byte(0), 0xFF ^ pattern_byte(0))
+
+
+def test_check_device_offsets_are_within_the_buffer(card: Callable[..., SimBackend]) -> None:
+    """Two bad words in a buffer at 2 MiB: the lower one named, by its offset in the buffer."""
+    index = np.array([0x100 // 4, 0x104 // 4], np.uint64)
+    words = [int(w) for w in expected_words(pcie.PATTERN, index, 0)]
+    assert words[0] >> 9 & 1 == 0 and words[1] & 1 == 0  # the stuck bits differ from the pattern
+    backend = card(
+        f"stuck_bits = [{{ address = {2 * MIB + 0x104}, bit = 0, value = 1 }}, "
+        f"{{ address = {2 * MIB + 0x100}, bit = 9, value = 1 }}]"
+    )
+    ctx = context(backend, "pcie")
+    ctx.alloc(2 * MIB)
+    buffer = ctx.alloc(KIB64)
+    backend.memtest_write(buffer, KIB64 // 4, pcie.PATTERN)
+    check = pcie.CopyCheck()
+    pcie.PcieTest._check_device(ctx, buffer, KIB64, check)
+    assert check.mismatches == 2
+    assert check.first_offset == 0x101  # byte 1 of the word at 0x100
+    assert check.expected == words[0] >> 8 & 0xFF
+    assert check.actual == (words[0] | 1 << 9) >> 8 & 0xFF
+
+
+def test_pcie_verification_texts() -> None:
+    passed = pcie.PcieTest._verification("d2h", pcie.CopyCheck(100, 0))
+    assert passed == Verification(PCIE_METHOD["d2h"], passed=True, checked=100, mismatches=0)
+    unknown = pcie.PcieTest._verification("h2d", pcie.CopyCheck(100, 2))
+    assert unknown == Verification(
+        PCIE_METHOD["h2d"],
+        passed=False,
+        checked=100,
+        mismatches=2,
+        wrong_results=(
+            WrongResult(
+                "host to device copy, byte offset unknown",
+                detail="2 wrong of 100 32-bit words copied host to device",
+            ),
+        ),
+    )
+    known = pcie.PcieTest._verification("d2h", pcie.CopyCheck(100, 1, 0, 0, 255))
+    assert known.wrong_results == (
+        WrongResult(
+            "device to host copy, byte offset 0",
+            expected=0.0,
+            actual=255.0,
+            detail="1 wrong of 100 32-bit words copied device to host",
+        ),
+    )
+
+
+# --- sm_checks: geometry and naming the SM --------------------------------------------------
+
+
+def test_full_grid_fills_every_sm(card: Callable[..., SimBackend]) -> None:
+    info = card().device_info()
+    assert full_grid(info) == (info.sm_count * (info.max_threads_per_sm // 256), 256)
+    assert full_grid(replace(info, sm_count=10, max_threads_per_sm=1024)) == (40, 256)
+    assert full_grid(replace(info, sm_count=10, max_threads_per_sm=1023)) == (30, 256)
+    assert full_grid(replace(info, sm_count=10, max_threads_per_sm=255)) == (10, 256)
+    assert full_grid(replace(info, sm_count=10, max_threads_per_sm=512)) == (20, 256)
+
+
+@pytest.mark.parametrize(
+    ("target_s", "rate", "per_iteration", "expected"),
+    [
+        (1.0, 1000.0, 1.0, 960),  # 1000 rounded down to a multiple of 64
+        (1.0, 1024.0, 1.0, 1024),
+        (1.0, 1087.0, 1.0, 1024),
+        (1.0, 1088.0, 1.0, 1088),
+        (1.0, 100.0, 1.0, 64),  # at least 64
+        (1.0, 10.0, 1.0, 64),
+        (0.5, 1000.0, 2.0, 192),  # 250 -> 192
+        (2.0, 999.9, 0.5, 3968),  # int(3999.6) = 3999 -> 3968
+    ],
+)
+def test_iterations_for(target_s: float, rate: float, per_iteration: float, expected: int) -> None:
+    assert iterations_for(target_s, rate, per_iteration) == expected
+
+
+def test_locate_and_sms_named() -> None:
+    smids = np.array([11, 3, 7], np.uint32)
+    wrong = sm_checks.locate(
+        np.array([5, 260, 600], np.intp),
+        smids,
+        256,
+        np.array([1.0, 2.0, 3.0], np.float32),
+        np.array([1.5, 2.5, -3.5], np.float32),
+    )
+    assert wrong == (
+        WrongResult("SM 11 (block 0, thread 5)", 1.0, 1.5),
+        WrongResult("SM 3 (block 1, thread 4)", 2.0, 2.5),
+        WrongResult("SM 7 (block 2, thread 88)", 3.0, -3.5),
+    )
+    assert sm_checks.sms_named(wrong + wrong[:1]) == "SM 11, SM 3, SM 7"
+    assert sm_checks.sms_named(()) == ""
+    many = np.arange(MAX_LISTED + 5, dtype=np.intp)
+    listed = sm_checks.locate(
+        many, smids, 64, np.zeros(many.size, np.float32), np.ones(many.size, np.float32)
+    )
+    assert len(listed) == MAX_LISTED and listed[-1].location == "SM 11 (block 0, thread 31)"
+
+
+def test_run_checked_checks_every_launch_warmups_included(card: Callable[..., SimBackend]) -> None:
+    ctx = context(card(), "fp32")
+    launches: list[int] = []
+    seconds = iter([0.5, 0.25, 0.125, 0.0625, 0.03125])
+
+    def launch() -> float:
+        launches.append(len(launches))
+        return next(seconds)
+
+    def check() -> tuple[int, tuple[WrongResult, ...]]:
+        k = len(launches)
+        return 20 * k, tuple(WrongResult(f"launch {k} #{i}") for i in range(20))
+
+    runs = sm_checks.run_checked(ctx, launch, check, 2, 3)
+    assert runs.times == [0.125, 0.0625, 0.03125]
+    assert runs.launches == 5
+    assert runs.mismatches == 20 * (1 + 2 + 3 + 4 + 5)
+    assert len(runs.wrong) == MAX_LISTED
+    assert runs.wrong[:20] == tuple(WrongResult(f"launch 1 #{i}") for i in range(20))
+    assert runs.wrong[20:] == tuple(WrongResult(f"launch 2 #{i}") for i in range(12))
+    assert ctx.busy_s == pytest.approx(0.5 + 0.25 + 0.125 + 0.0625 + 0.03125)
