@@ -29,7 +29,7 @@ from gpuhealth.backends.base import (
 )
 from gpuhealth.backends.sim import SimBackend, SimHostBuffer
 from gpuhealth.backends.simcards import load_card
-from gpuhealth.errors import DeviceError, DeviceOutOfMemory
+from gpuhealth.errors import DeviceOutOfMemory
 from gpuhealth.models import MemoryMismatch, Metric, TestResult, Verification, WrongResult
 from gpuhealth.patterns import MemPattern, expected_words
 from gpuhealth.presets import (
@@ -43,10 +43,9 @@ from gpuhealth.presets import (
     SoakParams,
     TensorParams,
 )
-from gpuhealth.stresstests import bandwidth, fp16_tensor, fp32, gemm, memtest, pcie, soak
+from gpuhealth.stresstests import bandwidth, fp16_tensor, fp32, gemm, memtest, pcie, sm_checks, soak
 from gpuhealth.stresstests import base as stress_base
 from gpuhealth.stresstests.base import Outcome, StressTest, TestContext, execute
-from gpuhealth.stresstests import sm_checks
 from gpuhealth.stresstests.sm_checks import MAX_LISTED, full_grid, iterations_for
 
 GIB = 1 << 30
@@ -401,7 +400,8 @@ def test_majority_check_bounded_range(edge: float, all_bad: bool) -> None:
         return
     assert count == 6
     assert [w.location for w in wrong] == [
-        f"SM {sm} (block {t // 3}, thread {t % 3})" for t, sm in zip(range(6), [1, 1, 1, 5, 5, 5])
+        f"SM {sm} (block {t // 3}, thread {t % 3})"
+        for t, sm in zip(range(6), [1, 1, 1, 5, 5, 5], strict=True)
     ]
     assert all(w.expected == float(np.float32(values[0])) for w in wrong)  # chain 0 differs first
     assert all(w.actual == w.expected for w in wrong)
@@ -886,7 +886,7 @@ def test_memtest_allocation_gives_up(
         raise DeviceOutOfMemory("no")
 
     monkeypatch.setattr(backend, "alloc", alloc)
-    with pytest.raises(DeviceOutOfMemory, match="^could not allocate memory for the memory test$"):
+    with pytest.raises(DeviceOutOfMemory, match=r"^could not allocate memory for the memory test$"):
         memtest.MemtestTest()._allocate(context(backend, "memtest"), 80 * GIB)
     if limit is None:
         assert asked == []
