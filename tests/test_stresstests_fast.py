@@ -110,6 +110,43 @@ def buffer_of(backend: SimBackend, values: np.ndarray) -> Any:
     return buffer
 
 
+class Spy:
+    """The sim backend, with every call the test makes of it recorded (name, args, kwargs,
+    result): what the test asked of the card, and the kernel times its numbers come from."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        self.backend = backend
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.backend, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            result = attr(*args, **kw)
+            self.calls.append((name, args, kw, result))
+            return result
+
+        return call
+
+    def called(self, name: str) -> list[tuple[tuple[Any, ...], dict[str, Any], Any]]:
+        return [(args, kw, result) for n, args, kw, result in self.calls if n == name]
+
+    def seconds(self, name: str) -> list[float]:
+        """The device seconds each call of a timed kernel returned."""
+        return [r if isinstance(r, float) else r.elapsed_s for _, _, r in self.called(name)]
+
+
+def spied(
+    backend: SimBackend, test: StressTest, chosen: Preset = SMALL, **info: Any
+) -> tuple[TestResult, Spy, TestContext]:
+    spy = Spy(backend)
+    device = replace(backend.device_info(), **info) if info else backend.device_info()
+    ctx = TestContext(spy, device, chosen, backend.clock_s(), chosen.budget_s(test.name))  # type: ignore[arg-type]
+    return execute(test, ctx).result, spy, ctx
+
+
 # --- bandwidth --------------------------------------------------------------------------------
 
 
@@ -1493,3 +1530,241 @@ def test_run_checked_checks_every_launch_warmups_included(card: Callable[..., Si
     assert runs.wrong[:20] == tuple(WrongResult(f"launch 1 #{i}") for i in range(20))
     assert runs.wrong[20:] == tuple(WrongResult(f"launch 2 #{i}") for i in range(12))
     assert ctx.busy_s == pytest.approx(0.5 + 0.25 + 0.125 + 0.0625 + 0.03125)
+
+
+# --- what each test asks of the card, and its numbers from the kernel times the card gave -----
+
+
+def allocated(spy: Spy) -> list[tuple[int, Any]]:
+    return [(args[0], buffer) for args, _, buffer in spy.called("alloc")]
+
+
+def test_bandwidth_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
+    result, spy, ctx = spied(card(), bandwidth.BandwidthTest())
+    n = GIB // 4
+    assert isinstance(result.parameters["array_bytes"], int)
+    (_, a), (_, b), (_, c), (_, partials) = buffers = allocated(spy)
+    assert [size for size, _ in buffers] == [GIB] * 3 + [bandwidth.PARTIALS * 4]
+    assert [args for args, _, _ in spy.called("fill_f32")] == [
+        (a, n, 0.1),
+        (b, n, 0.2),
+        (c, n, 0.0),
+        (partials, bandwidth.PARTIALS, 0.0),
+    ]
+    streams = spy.called("stream")
+    assert len(streams) == 5 * (1 + 3)  # one warm-up round, three timed
+    for k, (args, kw, _) in enumerate(streams):
+        op = bandwidth.OPS[k % 5]
+        assert kw == {}
+        assert args == (
+            (op, a, partials, partials, 0.4, n) if op == "read" else (op, a, b, c, 0.4, n)
+        )
+    for op in bandwidth.OPS:
+        seconds = [r for args, _, r in streams[5:] if args[0] == op]
+        rates = tuple(STREAM_BYTES_PER_ELEMENT[op] * n / t / 1e9 for t in seconds)
+        assert metric(result, f"{op}_gbs") == Metric(f"{op}_gbs", "GB/s", rates)
+    assert ctx.busy_s == pytest.approx(sum(spy.seconds("stream")), rel=1e-12)
+
+
+def test_bandwidth_flaky_fault_is_reported_without_an_element(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault that does not read the same twice: counted once, not found again by bisection."""
+    backend = card()
+    ctx = context(backend, "bandwidth")
+    host = bandwidth.HostArrays()
+    n = 100
+    arrays = tuple(buffer_of(backend, np.full(n, v, np.float32)) for v in (host.a, host.b, host.c))
+    answers = iter([3, 0, 0, 0])
+    monkeypatch.setattr(backend, "count_f32_not_close", lambda *args: next(answers))
+    check = bandwidth.BandwidthTest()._check_arrays(ctx, arrays, host, n)
+    assert not check.passed and check.mismatches == 3
+    assert check.wrong_results == (
+        WrongResult(
+            "array a",
+            expected=float(host.a),
+            detail="3 of 100 elements differ from the host value",
+        ),
+    )
+
+
+def test_bandwidth_read_sum_is_taken_in_float64(card: Callable[..., SimBackend]) -> None:
+    """2^24 and 1001 ones: a float32 sum cannot hold 16778217; the check's error is exact."""
+    backend = card()
+    ctx = context(backend, "bandwidth")
+    host = bandwidth.HostArrays()
+    host.a = np.float32(1.0)
+    sums = np.zeros(bandwidth.PARTIALS, np.float32)
+    sums[0] = 2.0**24
+    sums[1:1002] = 1.0
+    check = bandwidth.BandwidthTest()._check_read(ctx, buffer_of(backend, sums), host, 16778217)
+    assert check.passed and check.max_relative_error == 0.0
+    check = bandwidth.BandwidthTest()._check_read(ctx, buffer_of(backend, sums), host, 16778218)
+    assert check.max_relative_error == 1 / 16778218
+
+
+def test_host_arrays_read_and_triad_alone() -> None:
+    host = bandwidth.HostArrays()
+    host.apply("read")
+    assert (host.a, host.b, host.c) == (np.float32(0.1), np.float32(0.2), np.float32(0.0))
+    host.apply("triad")
+    assert host.a == np.float32(np.float32(0.2) + np.float32(0.4) * np.float32(0.0))
+    host.c = np.float32(1.0)
+    host.apply("triad")
+    assert host.a == np.float32(np.float32(0.2) + np.float32(0.4) * np.float32(1.0))
+
+
+def test_memtest_patterns_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
+    backend = card()
+    n_words = memtest_words(backend)
+    chosen = with_params("memtest", passes=2, bit_fade_s=0.5)
+    result, spy, ctx = spied(backend, memtest.MemtestTest(), chosen)
+    assert result.status == "passed"
+    ((nbytes, buffer),) = allocated(spy)
+    assert nbytes == 4 * n_words
+    assert isinstance(memtest.reserve_bytes(80 * GIB + 1), int)
+    sequence = [
+        MemPattern("address"),
+        MemPattern("random", 0x5EED),
+        MemPattern("address"),
+        MemPattern("random", 0x5EED + 1),
+        MemPattern("walking_ones", 1),
+    ]
+    fade = [MemPattern("constant", 0xFFFFFFFF), MemPattern("constant", 0)]
+    writes = spy.called("memtest_write")
+    assert [args for args, _, _ in writes] == [(buffer, n_words, p) for p in sequence + fade]
+    checks = spy.called("memtest_check")
+    want = []
+    for p in sequence:
+        want += [(buffer, n_words, p, p.inverted(), 64), (buffer, n_words, p.inverted(), None, 64)]
+    want += [(buffer, n_words, p, None, 64) for p in fade]
+    assert [args for args, _, _ in checks] == want
+    write_s = spy.seconds("memtest_write")
+    check_s = spy.seconds("memtest_check")
+    speeds = tuple(
+        4 * nbytes / (write_s[i] + (check_s[2 * i] + check_s[2 * i + 1])) / 1e9 for i in range(5)
+    )
+    assert metric(result, "pass_gbs") == Metric("pass_gbs", "GB/s", speeds)
+    assert ctx.busy_s == pytest.approx(sum(write_s) + sum(check_s), rel=1e-12)
+    assert spy.called("sleep_s") == [((0.25,), {}, None)] * 2
+    assert result.verifications[0].checked == n_words * (2 * 5 + 2)
+    assert result.parameters["bit_fade_s"] == 0.5
+
+
+def test_fp32_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
+    result, spy, ctx = spied(card(), fp32.Fp32Test(), sm_count=24)
+    blocks, threads = full_grid(ctx.info)
+    iterations = result.parameters["iterations"]
+    (size_out, out), (size_sm, smids) = allocated(spy)
+    assert (size_out, size_sm) == (blocks * threads * FMA_CHAINS * 4, blocks * 4)
+    loops = spy.called("fma_loop")
+    assert [args for args, _, _ in loops] == [(out, smids, blocks, threads, iterations, -1.9)] * 4
+    assert isinstance(iterations, int)
+    flops = 2.0 * blocks * threads * FMA_CHAINS * iterations
+    rates = tuple(flops / t / 1e12 for t in spy.seconds("fma_loop")[1:])
+    assert result.metrics == (Metric("fp32_tflops", "TFLOP/s", rates),)
+
+
+def test_fp32_two_threads_disagreeing_blames_thread_one() -> None:
+    """No majority either way: thread 0's values stand (the documented rule)."""
+    values = chains(2)
+    values[FMA_CHAINS:] = np.float32(0.25)  # thread 1 differs in every chain
+    count, wrong = fp32.majority_check(values, 2, np.array([4], np.uint32))
+    assert count == 1 and [w.location for w in wrong] == ["SM 4 (block 0, thread 1)"]
+    values = chains(2)
+    values[FMA_CHAINS + 6] = np.float32(0.25)  # in one chain only
+    count, wrong = fp32.majority_check(values, 2, np.array([4], np.uint32))
+    assert count == 1 and [w.location for w in wrong] == ["SM 4 (block 0, thread 1)"]
+
+
+def test_fp32_majority_recount_finds_every_wrong_thread() -> None:
+    """Threads 0 and 1 wrong in different ways, 2 and 3 right: the recount names 0 and 1."""
+    values = chains(4)
+    values[0] = np.float32(0.125)
+    values[FMA_CHAINS + 1] = np.float32(0.375)
+    count, wrong = fp32.majority_check(values, 4, np.array([9], np.uint32))
+    assert count == 2
+    assert wrong == (
+        WrongResult("SM 9 (block 0, thread 0)", float(values[2 * FMA_CHAINS]), 0.125),
+        WrongResult("SM 9 (block 0, thread 1)", float(values[2 * FMA_CHAINS + 1]), 0.375),
+    )
+
+
+def test_fp32_half_against_thread_zero_with_positive_values() -> None:
+    """Two of four against thread 0 (a smaller value in a positive chain): thread 0's side
+    stands, whichever value sorts first."""
+    values = chains(4)
+    assert values[FMA_CHAINS - 1] > 0
+    values[2 * FMA_CHAINS + FMA_CHAINS - 1] = np.float32(0.0625)
+    values[3 * FMA_CHAINS + FMA_CHAINS - 1] = np.float32(0.0625)
+    count, wrong = fp32.majority_check(values, 4, np.array([1], np.uint32))
+    assert count == 2
+    assert [w.location for w in wrong] == ["SM 1 (block 0, thread 2)", "SM 1 (block 0, thread 3)"]
+    assert all(w.actual == 0.0625 for w in wrong)
+
+
+def test_fp16_tensor_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
+    result, spy, ctx = spied(card(), fp16_tensor.Fp16TensorTest(), sm_count=24)
+    blocks, threads = full_grid(ctx.info)
+    n = 1024
+    iterations = result.parameters["mma_iterations"]
+    assert isinstance(iterations, int)
+    buffers = allocated(spy)
+    assert [size for size, _ in buffers] == [
+        blocks * threads * 4,
+        blocks * 4,
+        n * n * 2,
+        n * n * 2,
+        n * n * 4,
+        n * n * 8,
+    ]
+    out, smids, a, bt, c, ref = (buffer for _, buffer in buffers)
+    assert [args for args, _, _ in spy.called("mma_loop")] == [
+        (out, smids, blocks, threads, iterations)
+    ] * 4
+    assert [args for args, _, _ in spy.called("fill_uniform")] == [
+        (a, "fp16", n * n, 11, -1.0, 1.0),
+        (bt, "fp16", n * n, 12, -1.0, 1.0),
+    ]
+    assert [args for args, _, _ in spy.called("gemm_tensor")] == [(a, bt, c, n)] * (1 + 3)
+    assert [(args, kw) for args, kw, _ in spy.called("gemm_reference_f64")] == [
+        ((a, bt, ref, n, "fp16"), {"b_transposed": True})
+    ]
+    assert [args for args, _, _ in spy.called("compare_close")] == [
+        (c, "fp32", ref, n * n, 1e-5, 4e-6 * n, MAX_LISTED)
+    ]
+    flops = float(blocks * threads // 32 * MMA_ACCUMULATORS * 4096) * iterations
+    mma = tuple(flops / t / 1e12 for t in spy.seconds("mma_loop")[1:])
+    tensor = tuple(2.0 * n**3 / t / 1e12 for t in spy.seconds("gemm_tensor")[1:])
+    assert result.metrics == (
+        Metric("mma_tflops", "TFLOP/s", mma),
+        Metric("tensor_gemm_tflops", "TFLOP/s", tensor),
+    )
+
+
+def test_gemm_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
+    result, spy, _ = spied(card(), gemm.GemmTest())
+    n = 1024
+    buffers = [buffer for _, buffer in allocated(spy)]
+    fills = [args for args, _, _ in spy.called("fill_uniform")]
+    products = [args for args, _, _ in spy.called("gemm_library")]
+    references = [(args, kw) for args, kw, _ in spy.called("gemm_reference_f64")]
+    compares = [args for args, _, _ in spy.called("compare_close")]
+    seconds = spy.seconds("gemm_library")
+    rates = []
+    for k, dtype in enumerate(("fp16", "fp32")):
+        a, b, c, ref = buffers[4 * k : 4 * k + 4]
+        assert fills[2 * k : 2 * k + 2] == [
+            (a, dtype, n * n, 21, -1.0, 1.0),
+            (b, dtype, n * n, 22, -1.0, 1.0),
+        ]
+        assert products[3 * k : 3 * k + 3] == [(a, b, c, n, dtype)] * 3
+        assert references[k] == ((a, b, ref, n, dtype), {"b_transposed": False})
+        rel, tol = gemm.library_tolerance(dtype, n)  # type: ignore[arg-type]
+        assert compares[k] == (c, dtype, ref, n * n, rel, tol, MAX_LISTED)
+        times = seconds[3 * k + 1 : 3 * k + 3]
+        rates.append(
+            Metric(f"{dtype}_tflops", "TFLOP/s", tuple(2.0 * n**3 / t / 1e12 for t in times))
+        )
+    assert len(fills) == 4 and len(products) == 6 and len(compares) == 2
+    assert list(result.metrics) == rates
