@@ -87,6 +87,23 @@ def card(tmp_path: Path) -> Iterator[Callable[..., SimBackend]]:
         backend.close()
 
 
+READS_PER_TEST = 200  # first_not_close bisects: about log2(n) reads per wrong array
+
+
+@pytest.fixture(autouse=True)
+def _bounded_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bisection that does not converge fails its test instead of hanging it."""
+    count = SimBackend.count_f32_not_close
+    reads = iter(range(READS_PER_TEST))
+
+    def bounded(self: SimBackend, *args: Any) -> int:
+        if next(reads, None) is None:
+            raise AssertionError(f"more than {READS_PER_TEST} reads of an array")
+        return count(self, *args)
+
+    monkeypatch.setattr(SimBackend, "count_f32_not_close", bounded)
+
+
 def context(backend: SimBackend, test: str, chosen: Preset = SMALL, **info: Any) -> TestContext:
     device = replace(backend.device_info(), **info) if info else backend.device_info()
     return TestContext(backend, device, chosen, backend.clock_s(), chosen.budget_s(test))
@@ -321,7 +338,17 @@ def test_first_not_close_bisects_to_the_first_bad_element(
         values = np.full(n, 0.25, np.float32)
         values[bad] = 0.3
         buffer = buffer_of(backend, values)
+        reads: list[int] = []
+        count = backend.count_f32_not_close
+
+        def counted(*args: Any, reads: list[int] = reads, count: Any = count) -> int:
+            reads.append(args[1])
+            return int(count(*args))
+
+        backend.count_f32_not_close = counted  # type: ignore[method-assign]
         assert bandwidth.first_not_close(ctx, buffer, n, 0.25) == bad[0]
+        del backend.count_f32_not_close
+        assert reads[0] == n and 1 + 9 <= len(reads) <= 1 + 10  # the whole, then ~log2(n)
         assert bandwidth.first_not_close(ctx, buffer, bad[0], 0.25) is None
         assert bandwidth.first_not_close(ctx, buffer, bad[0] + 1, 0.25) == bad[0]
 
@@ -1649,6 +1676,8 @@ def test_memtest_patterns_kernels_and_rates(card: Callable[..., SimBackend]) -> 
     assert spy.called("sleep_s") == [((0.25,), {}, None)] * 2
     assert result.verifications[0].checked == n_words * (2 * 5 + 2)
     assert result.parameters["bit_fade_s"] == 0.5
+    assert all(type(args[1]) is int for args, _, _ in writes + checks)
+    assert type(result.verifications[0].checked) is int
 
 
 def test_fp32_kernels_and_rates(card: Callable[..., SimBackend]) -> None:
