@@ -1205,15 +1205,60 @@ def test_soak_offers_its_progress_after_every_iteration_and_chunk(
 ) -> None:
     monkeypatch.setattr(stress_base, "CHECKPOINT_WALL_S", 0.0)
     offered: list[tuple[tuple[str, int], ...]] = []
+    outcomes: list[Any] = []
+    metrics: list[tuple[Metric, ...]] = []
+
+    def checkpoint(_ctx: Any, outcome: Any, partial: tuple[Metric, ...]) -> None:
+        offered.append(tuple((m.name, len(m.values)) for m in partial))
+        outcomes.append(outcome)
+        metrics.append(partial)
+
     backend = card()
     ctx = context(backend, "soak")
-    ctx.checkpoint = lambda _ctx, _outcome, partial: offered.append(
-        tuple((m.name, len(m.values)) for m in partial)
-    )
-    execute(soak.SoakTest(), ctx)
+    ctx.checkpoint = checkpoint
+    result = execute(soak.SoakTest(), ctx).result
     soak_part = [(("iteration_tflops", k), ("iteration_end_s", k)) for k in range(1, 5)]
     memory_part = [(("memory_phase_gbs", k), ("memory_phase_chunk_end_s", k)) for k in range(1, 4)]
     assert offered == soak_part + memory_part
+    assert all(isinstance(o, Outcome) for o in outcomes)
+    # the last offer of each phase is what the result holds
+    assert metrics[3] + metrics[-1] == result.metrics
+
+
+@pytest.mark.parametrize("iteration_s", [1e-7, 1e-5])
+def test_soak_iterations_shorter_than_a_guard_step(
+    card: Callable[..., SimBackend], iteration_s: float
+) -> None:
+    """A few GEMMs an iteration, in one chunk; a memory phase shorter than a chunk still runs."""
+    chosen = with_params("soak", duration_s=0.002, iteration_s=iteration_s, memory_phase_s=0.5)
+    result, spy, _ = spied(card(), soak.SoakTest(), chosen)
+    assert result.status == "passed"
+    gemms = spy.called("gemm_library")
+    repeats = max(1, int(iteration_s / gemms[0][2]))
+    assert repeats < 5 and result.parameters["gemms_per_iteration"] == repeats
+    iterations = result.parameters["iterations"]
+    assert isinstance(iterations, int) and iterations >= 2
+    assert [args[-1] for args, _, _ in gemms[1:]] == [repeats] * iterations
+    assert len(metric(result, "memory_phase_gbs").values) == 1
+    assert result.parameters["memory_phase_s"] == 0.5
+
+
+def test_soak_memory_phase_timed_at_nothing_keeps_no_rate(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Triads the card times at 0 s: no rate is made up from them (and nothing divides by 0)."""
+    backend = card()
+    real_stream = backend.stream
+
+    def untimed(*args: Any) -> float:
+        real_stream(*args)
+        return 0.0
+
+    monkeypatch.setattr(backend, "stream", untimed)
+    result, _ = run(backend, soak.SoakTest())
+    assert result.status == "passed"
+    assert metric(result, "memory_phase_gbs").values == ()
+    assert metric(result, "memory_phase_chunk_end_s").values == ()
 
 
 # --- pcie -------------------------------------------------------------------------------------
@@ -1426,6 +1471,14 @@ def test_check_host_counts_every_bad_word() -> None:
     fresh = pcie.CopyCheck()
     pcie.PcieTest._check_host(short, source, 64, fresh)
     assert fresh == pcie.CopyCheck(16, 1, 31, 31, 0)
+    # a copy shorter than the buffers: the bytes beyond it are not the copy's
+    tail = SimHostBuffer(256, 64, source.data.copy())
+    tail.data[40] = 0
+    fresh = pcie.CopyCheck()
+    pcie.PcieTest._check_host(tail, source, 32, fresh)
+    assert fresh == pcie.CopyCheck(8, 0) and type(fresh.checked_words) is int
+    pcie.PcieTest._check_host(source, tail, 32, fresh)
+    assert fresh == pcie.CopyCheck(16, 0)
 
 
 def test_check_device_names_the_lowest_bad_byte(card: Callable[..., SimBackend]) -> None:
@@ -1884,3 +1937,70 @@ def test_soak_kernels_times_and_rates(card: Callable[..., SimBackend]) -> None:
     assert result.parameters["memory_phase_end_s"] == chunk_ends[-1]
     (count,) = spy.called("count_f32_not_close")
     assert count[0] == (x, elements, 0.1 + 0.4 * 0.2, 1e-5)
+
+
+def test_pcie_copies_and_rates(card: Callable[..., SimBackend]) -> None:
+    result, spy, _ = spied(card(), pcie.PcieTest())
+    nbytes = 256 * MIB
+    (size_on, on_device), (size_from, from_device) = allocated(spy)
+    assert (size_on, size_from) == (nbytes, nbytes)
+    source, landing = (r for _, _, r in spy.called("host_alloc"))
+    writes = [args for args, _, _ in spy.called("memtest_write")]
+    assert writes == [(from_device, nbytes // 4, pcie.PATTERN)] and type(writes[0][1]) is int
+    copies = spy.called("link_copy")
+    kinds = [tuple(sorted(kw)) for _, kw, _ in copies]
+    assert kinds == [("h2d",)] * 3 + [("d2h",)] * 3 + [("d2h", "h2d")] * 3
+    for args, kw, _ in copies:
+        assert args == (nbytes,)
+        assert kw.get("h2d", (on_device, source)) == (on_device, source)
+        assert kw.get("d2h", (landing, from_device)) == (landing, from_device)
+    seconds = [r.elapsed_s for _, _, r in copies]
+    assert result.metrics == (
+        Metric("h2d_gbs", "GB/s", tuple(nbytes / t / 1e9 for t in seconds[1:3])),
+        Metric("d2h_gbs", "GB/s", tuple(nbytes / t / 1e9 for t in seconds[4:6])),
+        Metric("both_gbs", "GB/s", tuple(2 * nbytes / t / 1e9 for t in seconds[7:9])),
+    )
+    checks = [args for args, _, _ in spy.called("memtest_check")]
+    assert checks == [(on_device, nbytes // 4, pcie.PATTERN, pcie.PATTERN.inverted(), 16)] * 6
+    assert [args for args, _, _ in spy.called("host_free")] == [(source,), (landing,)]
+
+
+def test_pcie_host_memory_freed_when_the_card_refuses(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = card()
+    freed: list[Any] = []
+
+    def gone(buffer: Any) -> None:
+        freed.append(buffer)
+        raise pcie.DeviceError("card gone")
+
+    monkeypatch.setattr(backend, "host_free", gone)
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "passed" and len(freed) == 2
+
+
+def test_pcie_a_copy_that_never_lands_is_caught(
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first, the device-to-host copies bring nothing: the landing buffer, zeroed
+    before each copy, holds zeros, not the bytes of the copy before."""
+    backend = card()
+    real_copy = backend.link_copy
+    landed: list[int] = []
+
+    def lost(nbytes: int, h2d: Any = None, d2h: Any = None) -> LinkCopy:
+        if d2h is not None and landed:
+            return real_copy(nbytes, h2d=h2d or (backend.alloc(nbytes), d2h[0]))
+        if d2h is not None:
+            landed.append(1)
+        return real_copy(nbytes, h2d=h2d, d2h=d2h)
+
+    monkeypatch.setattr(backend, "link_copy", lost)
+    result, _ = run(backend, pcie.PcieTest())
+    assert result.status == "failed"
+    h2d, d2h = result.verifications
+    assert h2d.passed and not d2h.passed
+    (wrong,) = d2h.wrong_results
+    assert wrong.location == "device to host copy, byte offset 0"
+    assert wrong.expected == float(pattern_byte(0)) and wrong.actual == 0.0
