@@ -283,6 +283,7 @@ def test_bandwidth_array_size(
     result, _ = run(backend, bandwidth.BandwidthTest(), chosen)
     assert result.status == "passed", result.message
     assert result.parameters["array_bytes"] == expected
+    assert type(result.parameters["array_bytes"]) is int
     assert result.parameters["elements"] == expected // 4
 
 
