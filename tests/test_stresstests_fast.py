@@ -1480,6 +1480,10 @@ def test_check_host_counts_every_bad_word() -> None:
     assert fresh == pcie.CopyCheck(8, 0) and type(fresh.checked_words) is int
     pcie.PcieTest._check_host(source, tail, 32, fresh)
     assert fresh == pcie.CopyCheck(16, 0)
+    # a source shorter than the landing buffer: only what both hold
+    fresh = pcie.CopyCheck()
+    pcie.PcieTest._check_host(source, SimHostBuffer(512, 32, source.data[:32].copy()), 64, fresh)
+    assert fresh == pcie.CopyCheck(16, 0)
 
 
 def test_check_device_names_the_lowest_bad_byte(card: Callable[..., SimBackend]) -> None:
@@ -1717,7 +1721,7 @@ def test_memtest_patterns_kernels_and_rates(card: Callable[..., SimBackend]) -> 
     assert result.status == "passed"
     ((nbytes, buffer),) = allocated(spy)
     assert nbytes == 4 * n_words
-    assert isinstance(memtest.reserve_bytes(80 * GIB + 1), int)
+    assert type(memtest.reserve_bytes(200 * GIB + 200)) is int
     sequence = [
         MemPattern("address"),
         MemPattern("random", 0x5EED),
@@ -1981,27 +1985,46 @@ def test_pcie_host_memory_freed_when_the_card_refuses(
     assert result.status == "passed" and len(freed) == 2
 
 
+@pytest.mark.parametrize("lost", ["d2h", "both"])
 def test_pcie_a_copy_that_never_lands_is_caught(
-    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch
+    card: Callable[..., SimBackend], monkeypatch: pytest.MonkeyPatch, lost: str
 ) -> None:
-    """After the first, the device-to-host copies bring nothing: the landing buffer, zeroed
-    before each copy, holds zeros, not the bytes of the copy before."""
+    """After the warm-up, the device-to-host copies (alone, or those run both ways at once)
+    bring nothing: the landing buffer, zeroed before each copy, holds zeros, not the bytes of
+    the copy before."""
     backend = card()
     real_copy = backend.link_copy
     landed: list[int] = []
 
-    def lost(nbytes: int, h2d: Any = None, d2h: Any = None) -> LinkCopy:
-        if d2h is not None and landed:
+    def lossy(nbytes: int, h2d: Any = None, d2h: Any = None) -> LinkCopy:
+        kind = "both" if h2d is not None and d2h is not None else "d2h" if d2h else "h2d"
+        if kind == lost and landed:  # the data never arrives; the time is spent
             return real_copy(nbytes, h2d=h2d or (backend.alloc(nbytes), d2h[0]))
-        if d2h is not None:
+        if kind == lost:
             landed.append(1)
         return real_copy(nbytes, h2d=h2d, d2h=d2h)
 
-    monkeypatch.setattr(backend, "link_copy", lost)
+    monkeypatch.setattr(backend, "link_copy", lossy)
     result, _ = run(backend, pcie.PcieTest())
     assert result.status == "failed"
     h2d, d2h = result.verifications
     assert h2d.passed and not d2h.passed
+    assert d2h.mismatches > 0
     (wrong,) = d2h.wrong_results
     assert wrong.location == "device to host copy, byte offset 0"
     assert wrong.expected == float(pattern_byte(0)) and wrong.actual == 0.0
+
+
+def test_soak_memory_phase_on_slow_memory_steps_one_triad_at_a_time(
+    card: Callable[..., SimBackend],
+) -> None:
+    """Triads longer than a guard step (memory at 1% of its rate): one triad per guard look."""
+    chosen = with_params("soak", duration_s=0.3, memory_phase_s=0.5)
+    result, spy, _ = spied(card("bandwidth_scale = 0.01"), soak.SoakTest(), chosen)
+    assert result.status == "passed"
+    iterations = result.parameters["iterations"]
+    assert isinstance(iterations, int)
+    phase = spy.called("stream")[iterations:]
+    assert phase[0][2] > 0.1 and len(phase) > 2
+    assert [args[-1] for args, _, _ in phase[1:]] == [1] * (len(phase) - 1)
+    assert result.parameters["memory_phase_launches"] == len(phase)
