@@ -104,6 +104,23 @@ def _bounded_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SimBackend, "count_f32_not_close", bounded)
 
 
+KERNELS_PER_TEST = 20_000  # the most any test here launches is under 300
+
+
+@pytest.fixture(autouse=True)
+def _bounded_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that no longer advances the card's clock fails its test instead of hanging it."""
+    kernel = SimBackend._kernel
+    launches = iter(range(KERNELS_PER_TEST))
+
+    def bounded(self: SimBackend, *args: Any, **kw: Any) -> float:
+        if next(launches, None) is None:
+            raise AssertionError(f"more than {KERNELS_PER_TEST} kernels launched")
+        return float(kernel(self, *args, **kw))
+
+    monkeypatch.setattr(SimBackend, "_kernel", bounded)
+
+
 EARLIER_S = 0.5  # the run started this long before the test (earlier tests ran)
 
 
