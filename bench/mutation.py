@@ -77,7 +77,12 @@ MODULES: dict[str, Target] = {
     ),
     "analysis": Target(
         ("gpuhealth/judge/analysis.py",),
-        ("tests/test_golden.py", "tests/test_not_applicable.py", "tests/test_real_records.py"),
+        (
+            "tests/test_analysis_wiring.py",
+            "tests/test_golden.py",
+            "tests/test_not_applicable.py",
+            "tests/test_real_records.py",
+        ),
         "the card against the healthy-card profile, then the grade",
     ),
     "stats": Target(
