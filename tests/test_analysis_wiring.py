@@ -135,3 +135,67 @@ def test_a_zero_wall_time_has_no_busy_share(record: RunRecord) -> None:
     healthy = judge(record, None, load_policy()).analysis
     assert healthy is not None and healthy.gpu_busy_share is not None
     assert 0 < healthy.gpu_busy_share <= 1
+
+
+def test_the_energy_used_is_the_counter_s_rise_to_the_millijoule(record: RunRecord) -> None:
+    assert record.counters_before is not None and record.counters_after is not None
+    planted = replace(
+        record,
+        counters_before=replace(record.counters_before, energy_j=1000.12345),
+        counters_after=replace(record.counters_after, energy_j=2000.0),
+    )
+    judged = judge(planted, None, load_policy())
+    assert judged.analysis is not None and judged.analysis.energy_used_j == 999.877
+
+
+def test_a_grade_without_a_profile_says_performance_was_not_judged(record: RunRecord) -> None:
+    judged = judge(record, None, load_policy())
+    assert judged.grade is not None
+    said = [r.message for r in judged.grade.reasons]
+    assert (
+        f"performance not judged: no reference profile for {record.identity.name!r}; "
+        "grade from health findings only"
+    ) in said, said
+
+
+def test_a_metric_with_no_values_is_left_out_and_the_rest_still_judged(record: RunRecord) -> None:
+    first = record.tests[0]
+    assert len(first.metrics) > 1
+    emptied = replace(first, metrics=(replace(first.metrics[0], values=()), *first.metrics[1:]))
+    planted = replace(record, tests=(emptied, *record.tests[1:]))
+    profile = match_profile(record.identity, builtin_profiles())
+    judged = judge(planted, profile, load_policy())
+    assert judged.analysis is not None
+    metrics = {(c.test, c.metric) for c in judged.analysis.comparisons}
+    assert (first.name, first.metrics[0].name) not in metrics
+    assert (first.name, first.metrics[1].name) in metrics
+
+
+def test_judged_under_another_shipped_profile_the_shipped_grade_is_given_too(
+    record: RunRecord,
+) -> None:
+    """A grade under a profile other than the one gpuhealth ships for the model carries the
+    grade the shipped rules give (the certificate shows both)."""
+    other = next(p for p in builtin_profiles() if p.key.startswith("h200"))
+    judged = judge(record, other, load_policy())
+    assert judged.rules is not None and judged.rules.shipped_grade is not None
+    same = judge(record, match_profile(record.identity, builtin_profiles()), load_policy())
+    assert same.rules is not None and same.rules.shipped_grade is None
+
+
+def test_a_model_gpuhealth_ships_no_profile_for_judged_under_one(record: RunRecord) -> None:
+    unknown = replace(record, identity=replace(record.identity, name="NVIDIA Imaginary GPU"))
+    h100 = match_profile(record.identity, builtin_profiles())
+    judged = judge(unknown, h100, load_policy())
+    assert judged.rules is not None and judged.rules.shipped_grade is not None
+
+
+def test_the_thermal_reference_is_chosen_for_the_run_s_preset_and_rig(record: RunRecord) -> None:
+    h100 = match_profile(record.identity, builtin_profiles())
+    assert h100 is not None and h100.thermal is not None and record.host
+    thermal = h100.thermal.model_copy(update={"rig": record.host, "presets": {"quick": 0.05}})
+    judged = judge(record, h100.model_copy(update={"thermal": thermal}), load_policy())
+    assert judged.analysis is not None and judged.analysis.soak is not None
+    said = judged.analysis.soak.thermal_reference or ""
+    assert "0.0500 °C/W for the quick preset" in said, said
+    assert f"measured in this rig ({record.host})" in said, said

@@ -1459,6 +1459,20 @@ def test_fill_pattern_is_the_seeded_pattern_word_for_word(monkeypatch: pytest.Mo
     assert list(host[-3:]) == [0xAB] * 3
 
 
+@pytest.mark.parametrize("first", [(1 << 32) - 40, (1 << 32) - 32, (1 << 32) + 5])
+def test_fill_words_across_the_32_bit_index_boundary(
+    monkeypatch: pytest.MonkeyPatch, first: int
+) -> None:
+    """Past 2^32 words (a copy above 16 GiB) the index's high half counts: the general pattern,
+    not the fast 32-bit one. Tested at the boundary on a few words, no 16 GiB buffer needed:
+    one chunk ends exactly at 2^32, the next crosses it (or lies past it)."""
+    monkeypatch.setattr(pcie, "FILL_CHUNK_WORDS", 16)
+    words = np.zeros(48, np.uint32)
+    pcie.fill_words(words, first)
+    want = expected_words(pcie.PATTERN, np.arange(first, first + 48, dtype=np.uint64), 0)
+    assert np.array_equal(words, want)
+
+
 def test_first_bad_byte_of_a_little_endian_word() -> None:
     assert pcie.first_bad_byte(100, 0x11223344, 0x11223345) == (100, 0x44, 0x45)
     assert pcie.first_bad_byte(100, 0x11223344, 0x11220344) == (101, 0x33, 0x03)

@@ -73,18 +73,23 @@ class Links:
 
 def fill_pattern(host: npt.NDArray[np.uint8]) -> None:
     """The seeded pattern into host memory: patterns.expected_words(PATTERN, i, any base), word
-    for word. Below 2^32 words the index's high half is 0 and the random pattern is
-    lowbias32(i ^ seed): computed in place, 32 MiB at a time (the general form takes ~5x longer
-    on a 256 MiB buffer)."""
-    words = host[: host.size - host.size % 4].view(np.uint32)
+    for word (fill_words from index 0)."""
+    fill_words(host[: host.size - host.size % 4].view(np.uint32), 0)
+
+
+def fill_words(words: npt.NDArray[np.uint32], first: int) -> None:
+    """words[i] = the pattern's word for index first + i. Below 2^32 the index's high half is 0
+    and the random pattern is lowbias32(i ^ seed): computed in place, 32 MiB at a time (the
+    general form takes ~5x longer on a 256 MiB buffer); from 2^32 on, the general form."""
     seed = np.uint32(PATTERN.param)
     for start in range(0, words.size, FILL_CHUNK_WORDS):
         stop = min(start + FILL_CHUNK_WORDS, words.size)
-        if stop > 1 << 32:
-            words[start:stop] = expected_words(PATTERN, np.arange(start, stop, dtype=np.uint64), 0)
+        low, high = first + start, first + stop
+        if high > 1 << 32:
+            words[start:stop] = expected_words(PATTERN, np.arange(low, high, dtype=np.uint64), 0)
             continue
         x = words[start:stop]
-        x[:] = np.arange(start, stop, dtype=np.uint32)
+        x[:] = np.arange(low, high, dtype=np.uint32)
         x ^= seed
         x ^= x >> np.uint32(16)
         x *= np.uint32(0x7FEB352D)
