@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from recordkit import edit, get
 from simkit import EXAMPLES, GradedRuns
 
 from gpuhealth import __version__
@@ -147,17 +148,6 @@ def stuck(request: pytest.FixtureRequest, graded: GradedRuns) -> RunRecord:
     assert memtest is not None and memtest.status == "failed"
     assert describe(record) == []
     return record
-
-
-def get(record: RunRecord, name: str) -> TestResult:
-    test = record.test(name)
-    assert test is not None
-    return test
-
-
-def edit(record: RunRecord, name: str, **changes: object) -> RunRecord:
-    tests = tuple(replace(t, **changes) if t.name == name else t for t in record.tests)  # type: ignore[arg-type]
-    return replace(record, tests=tests)
 
 
 def with_params(record: RunRecord, name: str, **params: Scalar) -> RunRecord:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from recordkit import edit, get
 
 from gpuhealth.judge.evidence import (
     CUDA_TOTAL_MIN_SHARE,
@@ -79,17 +80,6 @@ def sim() -> RunRecord:
 
 def problems(record: RunRecord) -> Problems:
     return [(p.test, p.problem) for p in evidence_problems(record)]
-
-
-def get(record: RunRecord, name: str) -> TestResult:
-    test = record.test(name)
-    assert test is not None
-    return test
-
-
-def edit(record: RunRecord, name: str, **changes: object) -> RunRecord:
-    tests = tuple(replace(t, **changes) if t.name == name else t for t in record.tests)  # type: ignore[arg-type]
-    return replace(record, tests=tests)
 
 
 def with_params(record: RunRecord, name: str, **params: Scalar | None) -> RunRecord:
