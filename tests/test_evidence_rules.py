@@ -227,6 +227,25 @@ def test_a_current_record_needs_pcie_readiness_and_clear_a_legacy_one_none() -> 
     assert problems(legacy) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "what"),
+    [("nvlink_status", "NVLink reading"), ("pcie_errors_status", "PCIe error counter reading")],
+)
+@pytest.mark.parametrize("reading", ["counters_before", "counters_after"])
+def test_an_erased_link_reading_is_missing_evidence(field: str, what: str, reading: str) -> None:
+    """A seller who deletes a reading that held NVLink or PCIe errors (status set to null, the
+    record signed again with their key) gets INCOMPLETE, not a card without those checks; a
+    legacy record never had them."""
+    record = quick()
+    counters = getattr(record, reading)
+    assert counters is not None and getattr(counters, field) is not None
+    erased = replace(record, **{reading: replace(counters, **{field: None})})
+    assert problems(erased) == [
+        ("run", f"complete, but its {what} is missing (every grade since 0.2.0 records it)")
+    ]
+    assert problems(first_tier(erased)) == []
+
+
 def test_an_unknown_preset_and_a_soak_length_out_of_range() -> None:
     assert problems(replace(quick(), preset="tiny")) == [
         ("run", "preset 'tiny' is not one of quick, standard, thorough")

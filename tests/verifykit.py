@@ -46,17 +46,33 @@ def _this_versions_additions() -> RunRecord:
 
 def real_record(policy: Policy | None = None, profile: Profile | None = None) -> RunRecord:
     record = record_from_json(REAL_RUN.read_text(encoding="utf-8"), str(REAL_RUN))
-    # This version adds the pcie test, the readiness readings and the memory clear, which no
-    # real card has been graded with yet (no GPU was lent since): they are grafted from a
-    # simulated H100's standard grade, so that the record is complete as this version writes
-    # one (evidence.py requires them); every other measurement is the real card's.
+    # This version adds the pcie test, the readiness readings, the memory clear and the NVLink
+    # and PCIe error counter readings, which no real card has been graded with yet (no GPU was
+    # lent since): they are grafted from a simulated H100's standard grade, so that the record
+    # is complete as this version writes one (evidence.py requires them); every other
+    # measurement is the real card's.
     sim = _this_versions_additions()
     pcie = sim.test("pcie")
     assert pcie is not None and pcie.status == "passed"
+    assert record.counters_before and record.counters_after and sim.counters_after
+    # the NVLink and PCIe error counter readings too (the sim H100 reads no NVLink, and zero
+    # PCIe errors): the real card's other counters stay as it read them
+    links = {
+        name: getattr(sim.counters_after, name)
+        for name in (
+            "nvlink_status",
+            "nvlink",
+            "nvlink_speed_mbps",
+            "pcie_errors_status",
+            "pcie_errors",
+        )
+    }
     record = replace(
         record,
         tool_version=__version__,
         tests=(pcie, *record.tests),
+        counters_before=replace(record.counters_before, **links),
+        counters_after=replace(record.counters_after, **links),
         readiness=sim.readiness,
         memory_clear=sim.memory_clear,
         analysis=None,

@@ -13,6 +13,7 @@ from gpuhealth.cli.grade_output import conclude
 from gpuhealth.cli.keys import key_file_option
 from gpuhealth.cli.options import (
     SIM_CARD_HELP,
+    allow_busy_option,
     backend_options,
     db_options,
     judging_options,
@@ -112,11 +113,7 @@ def devices(backend: str, sim_card: str | None, as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Write over a record already in the run folder.")
 @judging_options("")
-@click.option(
-    "--allow-busy",
-    is_flag=True,
-    help="Measure even if other processes hold the card (results flagged).",
-)
+@allow_busy_option
 @key_file_option
 @db_options
 @click.option(
@@ -247,11 +244,7 @@ def _cuda_count() -> int:
 )
 @backend_options
 @judging_options("")
-@click.option(
-    "--allow-busy",
-    is_flag=True,
-    help="Measure even if other processes hold the card (results flagged).",
-)
+@allow_busy_option
 @key_file_option
 @db_options
 @no_clear_option

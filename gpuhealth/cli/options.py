@@ -71,6 +71,11 @@ def parse_gpus(value: str, count: int) -> list[int]:
     return wanted
 
 
+allow_busy_option = click.option(
+    "--allow-busy",
+    is_flag=True,
+    help="Measure even if other processes hold the card (results flagged).",
+)
 no_clear_option = click.option(
     "--no-clear",
     is_flag=True,

@@ -158,13 +158,21 @@ def _run_problems(record: RunRecord) -> list[str]:
                 f"({', '.join(missing)})"
             )
         if not legacy:
+            readings = [c for c in (record.counters_before, record.counters_after) if c]
             found += [
                 f"complete, but its {what} is missing (every grade since 0.2.0 records it)"
-                for what, value in (
-                    ("readiness", record.readiness),
-                    ("memory clear", record.memory_clear),
+                for what, missing in (
+                    ("readiness", record.readiness is None),
+                    ("memory clear", record.memory_clear is None),
+                    # an erased reading would hide the errors it held: "none" or "unreadable"
+                    # is what NVML said, None is that nothing was said
+                    ("NVLink reading", any(c.nvlink_status is None for c in readings)),
+                    (
+                        "PCIe error counter reading",
+                        any(c.pcie_errors_status is None for c in readings),
+                    ),
                 )
-                if value is None
+                if missing
             ]
     return found
 
