@@ -17,6 +17,7 @@ CLOCKS_EVENT_REASONS: dict[int, str] = {
     0x80: "hardware power brake slowdown",
     0x100: "display clock setting",
 }
+CLOCK_SETTING_BIT = 0x2  # application clocks; locked clocks too (gpuhealth/judge/clockhold.py)
 THERMAL_REASON_BITS = 0x20 | 0x40
 SW_POWER_CAP_BIT = 0x4
 HARDWARE_REASON_BITS = 0x8 | 0x80  # hardware slowdown, hardware power brake

@@ -508,6 +508,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         "settings = { mig_enabled = true }",
     ),
     Scenario(
+        "clocks-held",
+        "INCOMPLETE",
+        (
+            E("clocks-held", "INCOMPLETE", "held the SM clock at 1000 MHz (default 1980 MHz)"),
+            E("performance-fault", None, "FP32 throughput"),
+            E("settings-not-default", "A", "Locked clocks sm 1000-1000 MHz"),
+        ),
+        "settings = { locked_sm_clocks_mhz = [1000, 1000] }",
+    ),
+    Scenario(
         "not-cleared",
         "A",
         (E("memory-not-cleared", "A", "memory not cleared (not cleared: --no-clear was given)"),),

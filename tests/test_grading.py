@@ -319,6 +319,7 @@ SHIPPED_RULES: list[tuple[str, float | None, str, str]] = [
     ("thermal_slowdown", None, "thermal-slowdown", "F"),
     ("test_not_measured", None, "incomplete", "INCOMPLETE"),
     ("counters_unreadable", None, "counters-unreadable", "INCOMPLETE"),
+    ("clocks_held", None, "clocks-held", "INCOMPLETE"),
     ("xid_card_lost", None, "xid-card-lost", "D"),
     ("xid_nvlink", None, "xid-nvlink", "D"),
     ("row_remap_pending", None, "row-remap-pending", "D"),

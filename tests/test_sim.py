@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from simkit import EXAMPLES, H100, H200, REFERENCE, run_stress
 
-from gpuhealth.errors import DeviceLost
+from gpuhealth.errors import DeviceLost, InputError
 from gpuhealth.judge import soak
 from gpuhealth.measure.backends.sim import SimBackend
 from gpuhealth.measure.backends.simcards import Faults, load_card, load_model
 from gpuhealth.measure.backends.simphysics import (
+    REASON_CLOCK_SETTING,
     REASON_HW_SLOWDOWN,
     REASON_SW_POWER_CAP,
     CardPhysics,
@@ -693,6 +694,50 @@ def test_settings_away_from_defaults_read_as_such(sim: Sim) -> None:
     assert card["locked_clocks"].value == "memory 1000-1000 MHz"
     assert card["persistence_mode"].value == "disabled"
     assert card["confidential_computing"].state == "not_supported"
+
+
+def test_clock_settings_hold_the_clocks_under_load(
+    sim: Sim, healthy_rates: dict[str, float]
+) -> None:
+    """A locked or application SM clock holds FP32 at the clock's share, with NVML's "application
+    clocks setting" reason; a locked memory clock holds the bandwidth; a lock above the card's
+    clock, or its minimum, changes nothing."""
+
+    def loaded(result: TestResult) -> list[tuple[float | None, float | None, int | None]]:
+        return [
+            (s.sm_clock_mhz, s.memory_clock_mhz, s.clocks_event_reasons)
+            for s in result.telemetry
+            if s.utilization_pct == 100.0
+        ]
+
+    for setting in ("locked_sm_clocks_mhz = [990, 990]", "applications_clocks_mhz = [990, 2619]"):
+        held = passed(run_stress(sim(f"settings = {{ {setting} }}"), Fp32Test()))
+        ratio = median(held, "fp32_tflops") / healthy_rates["fp32.fp32_tflops"]
+        assert ratio == pytest.approx(0.5, abs=NOISE), setting
+        assert loaded(held) and all(
+            x == (990.0, 2619.0, REASON_CLOCK_SETTING) for x in loaded(held)
+        )
+    memory = passed(run_stress(sim("settings = { locked_memory_clocks_mhz = [1309.5, 1309.5] }"),
+                               BandwidthTest()))  # fmt: skip
+    ratio = median(memory, "copy_gbs") / healthy_rates["bandwidth.copy_gbs"]
+    assert ratio == pytest.approx(0.5, abs=NOISE)
+    fp32 = passed(run_stress(sim("settings = { locked_memory_clocks_mhz = [1309.5, 1309.5] }"),
+                             Fp32Test()))  # fmt: skip
+    assert all(clock == 1309.5 and r == REASON_CLOCK_SETTING for _, clock, r in loaded(fp32))
+    assert median(fp32, "fp32_tflops") == pytest.approx(healthy_rates["fp32.fp32_tflops"],
+                                                        rel=NOISE)  # fmt: skip
+    free = passed(run_stress(sim("settings = { locked_sm_clocks_mhz = [1500, 2100] }"), Fp32Test()))
+    assert all(x == (1980.0, 2619.0, 0) for x in loaded(free))
+    assert median(free, "fp32_tflops") == pytest.approx(
+        healthy_rates["fp32.fp32_tflops"], rel=NOISE
+    )
+
+
+def test_a_locked_range_with_its_minimum_above_its_maximum_is_refused(sim: Sim) -> None:
+    with pytest.raises(
+        InputError, match="locked_sm_clocks_mhz: expected \\(min, max\\) with min <= max"
+    ):
+        sim("settings = { locked_sm_clocks_mhz = [1500, 1000] }")
 
 
 @covers("uncleared")

@@ -521,6 +521,7 @@ _GLOBALS: dict[str, Any] = {
     "chart_points": charts.DEFAULT_MAX_POINTS,
     "na": NA,
     "readiness_verdict": readiness.verdict,
+    "readiness_shown": readiness.shown_items,
 }
 
 

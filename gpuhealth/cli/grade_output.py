@@ -119,7 +119,7 @@ def signed_note(signer: SigningKey | None, count: int) -> None:
 
 def card_summary(result: GradedCard) -> dict[str, Any]:
     from gpuhealth.certificate.report import rules_banner
-    from gpuhealth.judge.readiness import verdict as readiness_verdict
+    from gpuhealth.judge.readiness import shown_items, verdict
 
     record, g = result.record, result.record.grade
     return {
@@ -140,7 +140,7 @@ def card_summary(result: GradedCard) -> dict[str, Any]:
         if record.rules and record.rules.shipped_grade
         else None,
         "signed_by": record.signature.key_fingerprint if record.signature else None,
-        "readiness": readiness_verdict(record.readiness),
+        "readiness": verdict(shown_items(record)),
         "memory_clear": record.memory_clear.status if record.memory_clear else None,
         "out_dir": str(result.out_dir),
     }

@@ -12,6 +12,7 @@ from dataclasses import replace
 from gpuhealth import __version__
 from gpuhealth.judge import causes, composite, shipped, soak, stats, thermal_reference
 from gpuhealth.judge import findings as health
+from gpuhealth.judge.clockhold import clock_hold_findings
 from gpuhealth.judge.coverage import unmade_check_findings
 from gpuhealth.judge.efficiency import efficiency_test
 from gpuhealth.judge.evidence import evidence_findings
@@ -156,6 +157,8 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + pcie_findings(record)
         + nvlink_findings(record.counters_before, record.counters_after)
         + pcie_error_findings(record.counters_before, record.counters_after)
+        # a clock setting that held the clocks down under load (locked clocks NVML cannot read)
+        + clock_hold_findings(record)
     )
     energy = None
     before, after = record.counters_before, record.counters_after

@@ -13,7 +13,11 @@ them as part of their cause's reason (grading._one_per_cause):
 - tests that were not run or measured (test_not_measured): the identity checks they would have
   made (identity_unverified of what was not measured, source "unmeasured");
 - memory errors the memory test found (memory_errors/memtest): the words the memory clear then
-  read back non-zero (memory_errors/memory_clear).
+  read back non-zero (memory_errors/memory_clear);
+- a clock setting that held the SM or memory clock down under load (clocks_held, clockhold.py):
+  the throughput deficits of what runs on that clock, (the SM clock) a soak that drew too little
+  power to measure the thermal resistance, and (the memory clock) a bandwidth per bus bit that
+  reads like a narrower bus when the bandwidth test had no telemetry of its own clock.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ CLEAR_ERRORS = "memory_errors/memory_clear"
 # performance subsystem (gpuhealth/judge/composite.py) -> the measurement whose per-unit check
 # covers it
 SUBSYSTEM_BASIS = {"fp32": "fp32", "tensor": "fp32", "sustained": "fp32"}
+# performance subsystem -> the clock it runs on (a clock setting that held it: clocks_held/<clock>)
+SUBSYSTEM_CLOCK = {"fp32": "sm", "tensor": "sm", "sustained": "sm", "memory": "memory"}
+# finding -> the held clock that explains it
+HELD_CLOCK_CONSEQUENCES = {
+    "thermal_resistance_unmeasured/soak": "clocks_held/sm",
+    "identity_mismatch/bandwidth": "clocks_held/memory",
+}
 
 
 def attribute(findings: Sequence[Finding]) -> tuple[Finding, ...]:
@@ -55,6 +66,12 @@ def _cause(
         basis = SUBSYSTEM_BASIS.get(finding.source)
         if basis is not None and f"identity_mismatch/{basis}" in keys:
             return f"identity_mismatch/{basis}"
+        held = f"clocks_held/{SUBSYSTEM_CLOCK.get(finding.source)}"
+        if held in keys:
+            return held
+    held_by = HELD_CLOCK_CONSEQUENCES.get(finding.key)
+    if held_by is not None and held_by in keys:
+        return held_by
     if not_measured is not None and finding.key == "identity_unverified/unmeasured":
         return not_measured
     # the memory clear reading back non-zero where the memory test found bad words already: one

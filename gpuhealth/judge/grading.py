@@ -94,6 +94,8 @@ FINDING_CODES = (
     # issue 14: PCIe error counters (gpuhealth/pcieerrors.py)
     "pcie_errors_uncorrectable",
     "pcie_errors_correctable",
+    # issue 14: a clock setting that held the clocks down (gpuhealth/judge/clockhold.py)
+    "clocks_held",
 )
 
 

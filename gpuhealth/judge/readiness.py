@@ -9,13 +9,19 @@ A changed setting is not a hardware fault: it does not change the health grade b
 and a lowered power limit keep their own findings, ecc_disabled and power_limit_reduced). The
 certificate lists every item and a readiness verdict; findings.readiness_findings lists the
 changed ones as a reason (settings_not_default: the default policy grades it A, listed).
+
+Locked clocks have no NVML query: on a real card they read "unreadable". Where the tests then saw
+a clock setting hold the card down while its application clocks were at their default
+(clockhold.py), the list shown (shown_items) marks locked clocks changed, with what was seen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Literal
 
+from gpuhealth.judge.clockhold import clock_holds, describe
 from gpuhealth.models import (
     CardIdentity,
     HealthCounters,
@@ -153,6 +159,25 @@ def _from_reading(reading: SettingReading, identity: CardIdentity) -> ReadinessI
     return _item(key, identity, reading.value, "ok" if reading.value == factory else "not_default")
 
 
+def shown_items(record: RunRecord) -> tuple[ReadinessItem, ...] | None:
+    """The readiness list as read before the tests, with locked clocks marked changed where the
+    tests saw a clock setting hold the card while its application clocks were at their default
+    (then only a lock explains it). The stored list is left as it was read."""
+    items = record.readiness
+    app = next((i for i in items or () if i.key == "applications_clocks"), None)
+    holds = clock_holds(record) if app is not None and app.status == "ok" else ()
+    if not items or not holds:
+        return items
+    seen = "; ".join(describe(h) for h in holds) + " under load"
+    note = "seen by the tests: NVML cannot read locked clocks"
+    return tuple(
+        replace(i, value=seen, status="not_default", note=note)
+        if i.key == "locked_clocks" and i.status != "not_default"
+        else i
+        for i in items
+    )
+
+
 def verdict(items: tuple[ReadinessItem, ...] | None) -> Verdict:
     """ready: every item at its default or not offered; not ready: one changed; not confirmed:
     none changed but one could not be read (never ready); not read: a record from before."""
@@ -167,8 +192,9 @@ def verdict(items: tuple[ReadinessItem, ...] | None) -> Verdict:
 
 def resale_line(record: RunRecord) -> str:
     """One line for the terminal: the readiness verdict (and what to reset) and the clear."""
-    changed = [i.name for i in record.readiness or () if i.status == "not_default"]
-    ready = f"readiness: {verdict(record.readiness)}"
+    items = shown_items(record)
+    changed = [i.name for i in items or () if i.status == "not_default"]
+    ready = f"readiness: {verdict(items)}"
     if changed:
         ready += f" (reset: {', '.join(changed)})"
     clear = record.memory_clear

@@ -182,6 +182,8 @@ class SimBackend:
             card.rig,
             card.faults.memory_thermal_resistance_scale,
             card.faults.hardware_slowdown,
+            card.faults.settings.sm_clock_cap_mhz,
+            self._memory_clock_mhz() < card.model.device.max_memory_clock_mhz,
         )
         self._now_s = 0.0
         self._energy_j = 1000.0
@@ -401,7 +403,7 @@ class SimBackend:
 
     def _sample(self) -> TelemetrySample:
         p = self._physics
-        mem_clock = self._model.device.max_memory_clock_mhz
+        mem_clock = self._memory_clock_mhz()
         gpu_noise, memory_noise = self._sensor_rng.normal(0.0, SENSOR_NOISE_C, 2)
         sample = TelemetrySample(
             t_s=round(self._now_s, 4),
@@ -538,7 +540,15 @@ class SimBackend:
     def _memory_speed(self) -> float:
         point = self._physics.operating_point(self._model.power.stream_w)
         thermal = 0.5 if point.reasons & 0x40 else 1.0
-        return self._faults.bandwidth_scale * thermal * (1.0 + self._faults.card_offset_rel)
+        held = self._memory_clock_mhz() / self._model.device.max_memory_clock_mhz
+        scale = self._faults.bandwidth_scale * held
+        return scale * thermal * (1.0 + self._faults.card_offset_rel)
+
+    def _memory_clock_mhz(self) -> float:
+        """The memory clock: the card's maximum, or lower where a clock setting holds it."""
+        cap = self._faults.settings.memory_clock_cap_mhz
+        own = self._model.device.max_memory_clock_mhz
+        return own if cap is None else min(own, cap)
 
     # --- memory -----------------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> DeviceBuffer:

@@ -305,6 +305,33 @@ class SimSettings(StrictModel):
     # "not supported": the driver does not offer it (NVML answers so)
     confidential_computing: Literal["off", "on", "not supported"] = "off"
 
+    @property
+    def sm_clock_cap_mhz(self) -> float | None:
+        """The SM clock these settings hold the card to under load (None: its own boost)."""
+        return _lowest(self.locked_sm_clocks_mhz, 1, self.applications_clocks_mhz, 0)
+
+    @property
+    def memory_clock_cap_mhz(self) -> float | None:
+        """The memory clock these settings hold the card to (None: its own)."""
+        return _lowest(self.locked_memory_clocks_mhz, 1, self.applications_clocks_mhz, 1)
+
+    @field_validator("locked_sm_clocks_mhz", "locked_memory_clocks_mhz")
+    @classmethod
+    def _min_not_above_max(
+        cls, pair: tuple[float, float] | None, info: ValidationInfo
+    ) -> tuple[float, float] | None:
+        if pair is not None and pair[0] > pair[1]:
+            raise ValueError(f"{info.field_name}: expected (min, max) with min <= max, got {pair}")
+        return pair
+
+
+def _lowest(
+    locked: tuple[float, float] | None, locked_at: int, app: tuple[float, float] | None, app_at: int
+) -> float | None:
+    """The lower of a locked range's maximum and an application clock, where either is set."""
+    caps = [pair[at] for pair, at in ((locked, locked_at), (app, app_at)) if pair is not None]
+    return min(caps, default=None)
+
 
 class UnclearedRegion(StrictModel):
     """Memory whose words keep stale data when the clear writes zeros to them (writes lost)."""

@@ -3,7 +3,8 @@
 Temperature (GPU and memory each) = ambient + a fast and a slow first-order lag driven by board
 power, fitted to measured soak telemetry (bench/calibrate_sim.py). Clocks drop when a load would
 draw more than the power limit (power ~ clock^3 under DVFS) and halve at the slowdown threshold,
-with the matching NVML clocks-event reason bits.
+with the matching NVML clocks-event reason bits. A clock setting (locked or application clocks)
+caps the SM clock, with the "application clocks setting" reason where the cap is what holds it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import math
 from dataclasses import dataclass
 
 from gpuhealth.measure.backends.simcards import SimModel, SimRig
-from gpuhealth.throttle import POWER_REASON_BITS
+from gpuhealth.throttle import CLOCK_SETTING_BIT, POWER_REASON_BITS
 
 IDLE_SM_CLOCK_MHZ = 345.0
 REASON_IDLE = 0x1
+REASON_CLOCK_SETTING = CLOCK_SETTING_BIT
 REASON_SW_POWER_CAP = 0x4
 REASON_THERMAL = 0x20 | 0x40
 REASON_HW_SLOWDOWN = 0x8
@@ -54,6 +56,8 @@ class CardPhysics:
         rig: SimRig | None = None,
         memory_resistance_scale: float = 1.0,
         hardware_slowdown: bool = False,
+        sm_clock_cap_mhz: float | None = None,
+        memory_clock_held: bool = False,
     ) -> None:
         th = model.thermal
         self.model = model
@@ -79,6 +83,9 @@ class CardPhysics:
         self.reasons = REASON_IDLE
         self.busy = False
         self._hardware_slowdown = hardware_slowdown
+        max_mhz = model.device.max_sm_clock_mhz
+        self._cap_factor = 1.0 if sm_clock_cap_mhz is None else min(1.0, sm_clock_cap_mhz / max_mhz)
+        self._memory_clock_held = memory_clock_held
 
     @property
     def gpu_temperature_c(self) -> float:
@@ -99,6 +106,10 @@ class CardPhysics:
         if demand_w > self.limit_w:
             factor = max(0.05, (max(self.limit_w - self.idle_w, 1.0) / dynamic_w) ** (1 / 3))
             reasons |= REASON_SW_POWER_CAP
+        if self._cap_factor < factor:  # the setting, not the power limit, holds the clock
+            factor, reasons = self._cap_factor, REASON_CLOCK_SETTING
+        if self._memory_clock_held:
+            reasons |= REASON_CLOCK_SETTING
         if self.gpu_temperature_c >= self.slowdown_c:
             factor *= THERMAL_SLOWDOWN_FACTOR
             reasons |= REASON_THERMAL
