@@ -112,6 +112,11 @@ MODULES: dict[str, Target] = {
         ("tests/test_stresstests_fast.py",),
         "the stress tests: every result checked against host arithmetic",
     ),
+    "clockhold": Target(
+        ("gpuhealth/judge/clockhold.py",),
+        ("tests/test_clockhold.py",),
+        "a clock setting that held the clocks down under load: INCOMPLETE, not a slow card",
+    ),
     "signing": Target(
         ("gpuhealth/certificate/signing.py",),
         ("tests/test_signing.py",),
