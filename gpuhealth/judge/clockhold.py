@@ -47,10 +47,10 @@ class ClockHold:
 
 def clock_holds(record: RunRecord) -> tuple[ClockHold, ...]:
     """The SM and memory clocks a setting held down under load in this run (none: not held)."""
-    defaults = default_clocks_mhz(record)
+    sm_mhz, memory_mhz = default_clocks_mhz(record)
+    defaults: tuple[tuple[Clock, float | None], ...] = (("sm", sm_mhz), ("memory", memory_mhz))
     holds = []
-    clocks: tuple[Clock, Clock] = ("sm", "memory")
-    for clock, default_mhz in zip(clocks, defaults, strict=True):
+    for clock, default_mhz in defaults:
         if default_mhz is not None:
             hold = _hold(record, clock, default_mhz)
             if hold is not None:
@@ -83,8 +83,16 @@ def _hold(record: RunRecord, clock: Clock, default_mhz: float) -> ClockHold | No
     held_tests: list[str] = []
     loaded_count = 0
     for test in record.tests:
-        loaded = [s for s in load_samples(test.telemetry) if s.clocks_event_reasons is not None]
-        held = [mhz for s in loaded if (mhz := _held_mhz(s, clock, default_mhz)) is not None]
+        loaded = [
+            (s.clocks_event_reasons, _clock_mhz(s, clock))
+            for s in load_samples(test.telemetry)
+            if s.clocks_event_reasons is not None
+        ]
+        held = [
+            mhz
+            for reasons, mhz in loaded
+            if mhz is not None and _held(reasons, mhz, clock, default_mhz)
+        ]
         loaded_count += len(loaded)
         if held and len(held) >= HELD_TEST_SHARE * len(loaded):
             held_mhz += held
@@ -101,14 +109,11 @@ def _hold(record: RunRecord, clock: Clock, default_mhz: float) -> ClockHold | No
     )
 
 
-def _held_mhz(sample: TelemetrySample, clock: Clock, default_mhz: float) -> float | None:
-    """The sample's clock where a setting held it (reason named, nothing else holding it, the
-    clock below HELD_BELOW of its default); None otherwise."""
-    reasons = sample.clocks_event_reasons or 0
-    if not reasons & CLOCK_SETTING_BIT or reasons & _OTHER_HOLDS[clock]:
-        return None
-    mhz = _clock_mhz(sample, clock)
-    return mhz if mhz is not None and mhz < HELD_BELOW * default_mhz else None
+def _held(reasons: int, mhz: float, clock: Clock, default_mhz: float) -> bool:
+    """A setting held this sample's clock: its reason named, nothing else holding the clock, and
+    the clock below HELD_BELOW of its default."""
+    setting = bool(reasons & CLOCK_SETTING_BIT) and not reasons & _OTHER_HOLDS[clock]
+    return setting and mhz < HELD_BELOW * default_mhz
 
 
 def _clock_mhz(sample: TelemetrySample, clock: Clock) -> float | None:
