@@ -375,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = Stop()
     stop.install()
     deadline = time.monotonic() + args.max_minutes * 60
+    if args.work_dir is not None:  # a folder named for the scratch copies is made, not refused
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpuhealth-mutation-", dir=args.work_dir))
     rows: list[Row] = []
     try:
