@@ -16,8 +16,9 @@ MEMORY_CLEAR = "memory_clear"  # the clear's step name (measure.backends.base.ME
 
 def unfinished_findings(record: RunRecord) -> list[Finding]:
     """test_not_measured (INCOMPLETE by every policy) for a record that is not complete although
-    every selected test ended (passed, failed, skipped); nothing for a complete record or one with a
-    test not run or in error (that test's finding says why)."""
+    every selected test ended (passed, failed, skipped), its memory clear not made; nothing for a
+    complete record, one with a test not run or in error (that test's finding says why), or one
+    cleared (measure/runner.py clear_owed: what `gpuhealth resume` runs)."""
     if record.complete:
         return []
     chosen = record.tests_selected
@@ -25,19 +26,16 @@ def unfinished_findings(record: RunRecord) -> list[Finding]:
     if any(t.status in open_tests and (chosen is None or t.name in chosen) for t in record.tests):
         return []
     clear = record.memory_clear
-    if clear is None or clear.status == "not_cleared":
-        what = f"the memory clear did not run or finish ({clear.note if clear else 'not recorded'})"
-        source = MEMORY_CLEAR
-    else:
-        what = "the run was not closed as complete"
-        source = "run"
+    if clear is not None and clear.status != "not_cleared":
+        return []  # the clear ran: what stopped the run after it is not the card's to answer
+    note = clear.note if clear is not None else "not recorded"
     return [
         Finding(
             "test_not_measured",
             "major",
-            source,
-            f"the run did not finish: {record.interrupted or 'no reason recorded'}; {what}: "
-            "`gpuhealth resume RUN_DIR` finishes it",
+            MEMORY_CLEAR,
+            f"the run did not finish: {record.interrupted or 'no reason recorded'}; the memory "
+            f"clear did not run or finish ({note}): `gpuhealth resume RUN_DIR` runs it",
             value="unfinished",
             reference="a complete run",
         )

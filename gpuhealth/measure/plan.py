@@ -120,6 +120,14 @@ def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
     from gpuhealth.presets import preset, with_soak
 
     with_soak(preset(plan.preset), plan.soak_s)  # a bad --soak is refused here
+    if plan.soak_s is not None and plan.tests is not None and "soak" not in plan.tests:
+        # a burn-in asked for that would not run: the user would believe the card soaked
+        raise InputError(
+            "--soak",
+            None,
+            f"expected the soak among --tests (got {','.join(plan.tests)}): add soak to --tests, "
+            "or leave --soak out",
+        )
     for name in {plan.sim_cards[i] for i in plan.indexes} if plan.sim_cards else ():
         load_card(name)
     single = len(plan.indexes) == 1
