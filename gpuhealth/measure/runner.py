@@ -272,8 +272,8 @@ def _clear_step(
     if not options.clear:
         return not_cleared("not cleared: --no-clear was given", total), False, None
     if lost:
-        why = f"not cleared: {interrupted or 'the card was lost'}"
-        return not_cleared(why, total), False, None
+        note = f"not cleared: {interrupted or 'the card was lost'}"
+        return not_cleared(note, total), False, None
     why = stop.reason() if stop is not None else None
     if why:
         stopped = f"{why} before the memory clear"
@@ -283,7 +283,8 @@ def _clear_step(
     if progress:
         progress(MEMORY_CLEAR_STEP, steps - 1, steps, None)
     started_s = backend.clock_s()
-    lost_now, stopped_in = False, None
+    lost_now = False
+    stopped_in: str | None = None  # the stop that ended the clear
     try:
         cleared = clear_memory(worker, total)
     except StopRequested as stop_now:
