@@ -179,6 +179,7 @@ def resume_spec(
 ) -> WorkerSpec:
     """The worker that resumes a record on its card: the backend and card the record names,
     unless --backend/--sim-card name others; clear False: --no-clear."""
+    check_recorded_run(record, folder / "run.json")
     name = backend if backend != "auto" or sim_card else record.backend
     card = sim_card or (record.identity.sim_card if name == "sim" else None)
     spec = WorkerSpec(
@@ -198,6 +199,28 @@ def resume_spec(
     options_for(spec)
     check_writable(folder)
     return spec
+
+
+def check_recorded_run(record: RunRecord, path: Path) -> None:
+    """The preset, soak length and tests a resumed run goes on with are the record's: a bad one is
+    the record's error, named by its file and field (never "--soak", which was not given)."""
+    from gpuhealth.presets import TEST_ORDER, preset, with_soak
+
+    for field, check in (
+        ("preset", lambda: preset(record.preset)),
+        ("soak_duration_s", lambda: with_soak(preset(record.preset), record.soak_duration_s)),
+    ):
+        try:
+            check()
+        except InputError as error:
+            raise InputError(str(path), field, error.expected) from None
+    chosen = record.tests_selected
+    if chosen is not None and (not chosen or any(t not in TEST_ORDER for t in chosen)):
+        raise InputError(
+            str(path),
+            "tests_selected",
+            f"expected test names from: {', '.join(TEST_ORDER)}, got {', '.join(chosen) or 'none'}",
+        )
 
 
 def check_expected(visible: int, expected: int | None) -> None:
