@@ -206,14 +206,13 @@ def check_recorded_run(record: RunRecord, path: Path) -> None:
     the record's error, named by its file and field (never "--soak", which was not given)."""
     from gpuhealth.presets import TEST_ORDER, preset, with_soak
 
-    for field, check in (
-        ("preset", lambda: preset(record.preset)),
-        ("soak_duration_s", lambda: with_soak(preset(record.preset), record.soak_duration_s)),
-    ):
-        try:
-            check()
-        except InputError as error:
-            raise InputError(str(path), field, error.expected) from None
+    field = "preset"
+    try:
+        chosen_preset = preset(record.preset)
+        field = "soak_duration_s"
+        with_soak(chosen_preset, record.soak_duration_s)
+    except InputError as error:
+        raise InputError(str(path), field, error.expected) from None
     chosen = record.tests_selected
     if chosen is not None and (not chosen or any(t not in TEST_ORDER for t in chosen)):
         raise InputError(
