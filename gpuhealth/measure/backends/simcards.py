@@ -305,6 +305,15 @@ class SimSettings(StrictModel):
     # "not supported": the driver does not offer it (NVML answers so)
     confidential_computing: Literal["off", "on", "not supported"] = "off"
 
+    @field_validator("locked_sm_clocks_mhz", "locked_memory_clocks_mhz")
+    @classmethod
+    def _min_not_above_max(cls, pair: tuple[float, float] | None) -> tuple[float, float] | None:
+        if pair is not None and pair[0] > pair[1]:
+            raise ValueError(
+                f"expected [min, max] with min at most max, got [{pair[0]:g}, {pair[1]:g}]"
+            )
+        return pair
+
 
 class UnclearedRegion(StrictModel):
     """Memory whose words keep stale data when the clear writes zeros to them (writes lost)."""
