@@ -82,3 +82,39 @@ def test_counters_that_held_or_rose_are_judged_as_before() -> None:
     assert incomplete_reason(graded) is None
     assert graded.grade is not None
     assert any("(LCRC +3)" in r.message for r in graded.grade.reasons), graded.grade.reasons
+
+
+def test_an_nvlink_status_relabelled_to_hide_its_links_is_evidence_missing() -> None:
+    """A link down and flit CRC errors (D by the default policy): relabelled "none" or
+    "unreadable" in both readings, nvlink_findings judged nothing (A or B); the links it still
+    lists now make it a claim without its evidence."""
+    from gpuhealth.judge.evidence import evidence_problems
+
+    record = quick()
+    before, after = counters(record)
+
+    def links(crc: int) -> tuple[NvLinkReading, ...]:
+        return (NvLinkReading(0, True, 4, 0, 0, crc, 0), NvLinkReading(1, False, 4, 0, 0, 0, 0))
+
+    read = replace(
+        record,
+        counters_before=replace(before, nvlink_status="read", nvlink=links(0)),
+        counters_after=replace(after, nvlink_status="read", nvlink=links(9)),
+    )
+    graded = judged(read)
+    assert graded.grade is not None and graded.grade.letter == "D"
+    assert [p.problem for p in evidence_problems(read)] == []
+    for status in ("none", "unreadable"):
+        hidden = replace(
+            read,
+            counters_before=replace(read.counters_before, nvlink_status=status),  # type: ignore[type-var]
+            counters_after=replace(read.counters_after, nvlink_status=status),  # type: ignore[type-var]
+        )
+        assert [p.problem for p in evidence_problems(hidden)] == [
+            f"{where}: NVLink status {status}, but 2 link(s) listed with their state and counters"
+            for where in ("counters_before", "counters_after")
+        ]
+        regraded = judged(hidden)
+        assert regraded.grade is not None and regraded.grade.letter == "INCOMPLETE"
+    gone = replace(read, counters_after=replace(after, nvlink_status="none", nvlink=()))
+    assert [p.problem for p in evidence_problems(gone)] == []  # a card with no NVLink

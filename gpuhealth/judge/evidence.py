@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from gpuhealth.errors import InputError
 from gpuhealth.judge.evidence_labels import (
     clear_problems,
+    link_reading_problems,
     pcie_rate_problems,
     readiness_problems,
 )
@@ -96,6 +97,7 @@ class EvidenceProblem:
 def evidence_problems(record: RunRecord) -> tuple[EvidenceProblem, ...]:
     """Every claim in the record that its evidence does not back, in test order."""
     found = [EvidenceProblem(RUN, text) for text in _run_problems(record)]
+    found += [EvidenceProblem(RUN, text) for text in link_reading_problems(record)]
     # issue 14's labels against their own numbers (evidence_labels.py)
     found += [EvidenceProblem(MEMORY_CLEAR, text) for text in clear_problems(record)]
     found += [EvidenceProblem(READINESS, text) for text in readiness_problems(record)]

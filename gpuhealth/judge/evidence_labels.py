@@ -1,8 +1,9 @@
-"""Issue 14's claims held to the numbers beside them: the memory clear, the readiness items and
-the PCIe copy rates (called by evidence.py; pure).
+"""Issue 14's claims held to the numbers beside them: the memory clear, the readiness items, the
+PCIe copy rates and the NVLink reading's status (called by evidence.py; pure).
 
 The judge reads a stored label in each: the clear's status (memory_clear_findings), an item's
-status (readiness verdict and settings_not_default) and the copy rates (pcie_copy_slow). A record
+status (readiness verdict and settings_not_default), the copy rates (pcie_copy_slow) and the
+NVLink status (nvlink_findings judges only a "read" one). A record
 edited so that a label contradicts its own numbers (a clear "cleared" with words read back
 non-zero, MIG "ok" while its value says enabled, copies faster than the link can carry) is a
 claim without its evidence: INCOMPLETE at grade time, INVALID in `verify`, even re-signed.
@@ -172,5 +173,24 @@ def pcie_rate_problems(record: RunRecord, test: TestResult) -> list[str]:
             found.append(
                 f"{name} {max(over):g} GB/s, above what a {describe(*link)} link carries "
                 f"({ways} x {ceiling_gbs:.1f} GB/s)"
+            )
+    return found
+
+
+def link_reading_problems(record: RunRecord) -> list[str]:
+    """An NVLink status that disowns the links it lists: "none" (no NVLink) or "unreadable" with
+    links and their error counters in the reading, which nvlink_findings would then not judge
+    (a status relabelled to hide a link down or its errors)."""
+    found: list[str] = []
+    for where, counters in (
+        ("counters_before", record.counters_before),
+        ("counters_after", record.counters_after),
+    ):
+        if counters is None or counters.nvlink_status not in ("none", "unreadable"):
+            continue
+        if counters.nvlink:
+            found.append(
+                f"{where}: NVLink status {counters.nvlink_status}, but "
+                f"{len(counters.nvlink)} link(s) listed with their state and counters"
             )
     return found
