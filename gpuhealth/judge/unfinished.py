@@ -28,14 +28,16 @@ def unfinished_findings(record: RunRecord) -> list[Finding]:
     clear = record.memory_clear
     if clear is not None and clear.status != "not_cleared":
         return []  # the clear ran: what stopped the run after it is not the card's to answer
-    note = clear.note if clear is not None else "not recorded"
+    why = record.interrupted or "no reason recorded"
+    note = clear.note if clear is not None and clear.note else "no clear recorded"
+    told = "" if why in note else f" ({note})"  # the clear's note often repeats the stop
     return [
         Finding(
             "test_not_measured",
             "major",
             MEMORY_CLEAR,
-            f"the run did not finish: {record.interrupted or 'no reason recorded'}; the memory "
-            f"clear did not run or finish ({note}): `gpuhealth resume RUN_DIR` runs it",
+            f"the run did not finish: {why}; the memory clear was not made{told}: "
+            "`gpuhealth resume RUN_DIR` runs it",
             value="unfinished",
             reference="a complete run",
         )
