@@ -23,12 +23,13 @@ from gpuhealth.certificate.keys import SigningKey, generate_key, pin
 from gpuhealth.judge.evidence import evidence_problems
 from gpuhealth.judge.grading import load_policy
 from gpuhealth.judge.profiles import builtin_profiles, match_profile
-from gpuhealth.judge.readiness import verdict
+from gpuhealth.judge.readiness import readiness_items, verdict
 from gpuhealth.models import (
     MemoryClear,
     Metric,
     ReadinessItem,
     RunRecord,
+    SettingReading,
     UnclearedWord,
     record_from_json,
     record_to_json,
@@ -270,3 +271,54 @@ def test_verify_calls_a_resigned_deleted_setting_invalid(
     assert out.startswith(
         "INVALID (SIMULATED CARD): evidence: readiness: readiness item mig_mode listed 0 times"
     ), out
+
+
+SETTING_VALUES = {
+    "mig_mode": ("disabled", "enabled"),
+    "compute_mode": ("default", "exclusive process"),
+    "applications_clocks": ("sm 1980 MHz, memory 2619 MHz", "sm 1410 MHz, memory 2619 MHz"),
+    "locked_clocks": ("none", "sm 1410-1410 MHz"),
+    "persistence_mode": ("enabled", "disabled"),
+    "confidential_computing": ("off", "on"),
+}
+
+
+def readings_in(state: str) -> dict[str, SettingReading]:
+    """Every setting read in one state, as a backend gives it to readiness.py."""
+    default_clocks = SETTING_VALUES["applications_clocks"][0]
+    found: dict[str, SettingReading] = {}
+    for key, (factory, changed) in SETTING_VALUES.items():
+        default = default_clocks if key == "applications_clocks" else None
+        found[key] = {
+            "default": SettingReading(key, "read", factory, default),
+            "changed": SettingReading(key, "read", changed, default),
+            "no default": SettingReading(key, "read", changed, None),  # clocks: default unread
+            "no value": SettingReading(key, "read", None, default),
+            "not supported": SettingReading(key, "not_supported"),
+            "unreadable": SettingReading(key, "unreadable", detail="NVML_ERROR_UNKNOWN"),
+        }[state]
+    return found
+
+
+@pytest.mark.parametrize(
+    "state", ["default", "changed", "no default", "no value", "not supported", "unreadable"]
+)
+@pytest.mark.parametrize(
+    "counters",
+    [
+        {},
+        {"ecc_enabled": None},
+        {"ecc_enabled": False, "ecc_pending_enabled": True},
+        {"power_limit_w": None},
+        {"power_limit_w": 500.0},
+    ],
+)
+def test_what_readiness_py_writes_is_never_a_problem(state: str, counters: dict[str, Any]) -> None:
+    """No false alarm: every item readiness.py can make, from every reading state and ECC or
+    power limit reading, holds (an application-clocks value without the card's default
+    included: it is unreadable, with its value)."""
+    record = stored(QUICK)
+    assert record.counters_before is not None
+    before = replace(record.counters_before, **counters)
+    items = readiness_items(readings_in(state), before, record.identity)
+    assert problems(replace(record, counters_before=before, readiness=items), "readiness") == []

@@ -144,8 +144,13 @@ def _item_problems(item: ReadinessItem, derived: ReadinessItem) -> list[str]:
         ok = item.value is not None and item.value == item.expected
     elif item.status == "not_default":
         ok = item.value is not None and item.value != item.expected
-    else:  # unreadable, not_applicable: nothing was read
-        ok = item.value is None
+    else:  # unreadable, not_applicable: nothing was read, or application clocks without the
+        # card's default to hold them to (readiness._from_reading)
+        ok = item.value is None or (
+            item.key == "applications_clocks"
+            and item.status == "unreadable"
+            and item.expected == derived.expected
+        )
     return [] if ok else [f"{shown}: the status does not follow from the value"]
 
 
