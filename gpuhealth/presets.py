@@ -186,10 +186,11 @@ TEST_ORDER = ("pcie", "bandwidth", "memtest", "fp32", "fp16_tensor", "gemm", "so
 
 
 def parse_tests(text: str) -> tuple[str, ...]:
-    """--tests LIST: comma-separated test names, in the suite's order, each once."""
+    """--tests LIST: comma-separated test names, in the suite's order, each once; empty items (a
+    trailing or doubled comma) are skipped, as --gpus skips them."""
     from gpuhealth.datafiles import did_you_mean
 
-    names = [part.strip() for part in text.split(",")]
+    names = [name for part in text.split(",") if (name := part.strip())]
     if not any(names):
         raise InputError("--tests", None, f"expected test names from: {', '.join(TEST_ORDER)}")
     for name in names:

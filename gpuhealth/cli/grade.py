@@ -309,9 +309,11 @@ def _close_record(
     """resume --close: measure nothing; close, judge, sign and write the record."""
     from gpuhealth.judge.grading import load_policy
     from gpuhealth.judge.profiles import load_profile
+    from gpuhealth.measure.plan import check_recorded_run
     from gpuhealth.measure.runner import GradeOptions, close_journal, finish
     from gpuhealth.presets import preset
 
+    check_recorded_run(record, path)
     if record.grade is not None and record.finished_at is not None and not force:
         raise InputError(
             str(path), "grade", "the record is closed already (pass --force to close it again)"

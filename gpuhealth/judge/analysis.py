@@ -24,6 +24,7 @@ from gpuhealth.judge.findings_links import (
 from gpuhealth.judge.grading import Policy, grade
 from gpuhealth.judge.profiles import NOT_JUDGED, Profile
 from gpuhealth.judge.registry import registry_findings
+from gpuhealth.judge.unfinished import unfinished_findings
 from gpuhealth.models import (
     Analysis,
     Grade,
@@ -150,6 +151,7 @@ def analyse(record: RunRecord, profile: Profile | None, policy: Policy) -> Analy
         + health.card_history_findings(record.stored_history)
         + health.readiness_findings(record)
         + health.memory_clear_findings(record)
+        + unfinished_findings(record)  # stopped at or in the memory clear
         + health.selection_findings(record)
         + health.soak_length_findings(record, _preset_soak_s(record))
         # issue 14: the PCIe copies and the link under load; NVLink state and errors; the PCIe

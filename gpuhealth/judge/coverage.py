@@ -22,7 +22,11 @@ clock-event reasons) is never silently a pass.
 from __future__ import annotations
 
 from gpuhealth.judge.composite import SUBSYSTEMS
-from gpuhealth.judge.findings_links import nvlink_unread, pcie_errors_unread
+from gpuhealth.judge.findings_links import (
+    link_counters_fell,
+    nvlink_unread,
+    pcie_errors_unread,
+)
 from gpuhealth.judge.profiles import Profile
 from gpuhealth.models import Finding, HealthCounters, MetricComparison, RunRecord, SoakSummary
 
@@ -177,6 +181,7 @@ def counter_coverage_findings(record: RunRecord) -> list[Finding]:
         )
     unread += nvlink_unread(now)  # issue 14: NVLink that NVML would not read
     unread += pcie_errors_unread(now)  # and PCIe error counters
+    unread += link_counters_fell(before, after)  # reset mid-run: the run's errors unknown
     if before is None or after is None:
         unread.append("the counters before or after the run (changes during the run)")
     found = []

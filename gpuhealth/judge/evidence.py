@@ -17,6 +17,12 @@ import math
 from dataclasses import dataclass
 
 from gpuhealth.errors import InputError
+from gpuhealth.judge.evidence_labels import (
+    clear_problems,
+    link_reading_problems,
+    pcie_rate_problems,
+    readiness_problems,
+)
 from gpuhealth.models import Finding, Metric, RunRecord, TestResult
 from gpuhealth.patterns import standard_sequence
 from gpuhealth.presets import PRESETS, Preset, with_soak
@@ -25,6 +31,8 @@ from gpuhealth.presets import PRESETS, Preset, with_soak
 # consistency only.
 LEGACY_VERSIONS = ("0.1.0",)
 RUN = "run"  # the problem's test for what concerns the whole record
+MEMORY_CLEAR = "memory_clear"  # ... for the memory clear (evidence_labels.py)
+READINESS = "readiness"  # ... for the readiness items
 # stresstests.TEST_NAMES, in order (that module imports the backends: this one stays pure): the
 # tests a complete record must hold. A legacy record (0.1.0) had no pcie test, no readiness and
 # no memory clear; from 0.2.0 on a complete record lacking any of them had it deleted (a seller
@@ -89,6 +97,10 @@ class EvidenceProblem:
 def evidence_problems(record: RunRecord) -> tuple[EvidenceProblem, ...]:
     """Every claim in the record that its evidence does not back, in test order."""
     found = [EvidenceProblem(RUN, text) for text in _run_problems(record)]
+    found += [EvidenceProblem(RUN, text) for text in link_reading_problems(record)]
+    # issue 14's labels against their own numbers (evidence_labels.py)
+    found += [EvidenceProblem(MEMORY_CLEAR, text) for text in clear_problems(record)]
+    found += [EvidenceProblem(READINESS, text) for text in readiness_problems(record)]
     chosen = _preset_for(record)
     if isinstance(chosen, str):
         found.append(EvidenceProblem(RUN, chosen))
@@ -121,6 +133,10 @@ def evidence_findings(record: RunRecord) -> list[Finding]:
 def _claim(record: RunRecord, name: str) -> str:
     if name == RUN:
         return "complete" if record.complete else "graded"
+    if name == MEMORY_CLEAR:
+        return record.memory_clear.status if record.memory_clear else "cleared"
+    if name == READINESS:
+        return "read"
     test = record.test(name)
     return test.status if test is not None else "passed"
 
@@ -511,6 +527,7 @@ def _pcie(record: RunRecord, test: TestResult) -> list[str]:
         return [p]
     copy_bytes, warmup = p["copy_bytes"], p["warmup"]
     found = _repetitions(test, EXPECTED_METRICS["pcie"], p["repetitions"])
+    found += pcie_rate_problems(record, test)
     if copy_bytes < PCIE_COPY_MIN_BYTES or copy_bytes % 16:
         found.append(
             f"copies of {copy_bytes} bytes, whole 16-byte units of at least {PCIE_COPY_MIN_BYTES}"

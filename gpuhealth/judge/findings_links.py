@@ -306,3 +306,37 @@ def pcie_errors_unread(now: HealthCounters) -> list[str]:
         if count is None and name in PCIE_ERROR_COUNTERS
     ]
     return [f"PCIe error counters ({', '.join(unread) or 'all'})"]
+
+
+# --- counters that went down ---------------------------------------------------------------------
+
+
+def link_counters_fell(before: HealthCounters | None, after: HealthCounters | None) -> list[str]:
+    """NVLink and PCIe error counters lower after the run than before it: reset in between
+    (nvidia-smi nvlink -r, a driver reload, a link reset), so the errors of the run are unknown,
+    never zero. For the counters_incomplete finding (coverage.py)."""
+    if before is None or after is None:
+        return []
+    fell: list[str] = []
+    if before.pcie_errors is not None and after.pcie_errors is not None:
+        fell += [
+            PCIE_ERROR_COUNTERS[name][1]
+            for name in PCIE_ERROR_COUNTERS
+            if _lower(before.pcie_errors.get(name), after.pcie_errors.get(name))
+        ]
+    earlier = {link.link: link for link in (before.nvlink or ())}
+    for link in after.nvlink or ():
+        first = earlier.get(link.link)
+        if first is not None:
+            fell += [
+                f"NVLink {link.link} {kind}"
+                for name, kind in NVLINK_COUNTERS.items()
+                if _lower(getattr(first, name), getattr(link, name))
+            ]
+    if not fell:
+        return []
+    return [f"error counters reset during the run, their rise unknown ({', '.join(fell)})"]
+
+
+def _lower(start: int | None, end: int | None) -> bool:
+    return start is not None and end is not None and end < start

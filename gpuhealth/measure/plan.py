@@ -120,6 +120,14 @@ def grade_specs(plan: GradePlan) -> list[WorkerSpec]:
     from gpuhealth.presets import preset, with_soak
 
     with_soak(preset(plan.preset), plan.soak_s)  # a bad --soak is refused here
+    if plan.soak_s is not None and plan.tests is not None and "soak" not in plan.tests:
+        # a burn-in asked for that would not run: the user would believe the card soaked
+        raise InputError(
+            "--soak",
+            None,
+            f"expected the soak among --tests (got {','.join(plan.tests)}): add soak to --tests, "
+            "or leave --soak out",
+        )
     for name in {plan.sim_cards[i] for i in plan.indexes} if plan.sim_cards else ():
         load_card(name)
     single = len(plan.indexes) == 1
@@ -171,6 +179,7 @@ def resume_spec(
 ) -> WorkerSpec:
     """The worker that resumes a record on its card: the backend and card the record names,
     unless --backend/--sim-card name others; clear False: --no-clear."""
+    check_recorded_run(record, folder / "run.json")
     name = backend if backend != "auto" or sim_card else record.backend
     card = sim_card or (record.identity.sim_card if name == "sim" else None)
     spec = WorkerSpec(
@@ -190,6 +199,27 @@ def resume_spec(
     options_for(spec)
     check_writable(folder)
     return spec
+
+
+def check_recorded_run(record: RunRecord, path: Path) -> None:
+    """The preset, soak length and tests a resumed run goes on with are the record's: a bad one is
+    the record's error, named by its file and field (never "--soak", which was not given)."""
+    from gpuhealth.presets import TEST_ORDER, preset, with_soak
+
+    field = "preset"
+    try:
+        chosen_preset = preset(record.preset)
+        field = "soak_duration_s"
+        with_soak(chosen_preset, record.soak_duration_s)
+    except InputError as error:
+        raise InputError(str(path), field, error.expected) from None
+    chosen = record.tests_selected
+    if chosen is not None and (not chosen or any(t not in TEST_ORDER for t in chosen)):
+        raise InputError(
+            str(path),
+            "tests_selected",
+            f"expected test names from: {', '.join(TEST_ORDER)}, got {', '.join(chosen) or 'none'}",
+        )
 
 
 def check_expected(visible: int, expected: int | None) -> None:

@@ -225,15 +225,35 @@ def grade_card(
         tests, lost, interrupted = _run_tests(
             backend, options, t0, record, journal_dir, progress, stop, live=live
         )
-        cleared, lost_in_clear = _clear_step(
+        cleared, lost, interrupted = _clear_and_end(
             backend, options, record, lost, interrupted, progress, stop
         )
-        if lost_in_clear and not lost:
-            lost, interrupted = True, f"card lost during the memory clear: {cleared.note}"
     record = _close(
         backend, replace(record, memory_clear=cleared), tests, lost, interrupted, t0, t0
     )
     return finish(record, out_dir, options)
+
+
+def _clear_and_end(
+    backend: Backend,
+    options: GradeOptions,
+    record: RunRecord,
+    lost: bool,
+    interrupted: str | None,
+    progress: ProgressCallback | None,
+    stop: StopFlag | None,
+) -> tuple[MemoryClear, bool, str | None]:
+    """The memory clear, and how the run ended (lost, interrupted): a card lost in the clear is
+    lost; a stop before or during it leaves the run interrupted, so that the record is not
+    complete and `gpuhealth resume` runs the clear (a stopped clear is no finished run)."""
+    cleared, lost_in_clear, stopped = _clear_step(
+        backend, options, record, lost, interrupted, progress, stop
+    )
+    if lost_in_clear and not lost:
+        return cleared, True, f"card lost during the memory clear: {cleared.note}"
+    if stopped and interrupted is None and not lost:
+        return cleared, False, stopped
+    return cleared, lost, interrupted
 
 
 def _clear_step(
@@ -244,27 +264,32 @@ def _clear_step(
     interrupted: str | None,
     progress: ProgressCallback | None,
     stop: StopFlag | None,
-) -> tuple[MemoryClear, bool]:
+) -> tuple[MemoryClear, bool, str | None]:
     """The memory clear, the last step: also after a failed test, never on a lost card or after
-    a stop (then the record says why not). Returns it and whether the card was lost in it."""
+    a stop (then the record says why not). Returns it, whether the card was lost in it, and the
+    stop that kept it from running or finishing (None: none)."""
     total = record.identity.memory_total_bytes
     if not options.clear:
-        return not_cleared("not cleared: --no-clear was given", total), False
+        return not_cleared("not cleared: --no-clear was given", total), False, None
     if lost:
-        return not_cleared(f"not cleared: {interrupted or 'the card was lost'}", total), False
+        note = f"not cleared: {interrupted or 'the card was lost'}"
+        return not_cleared(note, total), False, None
     why = stop.reason() if stop is not None else None
     if why:
-        return not_cleared(f"not cleared: {why} before the memory clear", total), False
+        stopped = f"{why} before the memory clear"
+        return not_cleared(f"not cleared: {stopped}", total), False, stopped
     worker = backend if stop is None else cast(Backend, _StoppableBackend(backend, stop))
     steps = _steps(options)
     if progress:
         progress(MEMORY_CLEAR_STEP, steps - 1, steps, None)
     started_s = backend.clock_s()
     lost_now = False
+    stopped_in: str | None = None  # the stop that ended the clear
     try:
         cleared = clear_memory(worker, total)
-    except StopRequested as stopped:
-        cleared = not_cleared(f"not cleared: {stopped.reason} during the memory clear", total)
+    except StopRequested as stop_now:
+        stopped_in = f"{stop_now.reason} during the memory clear"
+        cleared = not_cleared(f"not cleared: {stopped_in}", total)
     except DeviceLost as error:
         cleared, lost_now = not_cleared(f"not cleared: {error.one_line()}", total), True
     if progress:
@@ -284,7 +309,7 @@ def _clear_step(
             message=cleared.note,
         )
         progress(MEMORY_CLEAR_STEP, steps - 1, steps, step)
-    return cleared, lost_now
+    return cleared, lost_now, stopped_in
 
 
 def _planned(options: GradeOptions) -> list[str]:
@@ -519,6 +544,13 @@ def missing_tests(record: RunRecord) -> list[str]:
     ]
 
 
+def clear_owed(record: RunRecord) -> bool:
+    """An unfinished record whose memory clear did not run or finish (a stop or a crash before or
+    during it): a resume with no test missing still runs the clear."""
+    clear = record.memory_clear
+    return not record.complete and (clear is None or clear.status == "not_cleared")
+
+
 def same_card(recorded: RunRecord, found: CardIdentity, source: str) -> None:
     """Refuse another card: the serial and the UUID must be those of the record."""
     mine = recorded.identity
@@ -556,7 +588,7 @@ def resume_card(
     source = str(out_dir / "run.json")
     same_card(record, backend.identity(), source)
     todo = set(missing_tests(record))
-    if not todo:
+    if not todo and not clear_owed(record):
         raise InputError(source, None, "no test is missing: nothing to resume")
     checks = prechecks(backend.processes(), options.allow_busy)
     if any(c.status == "fail" for c in checks):
@@ -574,7 +606,7 @@ def resume_card(
     note = Precheck(
         "resumed",
         "ok",
-        f"{', '.join(sorted(todo))} run at {utc_now()} by gpuhealth resume "
+        f"{', '.join(sorted(todo)) or 'the memory clear'} run at {utc_now()} by gpuhealth resume "
         f"(after: {record.interrupted or 'an unfinished record'})",
     )
     extra = tuple(c for c in checks if c.status != "ok")
@@ -598,9 +630,9 @@ def resume_card(
     tests, lost, interrupted = _run_tests(
         backend, options, run_start, base, journal_dir, progress, stop, kept, live
     )
-    cleared, lost_in_clear = _clear_step(backend, options, base, lost, interrupted, progress, stop)
-    if lost_in_clear and not lost:
-        lost, interrupted = True, f"card lost during the memory clear: {cleared.note}"
+    cleared, lost, interrupted = _clear_and_end(
+        backend, options, base, lost, interrupted, progress, stop
+    )
     closed = _close(
         backend,
         replace(base, memory_clear=cleared),

@@ -317,11 +317,11 @@ class SimSettings(StrictModel):
 
     @field_validator("locked_sm_clocks_mhz", "locked_memory_clocks_mhz")
     @classmethod
-    def _min_not_above_max(
-        cls, pair: tuple[float, float] | None, info: ValidationInfo
-    ) -> tuple[float, float] | None:
+    def _min_not_above_max(cls, pair: tuple[float, float] | None) -> tuple[float, float] | None:
         if pair is not None and pair[0] > pair[1]:
-            raise ValueError(f"{info.field_name}: expected (min, max) with min <= max, got {pair}")
+            raise ValueError(
+                f"expected [min, max] with min at most max, got [{pair[0]:g}, {pair[1]:g}]"
+            )
         return pair
 
 
@@ -625,6 +625,13 @@ def _check_against_model(spec: CardSpec, model: SimModel, text: str, source: str
         (("faults", "pcie_width"), faults.pcie_width, device.pcie_width_max, "pcie_width_max"),
         (("faults", "pcie_gen"), faults.pcie_gen, device.pcie_gen_max, "pcie_gen_max"),
         (("faults", "power_limit_w"), faults.power_limit_w, model.power.max_limit_w, "max_limit_w"),
+        # copies cannot outrun the link: the model's copies reach pcie_copy_share of it
+        (
+            ("faults", "pcie_copy_scale"),
+            faults.pcie_copy_scale,
+            round(1 / device.pcie_copy_share, 3),
+            "PCIe copy scale (its copies at the link's theoretical rate)",
+        ),
     ]
     if faults.wrong_results is not None:
         limits.append(
