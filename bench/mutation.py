@@ -117,6 +117,11 @@ MODULES: dict[str, Target] = {
         ("tests/test_clockhold.py",),
         "a clock setting that held the clocks down under load: INCOMPLETE, not a slow card",
     ),
+    "evidence_labels": Target(
+        ("gpuhealth/judge/evidence_labels.py", "gpuhealth/judge/unfinished.py"),
+        ("tests/test_attack14_labels.py", "tests/test_attack14_stops.py"),
+        "the labels a buyer reads held to their own numbers; a run stopped before its clear",
+    ),
     "signing": Target(
         ("gpuhealth/certificate/signing.py",),
         ("tests/test_signing.py",),
