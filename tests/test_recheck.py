@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from simkit import EXAMPLES, H200, GradedRuns, card_toml
@@ -79,7 +80,15 @@ def test_the_same_healthy_card_is_consistent(healthy: RunRecord, sim: Sim) -> No
     assert result.memory_errors == ()
     lines = format_recheck(result)
     items = [line.split()[:2] for line in lines[: len(RECHECK_ITEMS)]]
-    assert items == [[name, "pass"] for name in ("identity", "counters", "memory", "compute")]
+    assert items == [
+        [name, "pass"] for name in ("identity", "counters", "memory", "compute", "link")
+    ]
+    assert re.fullmatch(
+        r"every copied byte verified; here h2d 5\d\.\d GB/s, d2h 5\d\.\d GB/s, both \d+\.\d GB/s "
+        r"on Gen5 x16; the report h2d 5\d\.\d GB/s, d2h 5\d\.\d GB/s, both \d+\.\d GB/s "
+        r"on Gen5 x16",
+        detail(result, "link"),
+    ), detail(result, "link")
     table = "\n".join(lines[len(RECHECK_ITEMS) :])
     for metric in ("bandwidth.triad_gbs", "fp32.fp32_tflops", "fp16_tensor.mma_tflops"):
         assert re.search(rf"^  {re.escape(metric)} .* consistent", table, re.MULTILINE), table
@@ -257,7 +266,64 @@ def test_a_card_lost_in_the_memory_test_leaves_memory_and_compute_unproven(
         "counters": "pass",  # read before the tests
         "memory": "unproven",
         "compute": "unproven",
+        "link": "pass",  # the pcie test runs first, before the card is lost
     }, result.verdict
     assert "fallen off the bus" in detail(result, "memory")
     assert "fp32 not run (the card was lost)" in detail(result, "compute")
     assert not result.consistent and result.exit_code == EXIT_BAD_CARD
+
+
+# --- the PCIe copies (the link item) --------------------------------------------------------------
+
+
+def test_copies_slower_than_the_report_fail_link_naming_both_rates(
+    healthy: RunRecord, sim: Sim
+) -> None:
+    result = recheck_card(healthy, sim("pcie_copy_scale = 0.6", header=SAME_CARD))
+    assert_inconsistent(result, "link")
+    text = detail(result, "link")
+    assert re.match(r"PCIe copies host to device reached 3\d\.\d GB/s, 5\d% of the Gen5 x16", text)
+    assert "; the report h2d 5" in text and "try another slot before blaming the card" in text
+
+
+def test_a_byte_corrupted_over_pcie_now_fails_link(healthy: RunRecord, sim: Sim) -> None:
+    card = sim('pcie_corrupt_byte = 4096\npcie_corrupt_direction = "d2h"', header=SAME_CARD)
+    result = recheck_card(healthy, card)
+    assert_inconsistent(result, "link")
+    assert "arrived wrong over PCIe" in detail(result, "link")
+
+
+def test_a_narrower_link_here_leaves_link_unproven(healthy: RunRecord, sim: Sim) -> None:
+    result = recheck_card(healthy, sim("pcie_width = 8", header=SAME_CARD))
+    assert statuses(result)["link"] == "unproven", result.verdict
+    assert detail(result, "link").startswith(
+        "under load the PCIe link ran x8, the card supports x16 (here h2d "
+    )
+    assert not result.consistent
+
+
+def test_a_report_that_showed_the_slow_copies_is_consistent_on_that_card(
+    healthy: RunRecord, graded: GradedRuns, sim: Sim, tmp_path: Path
+) -> None:
+    spec = tmp_path / "riser.toml"
+    spec.write_text(card_toml("pcie_copy_scale = 0.6", header=SAME_CARD), encoding="utf-8")
+    run = graded.grade("--quick", "--sim-card", str(spec))
+    record = record_from_json((run.out_dir / "run.json").read_text(encoding="utf-8"))
+    assert record.grade is not None and record.grade.letter == "D"
+    result = recheck_card(record, sim("pcie_copy_scale = 0.6", header=SAME_CARD))
+    assert statuses(result)["link"] == "pass", result.verdict
+    assert statuses(result) == dict.fromkeys(RECHECK_ITEMS, "pass"), result.verdict
+
+
+def test_a_report_without_a_pcie_measurement_has_no_link_item(healthy: RunRecord, sim: Sim) -> None:
+    legacy = replace(healthy, tests=tuple(t for t in healthy.tests if t.name != "pcie"))
+    result = recheck_card(legacy, sim(header=SAME_CARD))
+    assert statuses(result)["link"] == "n/a"
+    assert result.test("pcie") is None  # not run: nothing to compare it with
+    assert detail(result, "link") == "the report has no PCIe copy measurement"
+
+
+def test_a_card_lost_in_the_pcie_test_leaves_link_unproven(healthy: RunRecord, sim: Sim) -> None:
+    result = recheck_card(healthy, sim('lost_at = "pcie"', header=SAME_CARD))
+    assert statuses(result)["link"] == "unproven", result.verdict
+    assert detail(result, "link").startswith("pcie error: ")

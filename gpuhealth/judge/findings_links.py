@@ -56,7 +56,12 @@ def _int_parameter(test: TestResult, name: str) -> int | None:
 def link_under_load(record: RunRecord) -> tuple[int | None, int | None]:
     """(generation, width) the pcie test read while its copies were in flight."""
     test = record.test(PCIE_TEST)
-    if test is None or test.status not in ("passed", "failed"):
+    return (None, None) if test is None else link_of_test(test)
+
+
+def link_of_test(test: TestResult) -> tuple[int | None, int | None]:
+    """(generation, width) a pcie test read under load; none for a test that did not measure."""
+    if test.status not in ("passed", "failed"):
         return None, None
     return _int_parameter(test, "link_gen_under_load"), _int_parameter(
         test, "link_width_under_load"

@@ -13,6 +13,11 @@ when the grade's evidence is made again?
              median (stats.compare), the spread the larger of the report's CI-derived standard
              error, the profile's spread and 1 % of the reported value; two-sided, Holm-adjusted
              over the metrics, alpha 0.01
+  link       the pcie test run again (when the report has it): every copied byte verified, and
+             the copies held to the link they ran on here as the grade holds them (at least 70%
+             of its theoretical rate); a problem the report did not show fails (the detail says
+             this host's slot or riser may be the cause), a link that trains below the card's
+             generation or width here leaves the rates unproven
 
 Every item runs whatever the others found: another card is still tested, and its memory errors
 named. Each item ends pass, fail (proven wrong) or unproven (could not be made, and why): the
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -33,6 +39,12 @@ from gpuhealth.certificate.recheck_result import RECHECK_ALPHA, MetricRecheck, R
 from gpuhealth.errors import EXIT_BAD_CARD, DeviceError
 from gpuhealth.judge import stats
 from gpuhealth.judge.findings import MEMTEST_COVERAGE_TARGET
+from gpuhealth.judge.findings_links import (
+    PCIE_TEST,
+    link_of_test,
+    pcie_corrupt_finding,
+    pcie_findings,
+)
 from gpuhealth.judge.profiles import NOT_JUDGED
 from gpuhealth.measure.backends.base import Backend, DeviceInfo
 from gpuhealth.measure.stresstests.bandwidth import BandwidthTest
@@ -41,14 +53,17 @@ from gpuhealth.measure.stresstests.fp16_tensor import Fp16TensorTest
 from gpuhealth.measure.stresstests.fp32 import Fp32Test
 from gpuhealth.measure.stresstests.gemm import GemmTest
 from gpuhealth.measure.stresstests.memtest import MAX_REPORTED, MemtestTest
+from gpuhealth.measure.stresstests.pcie import PcieTest
 from gpuhealth.models import (
     CardIdentity,
+    Finding,
     HealthCounters,
     MemoryMismatch,
     RunRecord,
     TestResult,
 )
 from gpuhealth.patterns import standard_sequence
+from gpuhealth.pcielink import describe
 from gpuhealth.presets import PRESETS, Preset
 
 # The spread a re-measurement is held to never falls below this share of the reported value: the
@@ -61,7 +76,7 @@ RECHECK_PATTERNS = len(standard_sequence(4))  # all four: address, random, walki
 # One pass of four moving inversions moves 16x the memory: ~0.5 s on an 80 GB H100, a few seconds
 # on the slowest supported card. The budget only stops a card that has stopped making progress.
 RECHECK_MEMTEST_BUDGET_S = 120.0
-RECHECK_ITEMS = ("identity", "counters", "memory", "compute")
+RECHECK_ITEMS = ("identity", "counters", "memory", "compute", "link")
 COMPUTE_TESTS = ("bandwidth", "fp32", "fp16_tensor", "gemm")
 MAX_NAMED = 3  # memory errors / wrong results named in one check's detail
 
@@ -96,6 +111,7 @@ def recheck_card(record: RunRecord, backend: Backend) -> RecheckResult:
         _counters_check(record, counters_now),
         _memory_check(_find(tests, "memtest")),
         _compute_check(record, tests, measured),
+        _link_check(record, _find(tests, PCIE_TEST)),
     )
     return RecheckResult(checks, tuple(measured), tuple(tests))
 
@@ -227,15 +243,14 @@ def _counters_check(record: RunRecord, now: HealthCounters | None) -> Check:
 
 
 def _recheck_tests(record: RunRecord) -> tuple[StressTest, ...]:
-    """In the grade's order (the card warms the same way); fp16_tensor only when the report
-    measured it (a card graded without tensor cores has nothing to compare)."""
-    tensor = record.test("fp16_tensor")
-    with_tensor = tensor is not None and any(m.values for m in tensor.metrics)
+    """In the grade's order (the card warms the same way); pcie and fp16_tensor only when the
+    report measured them (nothing to compare otherwise)."""
     return (
+        *((PcieTest(),) if _reported(record, PCIE_TEST) else ()),
         BandwidthTest(),
         MemtestTest(),
         Fp32Test(),
-        *((Fp16TensorTest(),) if with_tensor else ()),
+        *((Fp16TensorTest(),) if _reported(record, "fp16_tensor") else ()),
         GemmTest(),
     )
 
@@ -389,6 +404,50 @@ def _compute_check(
         f"every result verified; {len(measured)} metrics consistent with the report "
         f"(largest deviation: {_worst(measured)} >= {RECHECK_ALPHA})",
     )
+
+
+# --- the PCIe copies ------------------------------------------------------------------------------
+_LINK_PROBLEMS = ("pcie_copy_corrupt", "pcie_copy_slow")
+
+
+def _link_findings(record: RunRecord, test: TestResult) -> list[Finding]:
+    """What the grade finds in these copies: the link, the rates, any byte that arrived wrong."""
+    found = pcie_findings(replace(record, tests=(test,)))
+    return found + [pcie_corrupt_finding(test, v) for v in test.verifications if not v.passed]
+
+
+def _rates(test: TestResult) -> str:
+    medians = [
+        f"{m.name.removesuffix('_gbs')} {statistics.median(m.values):.1f} GB/s"
+        for m in test.metrics
+        if m.values
+    ]
+    return f"{', '.join(medians)} on {describe(*link_of_test(test))}"
+
+
+def _link_check(record: RunRecord, now: TestResult | None) -> Check:
+    reported = record.test(PCIE_TEST)
+    if reported is None or not _reported(record, PCIE_TEST):
+        return Check("link", "n/a", "the report has no PCIe copy measurement")
+    if now is None:
+        return _unproven("link", "pcie not run (the card was lost)")
+    if now.status not in ("passed", "failed"):
+        return _unproven("link", f"pcie {now.status}: {now.message or 'no reason'}")
+    before = {f.code for f in _link_findings(record, reported)}
+    new = [f for f in _link_findings(record, now) if f.code not in before]
+    versus = f"here {_rates(now)}; the report {_rates(reported)}"
+    problems = [f.message for f in new if f.code in _LINK_PROBLEMS]
+    if problems:
+        return Check(
+            "link",
+            "fail",
+            f"{'; '.join(problems)} ({versus}; this host's slot or "
+            "riser slows copies too: try another slot before blaming the card)",
+        )
+    unjudged = [f.message for f in new if f.code not in _LINK_PROBLEMS]
+    if unjudged:
+        return _unproven("link", f"{'; '.join(unjudged)} ({versus})")
+    return Check("link", "pass", f"every copied byte verified; {versus}")
 
 
 def _reported(record: RunRecord, name: str) -> bool:
