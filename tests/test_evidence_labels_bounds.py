@@ -5,6 +5,7 @@ run: the mutation bench runs these per mutant)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from gpuhealth.judge.evidence_labels import (
     CLEAR_MAX_REPORTED,
+    CLEAR_METHOD,
     FRACTION_TOLERANCE,
     LINK_RATE_MARGIN,
     WORD_MASK,
@@ -30,6 +32,7 @@ from gpuhealth.models import (
     NvLinkReading,
     RunRecord,
     TestResult,
+    TestStatus,
     UnclearedWord,
     record_from_json,
 )
@@ -328,7 +331,7 @@ def test_an_nvlink_status_that_disowns_its_links(quick: RunRecord) -> None:
 GEN5_X16_GBS = link_gbs(5, 16) or 0.0
 
 
-def pcie(rates: dict[str, tuple[float, ...]], **parameters: Any) -> TestResult:
+def pcie(rates: Mapping[str, tuple[float, ...]], **parameters: Any) -> TestResult:
     metrics = tuple(Metric(name, "GB/s", values) for name, values in rates.items())
     return TestResult("pcie", "passed", parameters=parameters, metrics=metrics)
 
@@ -339,10 +342,9 @@ def over_gen5(name: str, value: float, ways: int) -> str:
 
 def test_a_copy_at_the_links_rate_and_margin_is_believed(quick: RunRecord) -> None:
     """Planted `/ LINK_RATE_MARGIN` or `>=`: the link's own rate, or its margin, refused."""
-    most = {n: ways * GEN5_X16_GBS * LINK_RATE_MARGIN for n, ways in (("h2d_gbs", 1),)}
-    most["d2h_gbs"] = 1 * GEN5_X16_GBS * LINK_RATE_MARGIN
-    most["both_gbs"] = 2 * GEN5_X16_GBS * LINK_RATE_MARGIN
-    at = {name: (value / LINK_RATE_MARGIN, value) for name, value in most.items()}
+    ways = {"h2d_gbs": 1, "d2h_gbs": 1, "both_gbs": 2}
+    most = {name: n * GEN5_X16_GBS * LINK_RATE_MARGIN for name, n in ways.items()}
+    at = {name: (ways[name] * GEN5_X16_GBS, value) for name, value in most.items()}
     assert pcie_rate_problems(quick, pcie(at)) == []
     past = {name: (math.nextafter(value, math.inf),) for name, value in most.items()}
     assert pcie_rate_problems(quick, pcie(past)) == [
@@ -396,8 +398,7 @@ def test_a_link_read_under_load_counts_only_as_integers(
 
 def stopped(record: RunRecord, **changes: Any) -> RunRecord:
     """Every test ended, the clear not made (what runner.py writes at a stop before it)."""
-    assert record.memory_clear is not None
-    clear = MemoryClear("not_cleared", record.memory_clear.method, note=None)
+    clear = MemoryClear("not_cleared", CLEAR_METHOD)
     fields: dict[str, Any] = {
         "complete": False,
         "interrupted": "stopped by SIGTERM before the memory clear",
@@ -429,7 +430,7 @@ def test_an_unfinished_run_says_so_in_full(quick: RunRecord) -> None:
     assert unfinished_findings(stopped(quick, interrupted=None, memory_clear=None)) == unfinished(
         "no reason recorded", " (no clear recorded)"
     )
-    noted = replace(stopped(quick).memory_clear, note="the worker was killed")  # type: ignore[type-var]
+    noted = MemoryClear("not_cleared", CLEAR_METHOD, note="the worker was killed")
     assert unfinished_findings(stopped(quick, memory_clear=noted)) == unfinished(
         why, " (the worker was killed)"
     )
@@ -437,7 +438,7 @@ def test_an_unfinished_run_says_so_in_full(quick: RunRecord) -> None:
     assert unfinished_findings(stopped(quick, memory_clear=repeated)) == unfinished(why)
 
 
-def with_soak(record: RunRecord, status: str) -> tuple[TestResult, ...]:
+def with_soak(record: RunRecord, status: TestStatus) -> tuple[TestResult, ...]:
     return tuple(replace(t, status=status) if t.name == "soak" else t for t in record.tests)
 
 
@@ -446,7 +447,7 @@ def with_soak(record: RunRecord, status: str) -> tuple[TestResult, ...]:
     [("not_run", True), ("error", True), ("failed", False), ("skipped", False)],
 )
 def test_a_test_left_open_is_that_tests_finding(
-    quick: RunRecord, status: str, open_test: bool
+    quick: RunRecord, status: TestStatus, open_test: bool
 ) -> None:
     """Planted another name for "not_run" or "error": that run gets this finding too (fails)."""
     record = stopped(quick, tests=with_soak(quick, status))
