@@ -119,7 +119,11 @@ MODULES: dict[str, Target] = {
     ),
     "evidence_labels": Target(
         ("gpuhealth/judge/evidence_labels.py", "gpuhealth/judge/unfinished.py"),
-        ("tests/test_attack14_labels.py", "tests/test_attack14_stops.py"),
+        (
+            "tests/test_attack14_labels.py",
+            "tests/test_attack14_stops.py",
+            "tests/test_evidence_labels_bounds.py",
+        ),
         "the labels a buyer reads held to their own numbers; a run stopped before its clear",
     ),
     "signing": Target(
