@@ -258,13 +258,30 @@ def test_a_hold_with_changed_application_clocks_is_theirs() -> None:
 # --- causes and the grade -----------------------------------------------------------------------
 
 
+HOLDS = [
+    Finding("clocks_held", "major", "sm", "held", measure=0.5),
+    Finding("clocks_held", "major", "memory", "held", measure=0.9),
+]
+
+
+def deficit(source: str, at_least: float | None) -> Finding:
+    """A performance deficit whose one-sided bound is `at_least` below healthy cards."""
+    return Finding("performance_deficit", "major", source, "slow",
+                   measure=None if at_least is None else -at_least)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("finding", "cause"),
     [
-        (Finding("performance_deficit", "major", "fp32", "slow"), "clocks_held/sm"),
-        (Finding("performance_deficit", "major", "tensor", "slow"), "clocks_held/sm"),
-        (Finding("performance_deficit", "major", "sustained", "slow"), "clocks_held/sm"),
-        (Finding("performance_deficit", "major", "memory", "slow"), "clocks_held/memory"),
+        (deficit("fp32", 0.45), "clocks_held/sm"),
+        (deficit("tensor", 0.3), "clocks_held/sm"),
+        (deficit("sustained", 0.1), "clocks_held/sm"),
+        (deficit("fp32", 0.55), "clocks_held/sm"),  # the SM clock's 50% shortfall and the margin
+        (deficit("fp32", 0.5501), None),  # deeper than the hold explains: the card's own
+        (deficit("fp32", None), None),  # no number: never explained
+        (deficit("memory", 0.15), "clocks_held/memory"),  # 10% shortfall and the margin
+        (deficit("memory", 0.1501), None),
+        (deficit("memory", 0.54), None),  # half the bandwidth behind an 8% memory lock
         (Finding("thermal_resistance_unmeasured", "info", "soak", "range"), "clocks_held/sm"),
         (Finding("identity_mismatch", "major", "bandwidth", "bus"), "clocks_held/memory"),
         (Finding("identity_mismatch", "major", "fp32", "SMs"), None),  # per SM per clock: its own
@@ -272,12 +289,21 @@ def test_a_hold_with_changed_application_clocks_is_theirs() -> None:
     ],
 )
 def test_what_a_held_clock_explains(finding: Finding, cause: str | None) -> None:
-    held = [Finding("clocks_held", "major", "sm", "held"), Finding("clocks_held", "major", "memory",
-            "held")]  # fmt: skip
-    attributed = attribute([*held, finding])[-1]
+    attributed = attribute([*HOLDS, finding])[-1]
     assert attributed.cause == cause
     # without the hold the finding stands alone
     assert attribute([finding])[0].cause is None
+
+
+def test_a_bus_mismatch_is_the_memory_holds_only_where_the_memory_deficit_is() -> None:
+    bus = Finding("identity_mismatch", "major", "bandwidth", "bus")
+    explained = attribute([*HOLDS, deficit("memory", 0.09), bus])
+    assert [f.cause for f in explained[2:]] == ["clocks_held/memory", "clocks_held/memory"]
+    deeper = attribute([*HOLDS, deficit("memory", 0.54), bus])
+    assert [f.cause for f in deeper[2:]] == [None, None]
+    only_sm = attribute([HOLDS[0], bus, Finding("thermal_resistance_unmeasured", "info", "soak",
+                                                "range")])  # fmt: skip
+    assert [f.cause for f in only_sm[1:]] == [None, "clocks_held/sm"]
 
 
 def test_a_held_card_is_incomplete_with_its_deficits_told_as_the_holds() -> None:
@@ -305,3 +331,27 @@ def test_a_held_card_is_incomplete_with_its_deficits_told_as_the_holds() -> None
         for t in record.tests
     )), profile, load_policy())  # fmt: skip
     assert plain.grade is not None and plain.grade.letter == "D"
+
+
+def test_a_slow_memory_behind_a_small_memory_lock_keeps_its_own_reason() -> None:
+    """A seller's attack: half the bandwidth, and an 8% memory lock to tell it as a setting."""
+
+    def mem_locked(s: TelemetrySample) -> TelemetrySample:
+        return replace(s, memory_clock_mhz=2400.0, clocks_event_reasons=HOLD_SM)
+
+    record = loaded_samples_changed(quick(), SHORT_TESTS | {"soak"}, mem_locked)
+    memory_tests = ("bandwidth", "memtest")
+    tests = tuple(
+        replace(t, metrics=tuple(
+            replace(m, values=tuple(v * 0.5 for v in m.values)) if m.name.endswith("_gbs") else m
+            for m in t.metrics
+        )) if t.name in memory_tests else t
+        for t in record.tests
+    )  # fmt: skip
+    record = replace(record, tests=tests)
+    graded = judge(record, match_profile(record.identity, builtin_profiles()), load_policy())
+    assert graded.grade is not None and graded.grade.letter == "INCOMPLETE"
+    reasons = {r.rule: r for r in graded.grade.reasons}
+    assert reasons["clocks-held"].also == ()
+    assert reasons["performance-fault"].grade == "D"
+    assert reasons["performance-fault"].message.startswith("memory bandwidth 5")

@@ -15,9 +15,12 @@ them as part of their cause's reason (grading._one_per_cause):
 - memory errors the memory test found (memory_errors/memtest): the words the memory clear then
   read back non-zero (memory_errors/memory_clear);
 - a clock setting that held the SM or memory clock down under load (clocks_held, clockhold.py):
-  the throughput deficits of what runs on that clock, (the SM clock) a soak that drew too little
-  power to measure the thermal resistance, and (the memory clock) a bandwidth per bus bit that
-  reads like a narrower bus when the bandwidth test had no telemetry of its own clock.
+  the throughput deficits of what runs on that clock, as far as the hold explains them (a
+  deficit, at its one-sided bound, no deeper than the clock's shortfall and HOLD_MARGIN: a card
+  with half its memory bandwidth behind an 8% memory lock keeps its own reason), (the SM clock) a
+  soak that drew too little power to measure the thermal resistance, and (the memory clock) a
+  bandwidth per bus bit that reads like a narrower bus when the bandwidth test had no telemetry
+  of its own clock, where the memory deficit is explained too.
 """
 
 from __future__ import annotations
@@ -38,11 +41,8 @@ CLEAR_ERRORS = "memory_errors/memory_clear"
 SUBSYSTEM_BASIS = {"fp32": "fp32", "tensor": "fp32", "sustained": "fp32"}
 # performance subsystem -> the clock it runs on (a clock setting that held it: clocks_held/<clock>)
 SUBSYSTEM_CLOCK = {"fp32": "sm", "tensor": "sm", "sustained": "sm", "memory": "memory"}
-# finding -> the held clock that explains it
-HELD_CLOCK_CONSEQUENCES = {
-    "thermal_resistance_unmeasured/soak": "clocks_held/sm",
-    "identity_mismatch/bandwidth": "clocks_held/memory",
-}
+HOLD_MARGIN = 0.05  # a held clock explains a deficit up to its shortfall and this much more
+FLOAT_SLACK = 1e-9  # 1 - 0.9 + 0.05 is not 0.15 in binary: the bound itself is explained
 
 
 def attribute(findings: Sequence[Finding]) -> tuple[Finding, ...]:
@@ -50,11 +50,43 @@ def attribute(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     keys = {f.key for f in findings}
     lost = next((f.key for f in findings if f.code == CARD_LOST), None)
     not_measured = next((f.key for f in findings if f.code == "test_not_measured"), None)
-    return tuple(replace(f, cause=_cause(f, keys, lost, not_measured)) for f in findings)
+    held = _explained_by_holds(findings)
+    return tuple(
+        replace(f, cause=_cause(f, keys, lost, not_measured, held.get(f.key))) for f in findings
+    )
+
+
+def _explained_by_holds(findings: Sequence[Finding]) -> dict[str, str]:
+    """Finding key -> the clocks_held key that explains it (clockhold.py)."""
+    holds = {f.source: f for f in findings if f.code == "clocks_held"}
+    explained: dict[str, str] = {}
+    for f in findings:
+        hold = holds.get(SUBSYSTEM_CLOCK.get(f.source, ""))
+        if f.code == "performance_deficit" and hold is not None and _explains(hold, f):
+            explained[f.key] = hold.key
+    if "sm" in holds:
+        explained["thermal_resistance_unmeasured/soak"] = holds["sm"].key
+    memory_deficit = "performance_deficit/memory"
+    memory_explained = memory_deficit in explained or all(f.key != memory_deficit for f in findings)
+    if "memory" in holds and memory_explained:
+        explained["identity_mismatch/bandwidth"] = holds["memory"].key
+    return explained
+
+
+def _explains(hold: Finding, deficit: Finding) -> bool:
+    """The hold's clock share (its measure) explains the deficit's lower bound (-its measure);
+    a finding without its number is not explained (told apart)."""
+    if hold.measure is None or deficit.measure is None:
+        return False
+    return -deficit.measure <= 1.0 - hold.measure + HOLD_MARGIN + FLOAT_SLACK
 
 
 def _cause(
-    finding: Finding, keys: set[str], lost: str | None, not_measured: str | None
+    finding: Finding,
+    keys: set[str],
+    lost: str | None,
+    not_measured: str | None,
+    held_by: str | None,
 ) -> str | None:
     if finding.cause is not None:
         return finding.cause
@@ -66,11 +98,7 @@ def _cause(
         basis = SUBSYSTEM_BASIS.get(finding.source)
         if basis is not None and f"identity_mismatch/{basis}" in keys:
             return f"identity_mismatch/{basis}"
-        held = f"clocks_held/{SUBSYSTEM_CLOCK.get(finding.source)}"
-        if held in keys:
-            return held
-    held_by = HELD_CLOCK_CONSEQUENCES.get(finding.key)
-    if held_by is not None and held_by in keys:
+    if held_by is not None:
         return held_by
     if not_measured is not None and finding.key == "identity_unverified/unmeasured":
         return not_measured
