@@ -355,3 +355,12 @@ def test_a_slow_memory_behind_a_small_memory_lock_keeps_its_own_reason() -> None
     assert reasons["clocks-held"].also == ()
     assert reasons["performance-fault"].grade == "D"
     assert reasons["performance-fault"].message.startswith("memory bandwidth 5")
+
+
+def test_the_clocks_text_reads_back_as_written() -> None:
+    from gpuhealth.clocktext import clocks_text, parse_clocks
+
+    assert clocks_text(1980, 2619) == "sm 1980 MHz, memory 2619 MHz"
+    assert parse_clocks(clocks_text(1410.5, 1593)) == (1410.5, 1593.0)
+    for other in ("the card's default", "sm 1980 MHz", "sm 1980 MHz, memory 2619 MHz (locked)"):
+        assert parse_clocks(other) is None

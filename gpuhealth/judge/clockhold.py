@@ -15,11 +15,11 @@ reason while the power cap holds the SM clock).
 
 from __future__ import annotations
 
-import re
 import statistics
 from dataclasses import dataclass
 from typing import Literal
 
+from gpuhealth.clocktext import parse_clocks
 from gpuhealth.judge.soak import load_samples
 from gpuhealth.models import Finding, RunRecord, TelemetrySample
 from gpuhealth.throttle import CLOCK_SETTING_BIT, SLOWDOWN_REASON_BITS, SW_POWER_CAP_BIT
@@ -30,7 +30,6 @@ HELD_TEST_SHARE = 0.5  # of a test's loaded samples: a setting holds a test thro
 Clock = Literal["sm", "memory"]
 # what else holds a clock down: the SM clock's hold is not the setting's where one of these is named
 _OTHER_HOLDS: dict[Clock, int] = {"sm": SW_POWER_CAP_BIT | SLOWDOWN_REASON_BITS, "memory": 0}
-_DEFAULT_CLOCKS = re.compile(r"sm (\d+(?:\.\d+)?) MHz, memory (\d+(?:\.\d+)?) MHz")
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,9 @@ def default_clocks_mhz(record: RunRecord) -> tuple[float | None, float | None]:
     ident = record.identity
     sm, memory = ident.max_sm_clock_mhz, ident.max_memory_clock_mhz
     for item in record.readiness or ():
-        found = _DEFAULT_CLOCKS.fullmatch(item.expected)
+        found = parse_clocks(item.expected)
         if item.key == "applications_clocks" and item.status != "unreadable" and found:
-            sm, memory = _lower(sm, float(found[1])), _lower(memory, float(found[2]))
+            sm, memory = _lower(sm, found[0]), _lower(memory, found[1])
     return sm, memory
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, Literal, cast
 
+from gpuhealth.clocktext import clocks_text
 from gpuhealth.errors import DeviceLost, EnvironmentUnusable
 from gpuhealth.models import (
     CardIdentity,
@@ -209,7 +210,7 @@ def _codes(lib: ModuleType, names: Sequence[str]) -> frozenset[int]:
 def _clock_pair(answers: Sequence[object]) -> str | None:
     """Application clocks in words: "sm 1980 MHz, memory 2619 MHz"; None if either is unread."""
     sm, mem = (_int(a) for a in answers)
-    return None if sm is None or mem is None else f"sm {sm} MHz, memory {mem} MHz"
+    return None if sm is None or mem is None else clocks_text(sm, mem)
 
 
 def _describe(exc: BaseException) -> str:

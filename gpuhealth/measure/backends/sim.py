@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gpuhealth.clocktext import clocks_text
 from gpuhealth.errors import DeviceError, DeviceLost, DeviceOutOfMemory
 from gpuhealth.measure.backends.base import (
     FMA_CHAINS,
@@ -308,7 +309,7 @@ class SimBackend:
     def settings(self) -> dict[str, SettingReading]:
         self._check_alive("settings")
         s, d = self._faults.settings, self._model.device
-        default_clocks = f"sm {d.max_sm_clock_mhz:g} MHz, memory {d.max_memory_clock_mhz:g} MHz"
+        default_clocks = clocks_text(d.max_sm_clock_mhz, d.max_memory_clock_mhz)
         app = s.applications_clocks_mhz
         locked = [
             f"{what} {low:g}-{high:g} MHz"
@@ -323,7 +324,7 @@ class SimBackend:
             "mig_mode": ("enabled" if s.mig_enabled else "disabled", None),
             "compute_mode": (s.compute_mode, None),
             "applications_clocks": (
-                f"sm {app[0]:g} MHz, memory {app[1]:g} MHz" if app else default_clocks,
+                clocks_text(*app) if app else default_clocks,
                 default_clocks,
             ),
             "locked_clocks": (", ".join(locked) or "none", None),
