@@ -149,18 +149,17 @@ def verify(
     """
     from gpuhealth.certificate.keys import public_key_fingerprint
     from gpuhealth.certificate.verify import format_text, verify_report, with_recheck
-    from gpuhealth.measure.recheck import open_card, recheck_card
+    from gpuhealth.cli.signals import stop_on_signals
+    from gpuhealth.measure.recheck_worker import RecheckStop, recheck_in_worker
 
     if not recheck and (sim_card is not None or backend != "auto"):
         raise InputError("--backend/--sim-card", None, "only take effect with --recheck")
     wanted = public_key_fingerprint(public_key, "--key") if public_key else None
     result = verify_report(report_path, wanted)
     if recheck and result.record is not None:
-        card = open_card(result.record, backend, sim_card)
-        try:
-            result = with_recheck(result, recheck_card(result.record, card))
-        finally:
-            card.close()
+        stop = RecheckStop()
+        with stop_on_signals(stop, first="stopping the re-check now"):
+            result = with_recheck(result, recheck_in_worker(result.record, backend, sim_card, stop))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
     else:

@@ -14,7 +14,9 @@ class Stoppable(Protocol):
 
 
 @contextmanager
-def stop_on_signals(target: Stoppable) -> Iterator[list[int]]:
+def stop_on_signals(
+    target: Stoppable, first: str = "stopping at the next kernel, writing what was measured"
+) -> Iterator[list[int]]:
     """SIGTERM, SIGHUP and Ctrl-C (SIGINT) ask for a stop, honoured at the next kernel; each
     card's record is then written INCOMPLETE. A second signal stops at once (the workers are
     killed, their journals closed by this process). Yields the signals received."""
@@ -32,11 +34,7 @@ def stop_on_signals(target: Stoppable) -> Iterator[list[int]]:
         target.stop(signum)
         again = bool(asked)
         asked.append(signum)
-        what = (
-            "stopping now, closing the records from their journals"
-            if again
-            else "stopping at the next kernel, writing what was measured"
-        )
+        what = "stopping now, closing the records from their journals" if again else first
         click.echo(f"gpuhealth: {stop_reason(signum)}: {what}", err=True)
 
     caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

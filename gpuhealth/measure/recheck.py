@@ -98,12 +98,15 @@ def _recheck_preset() -> Preset:
 RECHECK_PRESET = _recheck_preset()
 
 
-def recheck_card(record: RunRecord, backend: Backend) -> RecheckResult:
-    """Re-check the report's claims on this card: identity, counters, memory, compute. Never
-    raises for a card that fails or falls off the bus: that item, and those after it, say so."""
+def recheck_card(
+    record: RunRecord, backend: Backend, on_test: Callable[[str], None] | None = None
+) -> RecheckResult:
+    """Re-check the report's claims on this card: identity, counters, memory, compute, link.
+    Never raises for a card that fails or falls off the bus: that item, and those after it, say
+    so. on_test(name) is called as each test starts (recheck_worker's watchdog)."""
     identity = _guarded("identity", lambda: _identity_check(record, backend.identity()))
     counters_before = _read_counters(backend)
-    tests = _run_tests(record, backend)
+    tests = _run_tests(record, backend, on_test)
     counters_now = _read_counters(backend) or counters_before
     measured = compare_metrics(record, tests)
     checks = (
@@ -255,7 +258,9 @@ def _recheck_tests(record: RunRecord) -> tuple[StressTest, ...]:
     )
 
 
-def _run_tests(record: RunRecord, backend: Backend) -> list[TestResult]:
+def _run_tests(
+    record: RunRecord, backend: Backend, on_test: Callable[[str], None] | None
+) -> list[TestResult]:
     """Each test as a grade runs it; stops at a lost card (the missing tests are then unproven)."""
     chosen = RECHECK_PRESET
     try:
@@ -267,6 +272,8 @@ def _run_tests(record: RunRecord, backend: Backend) -> list[TestResult]:
     results: list[TestResult] = []
     try:
         for test in _recheck_tests(record):
+            if on_test is not None:
+                on_test(test.name)
             ctx = TestContext(backend, info, chosen, t0, chosen.budget_s(test.name))
             executed = execute(test, ctx)
             results.append(executed.result)
